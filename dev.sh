@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The README's two set-up commands, on a fresh Debian machine that has only the
+# Rust toolchain:
+#   ./dev.sh server [FLAGS…]   build and run the server with its embedded defaults
+#   ./dev.sh test [ARGS…]      install what the tests need, then run the whole suite
+# Anything else the commands need (Debian packages, the Python gRPC client the
+# reflection test drives) they install themselves, once.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+say() { printf '\033[1mdev.sh:\033[0m %s\n' "$*" >&2; }
+
+# Installs Debian packages when they are missing (as root, or through sudo).
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if ! command -v apt-get >/dev/null; then
+        say "please install these packages with your system's package manager: ${missing[*]}"
+        exit 1
+    fi
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    say "installing Debian packages: ${missing[*]}"
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# A Python with grpcio and grpcio-reflection, in target/ so `cargo clean` resets it.
+test_python() {
+    local venv=target/test-python
+    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import sys' 2>/dev/null; then
+        if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+            apt_install python3 python3-venv
+        fi
+        say "creating the test Python environment in $venv"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+    fi
+    if ! "$venv/bin/python" -c 'import grpc, grpc_reflection, google.protobuf' 2>/dev/null; then
+        say "installing the Python gRPC client used by the reflection test"
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+    fi
+    CANTINA_TEST_PYTHON="$PWD/$venv/bin/python"
+    export CANTINA_TEST_PYTHON
+}
+
+case "${1:-}" in
+    server)
+        shift
+        exec cargo run --release --locked -p cantina-server -- "$@"
+        ;;
+    test)
+        shift
+        test_python
+        # One build of everything (binaries included: tests run them), then the suite.
+        cargo build --locked --workspace --all-targets
+        exec cargo test --locked --workspace "$@"
+        ;;
+    *)
+        echo "usage: ./dev.sh server [FLAGS…] | ./dev.sh test [CARGO TEST ARGS…]" >&2
+        exit 2
+        ;;
+esac

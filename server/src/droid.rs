@@ -1,0 +1,115 @@
+//! The droid: the state every command and RPC works on (session, mode,
+//! subsystems, shutdown), and its boot, reset and halt sequences.
+
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+
+use tracing::info;
+
+use crate::{
+    lifecycle::{StartError, Subsystem, Supervisor},
+    modes::{Mode, ModeChange, Modes},
+    shutdown::Shutdown,
+};
+
+/// Facts about this server run.
+#[derive(Clone, Debug)]
+pub struct ServerInfo {
+    /// The server's version.
+    pub version: &'static str,
+    /// Id of this run, `YYYYMMDD-HHMMSS-xxxx` (UTC): log files and entries
+    /// carry it so that a session's traces can be found again.
+    pub session_id: String,
+    /// When the server started, for people.
+    pub started_at: SystemTime,
+    /// When the server started, for uptime (monotonic).
+    pub started: Instant,
+    /// The address actually bound (port 0 resolved).
+    pub listen: SocketAddr,
+    /// Whether RPCs need a bearer token.
+    pub token_required: bool,
+}
+
+impl ServerInfo {
+    /// How long the server has been running.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+/// Makes a session id from the start time: sortable, and readable in a file name.
+pub fn new_session_id(now: SystemTime) -> String {
+    let stamp: String = humantime::format_rfc3339_seconds(now)
+        .to_string()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..4];
+    format!("{}-{}-{suffix}", &stamp[..8], &stamp[8..14])
+}
+
+/// Everything the commands and RPCs act on.
+pub struct Droid {
+    /// Facts about this run.
+    pub info: ServerInfo,
+    /// The behaviour mode.
+    pub modes: Modes,
+    /// The subsystems and their state.
+    pub supervisor: Supervisor,
+    /// Triggered by `quit` and by signals.
+    pub shutdown: Shutdown,
+}
+
+impl Droid {
+    /// Starts the subsystems in order and moves from STARTUP to IDLE.
+    pub async fn boot(
+        info: ServerInfo,
+        subsystems: Vec<Arc<dyn Subsystem>>,
+        shutdown: Shutdown,
+    ) -> Result<Arc<Droid>, StartError> {
+        let droid = Arc::new(Droid {
+            info,
+            modes: Modes::new(),
+            supervisor: Supervisor::new(subsystems),
+            shutdown,
+        });
+        droid.supervisor.start_all().await?;
+        droid.modes.set(Mode::Idle);
+        info!(session = %droid.info.session_id, "droid ready");
+        Ok(droid)
+    }
+
+    /// Restarts every subsystem (stop in reverse, start in order) and goes
+    /// back through STARTUP to IDLE. The server and its connections stay up.
+    pub async fn reset(&self) -> Result<ModeChange, StartError> {
+        info!("reset requested: restarting the droid");
+        let before = self.modes.set(Mode::Startup).from;
+        self.supervisor.restart_all().await?;
+        let after = self.modes.set(Mode::Idle);
+        Ok(ModeChange {
+            from: before,
+            to: after.to,
+        })
+    }
+
+    /// Stops every subsystem in reverse order.
+    pub async fn halt(&self) {
+        self.supervisor.stop_all().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_start_with_the_utc_time() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let id = new_session_id(t);
+        assert!(id.starts_with("20261118-110640-"), "{id}");
+        assert_eq!(id.len(), "20261118-110640-abcd".len(), "{id}");
+    }
+}

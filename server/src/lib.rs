@@ -1,0 +1,181 @@
+//! The Cantina server: the control plane of an animatronic show droid.
+//!
+//! [`start`] binds the listener, boots the [`droid::Droid`] (subsystems in
+//! order, then STARTUP → IDLE) and serves gRPC until shutdown: SIGINT/SIGTERM
+//! in the binary, the `quit` command, or [`RunningServer::stop`]. Shutdown
+//! lets open requests finish for the configured grace period, then closes the
+//! rest and stops the subsystems in reverse order.
+//!
+//! Map: [`config`] (settings), [`commands`] (the console: tokenizer,
+//! registry, one file per command), [`grpc`] (the only module that knows
+//! proto types), [`droid`] (shared state), [`modes`], [`lifecycle`]
+//! (subsystems), [`shutdown`], [`telemetry`].
+
+pub mod commands;
+pub mod config;
+pub mod droid;
+pub mod grpc;
+pub mod lifecycle;
+pub mod modes;
+pub mod shutdown;
+pub mod telemetry;
+
+use std::{net::SocketAddr, sync::Arc, time::SystemTime};
+
+use tokio::{net::TcpListener, task::JoinHandle};
+use tonic_health::ServingStatus;
+use tracing::{info, warn};
+
+use crate::{
+    commands::Dispatcher,
+    config::Config,
+    droid::{Droid, ServerInfo},
+    lifecycle::StartError,
+    shutdown::Shutdown,
+};
+
+/// The server's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listen address is taken or not ours.
+    #[error("cannot listen on {address}: {source}. Is another Cantina server running there? Choose another address with --listen or CANTINA_LISTEN")]
+    Bind {
+        /// The address asked for.
+        address: SocketAddr,
+        /// Why binding failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A critical subsystem could not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The router could not be built.
+    #[error(transparent)]
+    Router(#[from] grpc::RouterError),
+    /// The transport failed while serving.
+    #[error("the gRPC transport failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The server task panicked or was cancelled.
+    #[error("the server task ended abnormally: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// A server that is up and serving.
+pub struct RunningServer {
+    /// The bound address (port 0 resolved).
+    local_addr: SocketAddr,
+    /// Begins shutdown.
+    shutdown: Shutdown,
+    /// The droid's state, for callers that embed the server.
+    droid: Arc<Droid>,
+    /// Serves until shutdown, then stops the subsystems.
+    task: JoinHandle<Result<(), ServerError>>,
+}
+
+impl RunningServer {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The shutdown trigger (what `quit` and the signals pull).
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    /// The droid's state.
+    pub fn droid(&self) -> &Arc<Droid> {
+        &self.droid
+    }
+
+    /// Waits until the server has stopped by itself (signal or `quit`).
+    pub async fn wait(self) -> Result<(), ServerError> {
+        self.task.await?
+    }
+
+    /// Begins shutdown and waits for it to finish.
+    pub async fn stop(self) -> Result<(), ServerError> {
+        self.shutdown.trigger("stop requested");
+        self.wait().await
+    }
+}
+
+/// Binds, boots the droid and starts serving in the background.
+pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            address: config.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        address: config.listen,
+        source,
+    })?;
+    let started_at = SystemTime::now();
+    let info = ServerInfo {
+        version: VERSION,
+        session_id: droid::new_session_id(started_at),
+        started_at,
+        started: std::time::Instant::now(),
+        listen: local_addr,
+        token_required: config.token.is_some(),
+    };
+    let shutdown = Shutdown::new();
+    let droid = Droid::boot(info, Vec::new(), shutdown.clone()).await?;
+    let dispatcher = Arc::new(Dispatcher::new(droid.clone()));
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(cantina::health::SERVER, ServingStatus::Serving)
+        .await;
+
+    info!(
+        address = %local_addr,
+        session = %droid.info.session_id,
+        version = VERSION,
+        token_required = config.token.is_some(),
+        "listening"
+    );
+
+    let task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        let droid = droid.clone();
+        async move {
+            // Tell health watchers at once, not after the grace period.
+            tokio::spawn({
+                let shutdown = shutdown.clone();
+                let health = health.clone();
+                async move {
+                    shutdown.wait().await;
+                    health
+                        .set_service_status(cantina::health::SERVER, ServingStatus::NotServing)
+                        .await;
+                }
+            });
+            let serve = grpc::serve(listener, &config, dispatcher, health_service, &shutdown);
+            tokio::pin!(serve);
+            let grace = config.shutdown_grace;
+            let served = tokio::select! {
+                served = &mut serve => served?.map_err(ServerError::from),
+                () = async { shutdown.wait().await; tokio::time::sleep(grace).await } => {
+                    warn!(grace = ?grace, "shutdown grace period over: closing the requests and streams still open");
+                    Ok(())
+                }
+            };
+            info!(reason = shutdown.reason().unwrap_or("unknown"), "stopping subsystems");
+            droid.halt().await;
+            info!("server stopped");
+            served
+        }
+    });
+
+    Ok(RunningServer {
+        local_addr,
+        shutdown,
+        droid,
+        task,
+    })
+}

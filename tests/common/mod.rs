@@ -1,0 +1,75 @@
+//! Shared test support: a real server on port 0, connected clients, and the
+//! paths of the workspace's binaries.
+
+#![allow(dead_code)]
+
+use std::{path::PathBuf, time::Duration};
+
+use cantina::client::{Clients, connect};
+use cantina_server::{RunningServer, config::Config};
+
+/// A configuration for tests: a free port, a short grace period.
+pub fn test_config() -> Config {
+    let mut config = Config::default();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.shutdown_grace = Duration::from_millis(300);
+    config
+}
+
+/// A server running in this process.
+pub struct TestServer {
+    /// The running server.
+    pub server: RunningServer,
+    /// `127.0.0.1:PORT`.
+    pub address: String,
+}
+
+impl TestServer {
+    /// Starts a server with the test configuration.
+    pub async fn start() -> Self {
+        Self::with_config(test_config()).await
+    }
+
+    /// Starts a server with `config`.
+    pub async fn with_config(config: Config) -> Self {
+        let server = cantina_server::start(config).await.expect("server starts");
+        let address = server.local_addr().to_string();
+        Self { server, address }
+    }
+
+    /// Clients without a token.
+    pub async fn client(&self) -> Clients {
+        connect(&self.address, None).await.expect("connects")
+    }
+
+    /// Clients sending `token`.
+    pub async fn client_with_token(&self, token: &str) -> Clients {
+        connect(&self.address, Some(token)).await.expect("connects")
+    }
+
+    /// The raw channel, for clients of services outside the contract.
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(format!("http://{}", self.address))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connects")
+    }
+}
+
+/// The path of a workspace binary (`cantina`, `cantina-server`). `cargo test
+/// --workspace` builds them, because their packages have integration tests.
+pub fn bin(name: &str) -> PathBuf {
+    let mut dir = std::env::current_exe().expect("test binary path");
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (`cargo build --workspace`; the README's test command does)",
+        path.display()
+    );
+    path
+}
