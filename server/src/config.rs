@@ -546,7 +546,12 @@ fn read_file(
 fn closest_key(key: &str) -> Option<&'static str> {
     SETTINGS
         .iter()
-        .map(|s| (strsim::levenshtein(key, s.key), s.key))
+        .map(|s| {
+            // `listen_addr` for `listen`: a prefix counts as close.
+            let prefix = key.starts_with(s.key) || s.key.starts_with(key);
+            let distance = if prefix { 1 } else { strsim::levenshtein(key, s.key) };
+            (distance, s.key)
+        })
         .filter(|(d, s)| *d <= (s.len() / 3).max(2))
         .min()
         .map(|(_, k)| k)

@@ -50,6 +50,13 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
+        let mut signals = match shutdown::Signals::install() {
+            Ok(signals) => signals,
+            Err(e) => {
+                eprintln!("cantina-server: cannot install the signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let server = match cantina_server::start(config).await {
             Ok(server) => server,
             Err(e) => {
@@ -60,10 +67,10 @@ fn main() -> ExitCode {
         };
         let trigger = server.shutdown().clone();
         tokio::spawn(async move {
-            let first = shutdown::signal().await;
+            let first = signals.recv().await;
             warn!(signal = first, "shutting down; send it again to exit at once");
             trigger.trigger(first);
-            let second = shutdown::signal().await;
+            let second = signals.recv().await;
             warn!(signal = second, "second signal: exiting now");
             std::process::exit(130);
         });
