@@ -60,7 +60,9 @@ pub enum ConnectError {
     #[error("the token must be printable ASCII")]
     BadToken,
     /// Nothing answered at the address.
-    #[error("cannot reach the Cantina server at {address}: {source}. Is it running? Start it with `cantina-server`, or pass --server")]
+    #[error(
+        "cannot reach the Cantina server at {address}: {source}. Is it running? Start it with `cantina-server`, or pass --server"
+    )]
     Unreachable {
         /// The address that was tried.
         address: String,
@@ -119,7 +121,10 @@ mod tests {
 
     #[test]
     fn addresses_are_normalised() {
-        assert_eq!(normalize_address("localhost:50051"), "http://localhost:50051");
+        assert_eq!(
+            normalize_address("localhost:50051"),
+            "http://localhost:50051"
+        );
         assert_eq!(normalize_address(":7000"), "http://127.0.0.1:7000");
         assert_eq!(normalize_address("https://droid:443"), "https://droid:443");
     }
@@ -132,7 +137,10 @@ mod tests {
 
         let mut some = BearerAuth::new(Some("s3cret")).unwrap();
         let request = some.call(Request::new(())).unwrap();
-        assert_eq!(request.metadata().get("authorization").unwrap(), "Bearer s3cret");
+        assert_eq!(
+            request.metadata().get("authorization").unwrap(),
+            "Bearer s3cret"
+        );
 
         assert!(BearerAuth::new(Some("bad\ntoken")).is_err());
     }

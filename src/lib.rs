@@ -7,9 +7,11 @@
 //!   reflection and for the proto3 JSON mapping.
 //! - [`json`]: proto3 JSON for any of our messages, and `Struct` ⇄ JSON.
 //! - [`client`]: connecting to a server, with the bearer token when one is set.
+//! - [`line`]: the syntax of a console line: split into words, join back.
 
 pub mod client;
 pub mod json;
+pub mod line;
 
 /// Generated code of package `cantina.v1`.
 #[allow(clippy::all, missing_docs)]

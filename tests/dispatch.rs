@@ -40,8 +40,16 @@ async fn boots_into_idle_and_reports_status() {
     assert_eq!(data["version"], cantina_server::VERSION);
     assert_eq!(data["listen"], server.address);
     assert!(data["session_id"].as_str().unwrap().len() >= 15);
-    assert!(response.message.contains("mode        IDLE"), "{}", response.message);
-    assert!(response.message.contains("no token"), "{}", response.message);
+    assert!(
+        response.message.contains("mode        IDLE"),
+        "{}",
+        response.message
+    );
+    assert!(
+        response.message.contains("no token"),
+        "{}",
+        response.message
+    );
 }
 
 #[tokio::test]
@@ -72,8 +80,18 @@ async fn mode_commands_change_the_mode_and_say_when_nothing_changes() {
 #[tokio::test]
 async fn shortcuts_resolve_to_their_canonical_command() {
     let server = TestServer::start().await;
-    for (line, command) in [("h", "help"), ("?", "help"), ("st", "status"), ("r", "reset"), ("restart", "reset")] {
-        assert_eq!(dispatch(&server, line).await.unwrap().command, command, "{line}");
+    for (line, command) in [
+        ("h", "help"),
+        ("?", "help"),
+        ("st", "status"),
+        ("r", "reset"),
+        ("restart", "reset"),
+    ] {
+        assert_eq!(
+            dispatch(&server, line).await.unwrap().command,
+            command,
+            "{line}"
+        );
     }
 }
 
@@ -95,24 +113,42 @@ async fn nonsense_is_invalid_argument_without_a_suggestion() {
     let server = TestServer::start().await;
     let status = dispatch(&server, "xyzzy plugh").await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().starts_with("unknown command 'xyzzy'\n"), "{}", status.message());
-    assert!(!status.message().contains("did you mean"), "{}", status.message());
+    assert!(
+        status.message().starts_with("unknown command 'xyzzy'\n"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        !status.message().contains("did you mean"),
+        "{}",
+        status.message()
+    );
 }
 
 #[tokio::test]
 async fn bad_arguments_are_refused_before_anything_runs() {
     let server = TestServer::start().await;
-    let status = dispatch(&server, r#"engage "right now""#).await.unwrap_err();
+    let status = dispatch(&server, r#"engage "right now""#)
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(
         status.message(),
         "'engage' takes no arguments, but got 'right now'\nusage: engage"
     );
-    assert_eq!(mode(&server).await, "IDLE", "a refused command must not run");
+    assert_eq!(
+        mode(&server).await,
+        "IDLE",
+        "a refused command must not run"
+    );
 
     let status = dispatch(&server, "status now").await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().ends_with("usage: status"), "{}", status.message());
+    assert!(
+        status.message().ends_with("usage: status"),
+        "{}",
+        status.message()
+    );
 }
 
 #[tokio::test]
@@ -120,31 +156,62 @@ async fn malformed_lines_are_invalid_argument() {
     let server = TestServer::start().await;
     let empty = dispatch(&server, "   ").await.unwrap_err();
     assert_eq!(empty.code(), Code::InvalidArgument);
-    assert!(empty.message().starts_with("empty command line"), "{}", empty.message());
+    assert!(
+        empty.message().starts_with("empty command line"),
+        "{}",
+        empty.message()
+    );
 
     let quote = dispatch(&server, r#"help "engage"#).await.unwrap_err();
     assert_eq!(quote.code(), Code::InvalidArgument);
-    assert!(quote.message().contains("unterminated double quote starting at column 6"), "{}", quote.message());
+    assert!(
+        quote
+            .message()
+            .contains("unterminated double quote starting at column 6"),
+        "{}",
+        quote.message()
+    );
 }
 
 #[tokio::test]
 async fn help_lists_every_command_and_describes_one() {
     let server = TestServer::start().await;
     let overview = dispatch(&server, "help").await.unwrap();
-    for word in ["system", "modes", "help [command]", "status", "engage", "quit", "shortcuts: h = help"] {
-        assert!(overview.message.contains(word), "help lacks {word:?}:\n{}", overview.message);
+    for word in [
+        "system",
+        "modes",
+        "help [command]",
+        "status",
+        "engage",
+        "quit",
+        "shortcuts: h = help",
+    ] {
+        assert!(
+            overview.message.contains(word),
+            "help lacks {word:?}:\n{}",
+            overview.message
+        );
     }
     let commands = data(&overview)["commands"].as_array().unwrap().len();
     assert_eq!(commands, 8);
 
     let one = dispatch(&server, "help e").await.unwrap();
-    assert!(one.message.starts_with("engage: switch to INTERACTIVE mode"), "{}", one.message);
+    assert!(
+        one.message
+            .starts_with("engage: switch to INTERACTIVE mode"),
+        "{}",
+        one.message
+    );
     assert!(one.message.contains("aliases: e"), "{}", one.message);
     assert_eq!(data(&one)["name"], "engage");
 
     let typo = dispatch(&server, "help engag").await.unwrap_err();
     assert_eq!(typo.code(), Code::InvalidArgument);
-    assert!(typo.message().contains("did you mean 'engage'?"), "{}", typo.message());
+    assert!(
+        typo.message().contains("did you mean 'engage'?"),
+        "{}",
+        typo.message()
+    );
 }
 
 #[tokio::test]
@@ -153,7 +220,11 @@ async fn reset_restarts_and_returns_to_idle() {
     dispatch(&server, "engage").await.unwrap();
     let reset = dispatch(&server, "reset").await.unwrap();
     assert_eq!(reset.command, "reset");
-    assert!(reset.message.contains("INTERACTIVE → STARTUP → IDLE"), "{}", reset.message);
+    assert!(
+        reset.message.contains("INTERACTIVE → STARTUP → IDLE"),
+        "{}",
+        reset.message
+    );
     assert_eq!(mode(&server).await, "IDLE");
     // The server itself stays up.
     assert_eq!(dispatch(&server, "status").await.unwrap().command, "status");
@@ -164,9 +235,16 @@ async fn quit_stops_the_server_gracefully() {
     let server = TestServer::start().await;
     let response = dispatch(&server, "quit").await.unwrap();
     assert_eq!(response.command, "quit");
-    assert!(response.message.starts_with("shutting down"), "{}", response.message);
-    let stopped = tokio::time::timeout(std::time::Duration::from_secs(5), server.server.wait()).await;
-    stopped.expect("the server stops after quit").expect("cleanly");
+    assert!(
+        response.message.starts_with("shutting down"),
+        "{}",
+        response.message
+    );
+    let stopped =
+        tokio::time::timeout(std::time::Duration::from_secs(5), server.server.wait()).await;
+    stopped
+        .expect("the server stops after quit")
+        .expect("cleanly");
 }
 
 #[tokio::test]
@@ -193,7 +271,12 @@ async fn correlation_ids_are_echoed_or_generated() {
     assert_eq!(given.correlation_id, "show-42");
 
     let generated = dispatch(&server, "status").await.unwrap();
-    assert_eq!(generated.correlation_id.len(), 36, "a UUID: {}", generated.correlation_id);
+    assert_eq!(
+        generated.correlation_id.len(),
+        36,
+        "a UUID: {}",
+        generated.correlation_id
+    );
 
     let bad = client
         .dispatch(DispatchRequest {
@@ -218,11 +301,24 @@ async fn list_commands_describes_every_command_by_category() {
     let names: Vec<_> = all.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
         names,
-        ["help", "status", "reset", "quit", "engage", "disengage", "ambient", "idle"]
+        [
+            "help",
+            "status",
+            "reset",
+            "quit",
+            "engage",
+            "disengage",
+            "ambient",
+            "idle"
+        ]
     );
     let status = &all[1];
     assert_eq!(
-        (status.usage.as_str(), status.category.as_str(), status.aliases.as_slice()),
+        (
+            status.usage.as_str(),
+            status.category.as_str(),
+            status.aliases.as_slice()
+        ),
         ("status", "system", ["st".to_string()].as_slice())
     );
     assert_eq!((status.min_args, status.max_args), (0, Some(0)));
@@ -245,7 +341,11 @@ async fn list_commands_describes_every_command_by_category() {
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::InvalidArgument);
-    assert!(unknown.message().contains("system, modes"), "{}", unknown.message());
+    assert!(
+        unknown.message().contains("system, modes"),
+        "{}",
+        unknown.message()
+    );
 }
 
 #[tokio::test]
@@ -256,7 +356,11 @@ async fn a_configured_token_is_required() {
 
     let missing = dispatch(&server, "status").await.unwrap_err();
     assert_eq!(missing.code(), Code::Unauthenticated);
-    assert!(missing.message().contains("requires a token"), "{}", missing.message());
+    assert!(
+        missing.message().contains("requires a token"),
+        "{}",
+        missing.message()
+    );
 
     let mut wrong = server.client_with_token("guess").await.command;
     let wrong = wrong
@@ -282,6 +386,8 @@ async fn oversized_messages_are_refused() {
     let mut config = common::test_config();
     config.max_message_size = 1024;
     let server = TestServer::with_config(config).await;
-    let status = dispatch(&server, &format!("help {}", "x".repeat(4096))).await.unwrap_err();
+    let status = dispatch(&server, &format!("help {}", "x".repeat(4096)))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
 }

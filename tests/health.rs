@@ -22,7 +22,10 @@ async fn the_server_is_serving_and_needs_no_token_to_say_so() {
     config.token = Some("s3cret".into());
     let server = TestServer::with_config(config).await;
     let mut health = HealthClient::new(server.channel().await);
-    let response = health.check(request(cantina::health::SERVER)).await.unwrap();
+    let response = health
+        .check(request(cantina::health::SERVER))
+        .await
+        .unwrap();
     assert_eq!(response.into_inner().status(), ServingStatus::Serving);
 }
 

@@ -26,7 +26,11 @@ macro_rules! reflect {
             host: String::new(),
             message_request: Some(message_request),
         });
-        let mut responses = client.server_reflection_info(requests).await.unwrap().into_inner();
+        let mut responses = client
+            .server_reflection_info(requests)
+            .await
+            .unwrap()
+            .into_inner();
         let mut services = Vec::new();
         let mut files = Vec::new();
         while let Some(response) = responses.next().await {
@@ -55,11 +59,21 @@ fn check(services: &[String], files: &[FileDescriptorProto]) {
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
     ] {
-        assert!(services.iter().any(|s| s == expected), "{expected} missing from {services:?}");
+        assert!(
+            services.iter().any(|s| s == expected),
+            "{expected} missing from {services:?}"
+        );
     }
     // Services that do not work yet are absent, not faked.
-    for absent in ["cantina.v1.PlanService", "cantina.v1.LogService", "cantina.v1.SystemService"] {
-        assert!(!services.iter().any(|s| s == absent), "{absent} is listed but not implemented");
+    for absent in [
+        "cantina.v1.PlanService",
+        "cantina.v1.LogService",
+        "cantina.v1.SystemService",
+    ] {
+        assert!(
+            !services.iter().any(|s| s == absent),
+            "{absent} is listed but not implemented"
+        );
     }
     let command = files
         .iter()
@@ -74,7 +88,9 @@ fn check(services: &[String], files: &[FileDescriptorProto]) {
         .filter_map(|l| l.leading_comments.as_deref())
         .collect();
     assert!(
-        comments.iter().any(|c| c.contains("Dispatch parses one command line")),
+        comments
+            .iter()
+            .any(|c| c.contains("Dispatch parses one command line")),
         "{comments:?}"
     );
 }
@@ -113,7 +129,10 @@ async fn a_foreign_client_discovers_the_api_by_reflection_and_dispatches() {
     let mut config = common::test_config();
     config.token = Some("py-token".into());
     let server = TestServer::with_config(config).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/reflect_dispatch.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/reflect_dispatch.py"
+    );
     let output = tokio::process::Command::new(python())
         .args([script, &server.address, "py-token"])
         .output()
@@ -126,16 +145,26 @@ async fn a_foreign_client_discovers_the_api_by_reflection_and_dispatches() {
         "the Python client failed (does it have grpcio and grpcio-reflection? \
          the README's test command installs them):\n{stdout}\n{stderr}"
     );
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("the script prints JSON");
+    let report: serde_json::Value =
+        serde_json::from_str(stdout.trim()).expect("the script prints JSON");
     assert_eq!(report["dispatch"]["command"], "engage");
     assert_eq!(report["dispatch"]["message"], "mode IDLE → INTERACTIVE");
     assert_eq!(report["error"]["code"], "INVALID_ARGUMENT");
     assert!(
-        report["error"]["details"].as_str().unwrap().contains("did you mean 'engage'?"),
+        report["error"]["details"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean 'engage'?"),
         "{report}"
     );
     assert_eq!(report["unauthenticated"], "UNAUTHENTICATED");
-    assert!(report["methods"].as_array().unwrap().iter().any(|m| m == "Dispatch"));
+    assert!(
+        report["methods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m == "Dispatch")
+    );
     // The call really reached this server: its mode changed.
     assert_eq!(
         server.server.droid().modes.current(),

@@ -1,1 +1,46 @@
-fn main() {}
+//! `cantina`, the command-line client of the Cantina droid server.
+//!
+//! `cantina eye pattern happy` sends one console line to the droid, `cantina
+//! shell` opens the `DJ-R3X> ` console, and `cantina commands` lists what the
+//! server understands. This file only parses the arguments, starts the runtime
+//! and hands over to [`run`] or [`shell`]; every path ends in an exit code
+//! chosen by [`error::Failure::exit_code`].
+
+mod args;
+mod complete;
+mod error;
+mod output;
+mod remote;
+mod run;
+mod shell;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // One worker thread keeps the HTTP/2 connection serviced while the shell
+    // blocks the main thread in `readline`; two cores need no more.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let global = &cli.global;
+    match &cli.command {
+        Command::Commands { category } => run::commands(&runtime, global, category.as_deref()),
+        Command::Status => run::dispatch(&runtime, global, "status"),
+        Command::Shell(args) => shell::run(&runtime, global, args),
+        Command::Completions { shell } => run::completions(*shell),
+        Command::Line(words) => run::dispatch(&runtime, global, &cantina::line::join(words)),
+    }
+}

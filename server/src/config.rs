@@ -199,11 +199,7 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        writeln!(
-            f,
-            "{n} bad setting{}:",
-            if n == 1 { "" } else { "s" }
-        )?;
+        writeln!(f, "{n} bad setting{}:", if n == 1 { "" } else { "s" })?;
         for error in &self.0 {
             writeln!(f, "  - {error}")?;
         }
@@ -549,7 +545,11 @@ fn closest_key(key: &str) -> Option<&'static str> {
         .map(|s| {
             // `listen_addr` for `listen`: a prefix counts as close.
             let prefix = key.starts_with(s.key) || s.key.starts_with(key);
-            let distance = if prefix { 1 } else { strsim::levenshtein(key, s.key) };
+            let distance = if prefix {
+                1
+            } else {
+                strsim::levenshtein(key, s.key)
+            };
             (distance, s.key)
         })
         .filter(|(d, s)| *d <= (s.len() / 3).max(2))
@@ -634,7 +634,11 @@ fn parse_size(s: &str) -> Result<usize, String> {
         "m" | "mb" | "mib" => 1 << 20,
         _ => return Err("use a number of bytes, optionally with KiB or MiB, such as 4MiB".into()),
     };
-    match number.parse::<usize>().ok().and_then(|n| n.checked_mul(multiplier)) {
+    match number
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+    {
         Some(n) if (1024..=(1 << 30)).contains(&n) => Ok(n),
         Some(_) => Err("must be between 1KiB and 1GiB".into()),
         None => Err("use a number of bytes, optionally with KiB or MiB, such as 4MiB".into()),
@@ -697,7 +701,10 @@ impl Config {
                 "allow_insecure_remote" => Some(self.allow_insecure_remote.to_string()),
                 "data_dir" => Some(quote(&self.data_dir.display().to_string())),
                 "log_dir" => Some(quote(&self.log_dir.display().to_string())),
-                "music_dir" => self.music_dir.as_ref().map(|p| quote(&p.display().to_string())),
+                "music_dir" => self
+                    .music_dir
+                    .as_ref()
+                    .map(|p| quote(&p.display().to_string())),
                 "audio_output" => Some(quote(&self.audio_output.to_string())),
                 "eyes_port" => Some(quote(&self.eyes_port.to_string())),
                 "log_level" => Some(quote(&self.log_level)),
@@ -705,8 +712,12 @@ impl Config {
                     LogFormat::Pretty => "pretty",
                     LogFormat::Json => "json",
                 })),
-                "request_timeout" => Some(quote(&humantime::format_duration(self.request_timeout).to_string())),
-                "shutdown_grace" => Some(quote(&humantime::format_duration(self.shutdown_grace).to_string())),
+                "request_timeout" => Some(quote(
+                    &humantime::format_duration(self.request_timeout).to_string(),
+                )),
+                "shutdown_grace" => Some(quote(
+                    &humantime::format_duration(self.shutdown_grace).to_string(),
+                )),
                 "concurrency_limit" => Some(self.concurrency_limit.to_string()),
                 "max_message_size" => Some(self.max_message_size.to_string()),
                 other => unreachable!("setting {other} has no printer"),
@@ -736,7 +747,13 @@ mod tests {
     use super::*;
 
     fn flag(key: &'static str, value: &str) -> (&'static str, (String, Origin)) {
-        (key, (value.to_string(), Origin::Flag(format!("--{}", flag_name(key)))))
+        (
+            key,
+            (
+                value.to_string(),
+                Origin::Flag(format!("--{}", flag_name(key))),
+            ),
+        )
     }
 
     #[test]
@@ -762,19 +779,28 @@ mod tests {
         let config = sources.resolve().unwrap();
         assert_eq!(config.listen.port(), 7001);
         assert_eq!(config.concurrency_limit, 8);
-        assert_eq!(config.origins["concurrency_limit"], Origin::File("droid.toml".into()));
+        assert_eq!(
+            config.origins["concurrency_limit"],
+            Origin::File("droid.toml".into())
+        );
         assert_eq!(config.origins["listen"], Origin::Flag("--listen".into()));
     }
 
     #[test]
     fn every_bad_setting_is_reported_together() {
         let sources = Sources {
-            file: Some(("droid.toml".into(), "lisen = \"x\"\nrequest_timeout = \"soon\"\n".into())),
+            file: Some((
+                "droid.toml".into(),
+                "lisen = \"x\"\nrequest_timeout = \"soon\"\n".into(),
+            )),
             overrides: [
                 flag("listen", "nowhere"),
                 flag("log_format", "xml"),
                 flag("max_message_size", "12 parsecs"),
-                ("audio_output", ("wav:".into(), Origin::Env("CANTINA_AUDIO_OUTPUT"))),
+                (
+                    "audio_output",
+                    ("wav:".into(), Origin::Env("CANTINA_AUDIO_OUTPUT")),
+                ),
             ]
             .into_iter()
             .collect(),
@@ -783,7 +809,14 @@ mod tests {
         let keys: Vec<_> = errors.0.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
             keys,
-            ["lisen", "listen", "audio_output", "log_format", "request_timeout", "max_message_size"]
+            [
+                "lisen",
+                "listen",
+                "audio_output",
+                "log_format",
+                "request_timeout",
+                "max_message_size"
+            ]
         );
         let text = errors.to_string();
         assert!(text.starts_with("6 bad settings:"), "{text}");
@@ -796,12 +829,19 @@ mod tests {
     fn a_remote_listen_address_needs_a_token_or_explicit_consent() {
         let remote = |extra: Vec<(&'static str, (String, Origin))>| Sources {
             file: None,
-            overrides: [flag("listen", "0.0.0.0:50051")].into_iter().chain(extra).collect(),
+            overrides: [flag("listen", "0.0.0.0:50051")]
+                .into_iter()
+                .chain(extra)
+                .collect(),
         };
         let err = remote(vec![]).resolve().unwrap_err().to_string();
         assert!(err.contains("--allow-insecure-remote"), "{err}");
         assert!(remote(vec![flag("token", "s3cret")]).resolve().is_ok());
-        assert!(remote(vec![flag("allow_insecure_remote", "true")]).resolve().is_ok());
+        assert!(
+            remote(vec![flag("allow_insecure_remote", "true")])
+                .resolve()
+                .is_ok()
+        );
     }
 
     #[test]
@@ -811,16 +851,22 @@ mod tests {
             overrides: BTreeMap::new(),
         };
         let err = sources.resolve().unwrap_err().to_string();
-        assert!(err.contains("not valid TOML") && err.contains("line 1"), "{err}");
+        assert!(
+            err.contains("not valid TOML") && err.contains("line 1"),
+            "{err}"
+        );
     }
 
     #[test]
     fn printed_config_reads_back_as_the_same_config() {
         let sources = Sources {
             file: None,
-            overrides: [flag("music_dir", "/srv/music"), flag("eyes_port", "/dev/ttyACM0")]
-                .into_iter()
-                .collect(),
+            overrides: [
+                flag("music_dir", "/srv/music"),
+                flag("eyes_port", "/dev/ttyACM0"),
+            ]
+            .into_iter()
+            .collect(),
         };
         let config = sources.resolve().unwrap();
         let text = config.to_toml();
@@ -833,7 +879,10 @@ mod tests {
         assert_eq!(again.music_dir, Some(PathBuf::from("/srv/music")));
         assert_eq!(again.eyes_port, EyesPort::Path("/dev/ttyACM0".into()));
         assert_eq!(again.request_timeout, config.request_timeout);
-        assert!(text.contains("CANTINA_EYES_PORT, from --eyes-port"), "{text}");
+        assert!(
+            text.contains("CANTINA_EYES_PORT, from --eyes-port"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -842,7 +891,10 @@ mod tests {
         assert_eq!(parse_size("16KiB"), Ok(16384));
         assert_eq!(parse_size("8 MiB"), Ok(8 << 20));
         assert!(parse_size("1").is_err());
-        assert_eq!(parse_duration("500ms", false), Ok(Duration::from_millis(500)));
+        assert_eq!(
+            parse_duration("500ms", false),
+            Ok(Duration::from_millis(500))
+        );
         assert!(parse_duration("0s", false).is_err());
         assert_eq!(parse_duration("0s", true), Ok(Duration::ZERO));
     }

@@ -41,7 +41,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// The listen address is taken or not ours.
-    #[error("cannot listen on {address}: {source}. Is another Cantina server running there? Choose another address with --listen or CANTINA_LISTEN")]
+    #[error(
+        "cannot listen on {address}: {source}. Is another Cantina server running there? Choose another address with --listen or CANTINA_LISTEN"
+    )]
     Bind {
         /// The address asked for.
         address: SocketAddr,
@@ -165,7 +167,10 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
                     Ok(())
                 }
             };
-            info!(reason = shutdown.reason().unwrap_or("unknown"), "stopping subsystems");
+            info!(
+                reason = shutdown.reason().unwrap_or("unknown"),
+                "stopping subsystems"
+            );
             droid.halt().await;
             info!("server stopped");
             served

@@ -205,7 +205,10 @@ impl Supervisor {
     /// Stops everything in reverse order and starts it again in order.
     pub async fn restart_all(&self) -> Result<(), StartError> {
         let _op = self.op.lock().await;
-        info!(subsystems = self.subsystems.len(), "restarting every subsystem");
+        info!(
+            subsystems = self.subsystems.len(),
+            "restarting every subsystem"
+        );
         self.stop_range(self.subsystems.len()).await;
         self.start_locked().await
     }
@@ -232,7 +235,10 @@ mod tests {
         }
         fn start(&self) -> BoxFuture<'_, Result<(), String>> {
             Box::pin(async move {
-                self.log.lock().unwrap().push(format!("start {}", self.name));
+                self.log
+                    .lock()
+                    .unwrap()
+                    .push(format!("start {}", self.name));
                 if self.fail {
                     Err(format!("{} is broken", self.name))
                 } else {
@@ -265,18 +271,39 @@ mod tests {
     async fn starts_in_order_and_stops_in_reverse() {
         let (sup, log) = supervisor(&[("logs", true, false), ("eyes", true, false)]);
         sup.start_all().await.unwrap();
-        assert!(sup.snapshot().iter().all(|r| r.status == ServiceStatus::Running));
+        assert!(
+            sup.snapshot()
+                .iter()
+                .all(|r| r.status == ServiceStatus::Running)
+        );
         sup.stop_all().await;
-        assert_eq!(*log.lock().unwrap(), ["start logs", "start eyes", "stop eyes", "stop logs"]);
-        assert!(sup.snapshot().iter().all(|r| r.status == ServiceStatus::Stopped));
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["start logs", "start eyes", "stop eyes", "stop logs"]
+        );
+        assert!(
+            sup.snapshot()
+                .iter()
+                .all(|r| r.status == ServiceStatus::Stopped)
+        );
     }
 
     #[tokio::test]
     async fn a_critical_failure_aborts_and_unwinds() {
-        let (sup, log) = supervisor(&[("logs", true, false), ("audio", true, true), ("eyes", true, false)]);
+        let (sup, log) = supervisor(&[
+            ("logs", true, false),
+            ("audio", true, true),
+            ("eyes", true, false),
+        ]);
         let err = sup.start_all().await.unwrap_err();
-        assert_eq!(err.to_string(), "the audio subsystem could not start: audio is broken");
-        assert_eq!(*log.lock().unwrap(), ["start logs", "start audio", "stop logs"]);
+        assert_eq!(
+            err.to_string(),
+            "the audio subsystem could not start: audio is broken"
+        );
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["start logs", "start audio", "stop logs"]
+        );
         assert_eq!(sup.snapshot()[1].status, ServiceStatus::Error);
     }
 
@@ -291,7 +318,13 @@ mod tests {
         sup.restart_all().await.unwrap();
         assert_eq!(
             *log.lock().unwrap(),
-            ["start eyes", "start plans", "stop plans", "start eyes", "start plans"]
+            [
+                "start eyes",
+                "start plans",
+                "stop plans",
+                "start eyes",
+                "start plans"
+            ]
         );
     }
 }

@@ -68,7 +68,10 @@ fn main() -> ExitCode {
         let trigger = server.shutdown().clone();
         tokio::spawn(async move {
             let first = signals.recv().await;
-            warn!(signal = first, "shutting down; send it again to exit at once");
+            warn!(
+                signal = first,
+                "shutting down; send it again to exit at once"
+            );
             trigger.trigger(first);
             let second = signals.recv().await;
             warn!(signal = second, "second signal: exiting now");

@@ -127,6 +127,9 @@ mod tests {
         let again = modes.set(Mode::Interactive);
         assert!(!again.changed());
         assert_eq!(again.describe(), "already in INTERACTIVE mode");
-        assert!(!rx.has_changed().unwrap(), "a no-op must not wake followers");
+        assert!(
+            !rx.has_changed().unwrap(),
+            "a no-op must not wake followers"
+        );
     }
 }

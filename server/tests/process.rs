@@ -107,7 +107,9 @@ impl Drop for Process {
     }
 }
 
-async fn open_health_watch(address: &str) -> tonic::Streaming<tonic_health::pb::HealthCheckResponse> {
+async fn open_health_watch(
+    address: &str,
+) -> tonic::Streaming<tonic_health::pb::HealthCheckResponse> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
         .unwrap()
         .connect()
@@ -133,7 +135,10 @@ fn sigterm_stops_the_server_cleanly() {
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("\"signal\":\"SIGTERM\""), "{log}");
     assert!(log.contains("server stopped"), "{log}");
-    assert!(!log.contains("grace period over"), "nothing was open: {log}");
+    assert!(
+        !log.contains("grace period over"),
+        "nothing was open: {log}"
+    );
 }
 
 #[tokio::test]
@@ -182,7 +187,10 @@ fn a_taken_port_is_a_clear_error() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains(&format!("cannot listen on {address}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {address}")),
+        "{stderr}"
+    );
     assert!(stderr.contains("--listen or CANTINA_LISTEN"), "{stderr}");
 }
 
@@ -201,7 +209,10 @@ fn bad_settings_from_every_source_are_reported_together() {
     assert!(stderr.contains("4 bad settings"), "{stderr}");
     assert!(stderr.contains("listen_addr (from "), "{stderr}");
     assert!(stderr.contains("did you mean 'listen'?"), "{stderr}");
-    assert!(stderr.contains("(from CANTINA_REQUEST_TIMEOUT)"), "{stderr}");
+    assert!(
+        stderr.contains("(from CANTINA_REQUEST_TIMEOUT)"),
+        "{stderr}"
+    );
     assert!(stderr.contains("(from --log-format)"), "{stderr}");
     assert!(stderr.contains("concurrency_limit = \"0\""), "{stderr}");
 }
@@ -216,12 +227,18 @@ fn print_config_shows_values_and_their_sources() {
         .unwrap();
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("eyes_port = \"virtual\"  # CANTINA_EYES_PORT, from --eyes-port"), "{stdout}");
+    assert!(
+        stdout.contains("eyes_port = \"virtual\"  # CANTINA_EYES_PORT, from --eyes-port"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("audio_output = \"wav:/tmp/show.wav\"  # CANTINA_AUDIO_OUTPUT, from CANTINA_AUDIO_OUTPUT"),
         "{stdout}"
     );
-    assert!(stdout.contains("listen = \"127.0.0.1:50051\"  # CANTINA_LISTEN, from default"), "{stdout}");
+    assert!(
+        stdout.contains("listen = \"127.0.0.1:50051\"  # CANTINA_LISTEN, from default"),
+        "{stdout}"
+    );
     assert!(stdout.contains("# token is set (hidden)"), "{stdout}");
     assert!(!stdout.contains("do-not-print-me"), "{stdout}");
 }

@@ -10,10 +10,11 @@ use cantina_server::{RunningServer, config::Config};
 
 /// A configuration for tests: a free port, a short grace period.
 pub fn test_config() -> Config {
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.shutdown_grace = Duration::from_millis(300);
-    config
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        shutdown_grace: Duration::from_millis(300),
+        ..Config::default()
+    }
 }
 
 /// A server running in this process.

@@ -7,7 +7,8 @@
 //! one entry in [`all`] and one arm in [`Command::apply`]. A command whose
 //! subsystem does not exist yet is simply not here.
 //!
-//! A line goes through [`Dispatcher::dispatch`]: tokenize (quotes honoured),
+//! A line goes through [`Dispatcher::dispatch`]: split into words
+//! ([`cantina::line`], quotes honoured),
 //! match the longest command phrase, then single words, then shortcuts
 //! ([`registry`]), check the argument count, parse, and only then run.
 
@@ -17,15 +18,14 @@ mod quit;
 pub mod registry;
 mod reset;
 mod status;
-pub mod tokenize;
 
 use std::{fmt, sync::Arc};
 
 use tracing::info;
 
 use crate::droid::Droid;
+use cantina::line::{TokenizeError, split};
 pub use registry::Registry;
-use tokenize::{TokenizeError, tokenize};
 
 /// The group a command is listed under in `help`, in display order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -73,7 +73,9 @@ pub struct CommandSpec {
 
 impl fmt::Debug for CommandSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CommandSpec").field("name", &self.name).finish()
+        f.debug_struct("CommandSpec")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -97,7 +99,11 @@ impl CommandSpec {
             _ if n < self.min_args => format!(
                 "'{}' needs {} {}{}",
                 self.name,
-                if self.max_args == Some(self.min_args) { "exactly" } else { "at least" },
+                if self.max_args == Some(self.min_args) {
+                    "exactly"
+                } else {
+                    "at least"
+                },
                 self.min_args,
                 if n == 0 {
                     format!(" {}", plural(self.min_args))
@@ -232,7 +238,10 @@ pub enum CommandError {
 }
 
 fn unknown_message(input: &str, suggestions: &[&'static CommandSpec]) -> String {
-    let names: Vec<String> = suggestions.iter().map(|s| format!("'{}'", s.name)).collect();
+    let names: Vec<String> = suggestions
+        .iter()
+        .map(|s| format!("'{}'", s.name))
+        .collect();
     match names.as_slice() {
         [] => format!(
             "unknown command '{input}'\nusage: <command> [arguments…]\nType 'help' to list every command."
@@ -289,7 +298,7 @@ impl Dispatcher {
     /// Parses `line` completely, then runs it. Nothing runs unless the whole
     /// line is valid.
     pub async fn dispatch(&self, line: &str) -> Result<Dispatched, CommandError> {
-        let words = tokenize(line)?;
+        let words = split(line)?;
         if words.is_empty() {
             return Err(CommandError::Empty);
         }

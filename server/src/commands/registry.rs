@@ -31,16 +31,24 @@ impl Registry {
         for &spec in &specs {
             for &phrase in std::iter::once(&spec.name).chain(spec.aliases) {
                 if phrase != phrase.to_lowercase() || phrase.split(' ').any(str::is_empty) {
-                    return Err(format!("'{phrase}' must be lower-case words separated by one space"));
+                    return Err(format!(
+                        "'{phrase}' must be lower-case words separated by one space"
+                    ));
                 }
                 if let Some(other) = phrases.insert(phrase, spec) {
-                    return Err(format!("'{phrase}' is claimed by both '{}' and '{}'", other.name, spec.name));
+                    return Err(format!(
+                        "'{phrase}' is claimed by both '{}' and '{}'",
+                        other.name, spec.name
+                    ));
                 }
                 max_words = max_words.max(phrase.split(' ').count());
             }
             for &shortcut in spec.shortcuts {
                 if let Some(other) = shortcuts.insert(shortcut, spec) {
-                    return Err(format!("shortcut '{shortcut}' is claimed by both '{}' and '{}'", other.name, spec.name));
+                    return Err(format!(
+                        "shortcut '{shortcut}' is claimed by both '{}' and '{}'",
+                        other.name, spec.name
+                    ));
                 }
             }
         }
@@ -125,7 +133,11 @@ mod tests {
         unreachable!("registry tests do not parse")
     }
 
-    const fn spec(name: &'static str, aliases: &'static [&'static str], shortcuts: &'static [&'static str]) -> CommandSpec {
+    const fn spec(
+        name: &'static str,
+        aliases: &'static [&'static str],
+        shortcuts: &'static [&'static str],
+    ) -> CommandSpec {
         CommandSpec {
             name,
             aliases,
@@ -148,7 +160,16 @@ mod tests {
     static STATUS: CommandSpec = spec("status", &[], &["st"]);
 
     fn registry() -> Registry {
-        Registry::new(vec![&PLAY, &PLAY_SOUND, &STOP, &ENGAGE, &EYE_PATTERN, &EYE_TEST, &STATUS]).unwrap()
+        Registry::new(vec![
+            &PLAY,
+            &PLAY_SOUND,
+            &STOP,
+            &ENGAGE,
+            &EYE_PATTERN,
+            &EYE_TEST,
+            &STATUS,
+        ])
+        .unwrap()
     }
 
     fn words(line: &str) -> Vec<String> {
@@ -173,22 +194,35 @@ mod tests {
 
     #[test]
     fn typos_get_the_closest_command() {
-        let Err(CommandError::Unknown { input, suggestions }) = registry().resolve(&words("engag")) else {
+        let Err(CommandError::Unknown { input, suggestions }) = registry().resolve(&words("engag"))
+        else {
             panic!("expected unknown");
         };
         assert_eq!(input, "engag");
-        assert_eq!(suggestions.iter().map(|s| s.name).collect::<Vec<_>>(), ["engage"]);
+        assert_eq!(
+            suggestions.iter().map(|s| s.name).collect::<Vec<_>>(),
+            ["engage"]
+        );
 
         let suggested = registry().suggest(&words("eye patern happy"));
-        assert_eq!(suggested.iter().map(|s| s.name).collect::<Vec<_>>(), ["eye pattern"]);
+        assert_eq!(
+            suggested.iter().map(|s| s.name).collect::<Vec<_>>(),
+            ["eye pattern"]
+        );
     }
 
     #[test]
     fn a_first_word_alone_suggests_its_commands() {
         let suggested = registry().suggest(&words("eye"));
-        assert_eq!(suggested.iter().map(|s| s.name).collect::<Vec<_>>(), ["eye pattern", "eye test"]);
+        assert_eq!(
+            suggested.iter().map(|s| s.name).collect::<Vec<_>>(),
+            ["eye pattern", "eye test"]
+        );
         let suggested = registry().suggest(&words("play"));
-        assert_eq!(suggested.iter().map(|s| s.name).collect::<Vec<_>>(), ["play music", "play sound"]);
+        assert_eq!(
+            suggested.iter().map(|s| s.name).collect::<Vec<_>>(),
+            ["play music", "play sound"]
+        );
     }
 
     #[test]

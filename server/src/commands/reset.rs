@@ -41,7 +41,10 @@ impl Reset {
             format!("restarted {}", names.join(", "))
         };
         Ok(Reply::with_data(
-            format!("reset: {restarted}; mode {} → STARTUP → {}", change.from, change.to),
+            format!(
+                "reset: {restarted}; mode {} → STARTUP → {}",
+                change.from, change.to
+            ),
             json!({
                 "restarted": names,
                 "previous_mode": change.from.as_str(),

@@ -51,14 +51,21 @@ impl Status {
             human(uptime),
             "listening",
             info.listen,
-            if info.token_required { "token required" } else { "no token" },
+            if info.token_required {
+                "token required"
+            } else {
+                "no token"
+            },
         );
         if subsystems.is_empty() {
             text.push_str(&format!("{:<11} none", "subsystems"));
         } else {
             text.push_str("subsystems:");
             for record in &subsystems {
-                let up = record.running_since.map(|t| human(t.elapsed())).unwrap_or_default();
+                let up = record
+                    .running_since
+                    .map(|t| human(t.elapsed()))
+                    .unwrap_or_default();
                 text.push_str(&format!(
                     "\n  {:<10} {:<9} {:<10} {}",
                     record.name,

@@ -70,7 +70,10 @@ mod tests {
         assert!(auth.call(with_header("Bearer s3cret")).is_ok());
         assert!(auth.call(with_header("bearer s3cret")).is_ok());
         let wrong = auth.call(with_header("Bearer s3cre7")).unwrap_err();
-        assert_eq!((wrong.code(), wrong.message()), (tonic::Code::Unauthenticated, "invalid token"));
+        assert_eq!(
+            (wrong.code(), wrong.message()),
+            (tonic::Code::Unauthenticated, "invalid token")
+        );
         let missing = auth.call(Request::new(())).unwrap_err();
         assert!(missing.message().contains("requires a token"));
         assert!(auth.call(with_header("Basic czNjcmV0")).is_err());

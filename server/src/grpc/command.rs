@@ -52,7 +52,12 @@ impl CommandService for CommandApi {
         } = request.into_inner();
         let correlation_id = correlation_id(given)?;
         let span = info_span!("dispatch", correlation_id = %correlation_id);
-        match self.dispatcher.dispatch(&line).instrument(span.clone()).await {
+        match self
+            .dispatcher
+            .dispatch(&line)
+            .instrument(span.clone())
+            .await
+        {
             Ok(done) => Ok(Response::new(DispatchResponse {
                 command: done.command.to_string(),
                 message: done.reply.message,

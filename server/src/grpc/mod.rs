@@ -13,10 +13,7 @@ use cantina::v1::command_service_server::CommandServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{
-    Status,
-    server::NamedService,
-    service::interceptor::InterceptedService,
-    transport::Server,
+    Status, server::NamedService, service::interceptor::InterceptedService, transport::Server,
 };
 use tonic_health::pb::health_server::{Health, HealthServer};
 

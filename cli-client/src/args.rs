@@ -1,0 +1,136 @@
+//! The command line, declared with clap's derive API.
+//!
+//! Only `commands`, `status`, `shell` and `completions` are subcommands of the
+//! CLI itself; any other words are a console line for the server, captured by
+//! an external subcommand. clap's `help` subcommand is switched off so that
+//! `cantina help engage` reaches the server, which owns the command list.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Command-line client of the Cantina droid server.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cantina",
+    version,
+    disable_help_subcommand = true,
+    arg_required_else_help = true,
+    after_help = "Any other words are a console command for the droid, sent as one line:\n  \
+                  cantina eye pattern happy\n  \
+                  cantina play music \"cantina band\"\n  \
+                  cantina help engage\n\
+                  Options go before the command words; everything after them is sent as is."
+)]
+pub struct Cli {
+    /// Connection and output options, accepted before any subcommand.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand shares.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Address of the server: host:port, :port or http://host:port.
+    #[arg(
+        long,
+        global = true,
+        env = "CANTINA_SERVER",
+        default_value = cantina::client::DEFAULT_SERVER,
+        value_name = "ADDR"
+    )]
+    pub server: String,
+
+    /// Bearer token, when the server requires one.
+    // The value never appears in --help, only the variable's name.
+    #[arg(
+        long,
+        global = true,
+        env = "CANTINA_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+
+    /// How to print results.
+    #[arg(
+        short,
+        long,
+        global = true,
+        value_enum,
+        default_value_t = Format::Text,
+        value_name = "FORMAT"
+    )]
+    pub output: Format,
+
+    /// Id that ties together the logs and events a command causes; the server
+    /// generates one when it is not given.
+    #[arg(long, global = true, value_name = "ID")]
+    pub correlation_id: Option<String>,
+}
+
+/// The output formats of `-o`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// The server's human-readable message.
+    Text,
+    /// The whole response as proto3 JSON, as grpcurl prints it.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the commands the server understands.
+    Commands {
+        /// Only commands of this category, for example `system`.
+        #[arg(long, value_name = "C")]
+        category: Option<String>,
+    },
+    /// Show the state of the droid and its subsystems.
+    Status,
+    /// Open the interactive console (`DJ-R3X> `).
+    Shell(ShellArgs),
+    /// Print a shell completion script for cantina.
+    Completions {
+        /// The shell to write the script for.
+        shell: clap_complete::Shell,
+    },
+    /// A console line for the server, word by word.
+    #[command(external_subcommand)]
+    Line(Vec<String>),
+}
+
+/// Options of `cantina shell`.
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    /// History file [default: <data dir>/cantina/cli-history].
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_declaration_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_and_unknown_words_are_console_lines() {
+        let cli = Cli::try_parse_from(["cantina", "help", "engage"]).unwrap();
+        assert!(matches!(cli.command, Command::Line(words) if words == ["help", "engage"]));
+
+        let cli = Cli::try_parse_from(["cantina", "-o", "json", "eye", "pattern", "-x"]).unwrap();
+        assert_eq!(cli.global.output, Format::Json);
+        assert!(matches!(cli.command, Command::Line(words) if words == ["eye", "pattern", "-x"]));
+    }
+}

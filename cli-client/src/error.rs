@@ -1,0 +1,169 @@
+//! Why a command failed, and the exit code each reason gives.
+//!
+//! Scripts tell failures apart by exit code, so the mapping lives in one place:
+//!
+//! | code | meaning |
+//! | ---- | ------- |
+//! | 0    | success |
+//! | 1    | any other failure |
+//! | 2    | usage error: bad arguments (INVALID_ARGUMENT), a bad `--server` or `--token`, as clap |
+//! | 69   | the server cannot be reached or the connection broke, or a subsystem is UNAVAILABLE (sysexits `EX_UNAVAILABLE`) |
+//! | 77   | UNAUTHENTICATED or PERMISSION_DENIED (sysexits `EX_NOPERM`) |
+//! | 130  | interrupted by Ctrl-C while waiting for the server (shell only) |
+
+use std::{error::Error as _, fmt, process::ExitCode};
+
+use cantina::client::ConnectError;
+use tonic::{Code, Status};
+
+/// Exit code of usage errors, the same as clap's.
+const USAGE: u8 = 2;
+/// Exit code when the server or a subsystem is unavailable.
+const UNAVAILABLE: u8 = 69;
+/// Exit code when the server refuses our credentials.
+const NO_PERMISSION: u8 = 77;
+/// Exit code after Ctrl-C, as a shell reports SIGINT.
+const INTERRUPTED: u8 = 130;
+
+/// A command that did not succeed.
+#[derive(Debug)]
+pub enum Failure {
+    /// No connection could be made.
+    Connect(ConnectError),
+    /// The server answered with an error status.
+    Server(Status),
+    /// The connection broke after it was made (the server stopped, say).
+    Disconnected {
+        /// The server's address, which tonic's message leaves out.
+        address: String,
+        /// The transport failure, as tonic reports it.
+        status: Status,
+    },
+    /// The user pressed Ctrl-C before the server answered.
+    Interrupted,
+}
+
+impl Failure {
+    /// The process exit code for this failure.
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(self.code())
+    }
+
+    fn code(&self) -> u8 {
+        match self {
+            Failure::Connect(ConnectError::BadAddress(_) | ConnectError::BadToken) => USAGE,
+            Failure::Connect(ConnectError::Unreachable { .. }) => UNAVAILABLE,
+            Failure::Server(status) => match status.code() {
+                Code::InvalidArgument => USAGE,
+                Code::Unauthenticated | Code::PermissionDenied => NO_PERMISSION,
+                Code::Unavailable => UNAVAILABLE,
+                _ => 1,
+            },
+            Failure::Disconnected { .. } => UNAVAILABLE,
+            Failure::Interrupted => INTERRUPTED,
+        }
+    }
+
+    /// What to do about it, when the message alone may not say.
+    pub fn hint(&self) -> Option<&'static str> {
+        (self.code() == NO_PERMISSION).then_some("pass --token or set CANTINA_TOKEN")
+    }
+
+    /// Whether the shell is pointless after this failure at start-up: nothing
+    /// answers, or every command would be refused.
+    pub fn is_fatal_at_start(&self) -> bool {
+        match self {
+            Failure::Connect(_) | Failure::Disconnected { .. } => true,
+            Failure::Server(status) => matches!(
+                status.code(),
+                Code::Unavailable | Code::Unauthenticated | Code::PermissionDenied
+            ),
+            Failure::Interrupted => false,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Connect(e) => write!(f, "{e}"),
+            // The server's message is written for people (usage, suggestions),
+            // so it is shown as is; the code only stands in when it is empty.
+            Failure::Server(status) if status.message().is_empty() => {
+                write!(f, "{}", status.code().description())
+            }
+            Failure::Server(status) => f.write_str(status.message()),
+            Failure::Disconnected { address, status } => {
+                write!(
+                    f,
+                    "lost the connection to the Cantina server at {address}: {}",
+                    status.message()
+                )?;
+                // tonic's message is generic ("tcp connect error"); the root
+                // cause says what happened ("Connection refused").
+                let mut cause = status.source();
+                while let Some(next) = cause.and_then(|e| e.source()) {
+                    cause = Some(next);
+                }
+                if let Some(cause) = cause.map(|e| e.to_string())
+                    && !status.message().contains(&cause)
+                {
+                    write!(f, " ({cause})")?;
+                }
+                f.write_str(". Is it still running?")
+            }
+            Failure::Interrupted => {
+                f.write_str("interrupted; the droid may still carry the command out")
+            }
+        }
+    }
+}
+
+impl From<ConnectError> for Failure {
+    fn from(e: ConnectError) -> Self {
+        Failure::Connect(e)
+    }
+}
+
+impl From<Status> for Failure {
+    fn from(status: Status) -> Self {
+        Failure::Server(status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_map_to_exit_codes() {
+        let code = |c: Code| Failure::Server(Status::new(c, "x")).code();
+        assert_eq!(code(Code::InvalidArgument), 2);
+        assert_eq!(code(Code::Unauthenticated), 77);
+        assert_eq!(code(Code::PermissionDenied), 77);
+        assert_eq!(code(Code::Unavailable), 69);
+        assert_eq!(code(Code::FailedPrecondition), 1);
+        assert_eq!(code(Code::Internal), 1);
+        assert_eq!(Failure::Connect(ConnectError::BadToken).code(), 2);
+    }
+
+    #[test]
+    fn the_message_is_the_servers_and_auth_failures_get_a_hint() {
+        let usage = Failure::Server(Status::invalid_argument(
+            "unknown command 'engag'\nusage: engage\ndid you mean 'engage'?",
+        ));
+        assert_eq!(
+            usage.to_string(),
+            "unknown command 'engag'\nusage: engage\ndid you mean 'engage'?"
+        );
+        assert_eq!(usage.hint(), None);
+        assert!(!usage.is_fatal_at_start());
+
+        let auth = Failure::Server(Status::unauthenticated(""));
+        assert_eq!(auth.hint(), Some("pass --token or set CANTINA_TOKEN"));
+        assert!(!auth.to_string().is_empty());
+        assert!(auth.is_fatal_at_start());
+
+        assert!(!Failure::Server(Status::unimplemented("no")).is_fatal_at_start());
+    }
+}

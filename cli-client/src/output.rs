@@ -1,0 +1,255 @@
+//! Everything the CLI prints: results on stdout, failures and warnings on
+//! stderr.
+//!
+//! In text mode a result is the server's message and nothing else, so that
+//! scripts can use it as is; in JSON mode it is the whole response in the
+//! proto3 JSON mapping, as grpcurl prints it. Failures are text on stderr in
+//! both modes, which keeps stdout empty (or valid JSON) for pipelines.
+
+use std::{
+    fmt::{self, Write as _},
+    io::{self, Write},
+};
+
+use cantina::v1::{CommandInfo, DispatchResponse, ListCommandsResponse};
+
+use crate::{args::Format, error::Failure};
+
+/// Prints the result of a dispatched line.
+pub fn response(
+    out: &mut dyn Write,
+    format: Format,
+    response: &DispatchResponse,
+) -> io::Result<()> {
+    match format {
+        Format::Text => message(out, &response.message),
+        Format::Json => json(out, &cantina::json::to_json(response)),
+    }
+}
+
+/// Prints the command list: a table grouped by category, or the response as
+/// JSON.
+pub fn commands(
+    out: &mut dyn Write,
+    format: Format,
+    list: &ListCommandsResponse,
+) -> io::Result<()> {
+    match format {
+        Format::Text => message(out, &commands_table(&list.commands)),
+        Format::Json => json(out, &cantina::json::to_json(list)),
+    }
+}
+
+/// Runs `write` on the locked stdout. Returns false when stdout is gone: a
+/// closed pipe (`cantina commands | head -1`) ends the program quietly, any
+/// other write error is reported.
+pub fn to_stdout(write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> bool {
+    match write(&mut io::stdout().lock()) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => false,
+        Err(e) => {
+            error(format!("cannot write the output: {e}"));
+            false
+        }
+    }
+}
+
+/// Prints why a command failed, with a hint when there is one.
+pub fn failure(failure: &Failure) {
+    let mut text = format!("error: {failure}");
+    if let Some(hint) = failure.hint() {
+        // Writing to a String cannot fail.
+        let _ = write!(text, "\nhint: {hint}");
+    }
+    stderr_line(&text);
+}
+
+/// Prints a failure of the CLI itself rather than of the server.
+pub fn error(message: impl fmt::Display) {
+    stderr_line(&format!("error: {message}"));
+}
+
+/// Prints a problem that does not stop the command.
+pub fn warning(message: impl fmt::Display) {
+    stderr_line(&format!("warning: {message}"));
+}
+
+/// Writes one line to stderr; if even stderr is gone there is nobody left to
+/// tell, so the error is dropped rather than turned into a panic.
+fn stderr_line(text: &str) {
+    let _ = writeln!(io::stderr().lock(), "{text}");
+}
+
+/// Writes `text` ending in exactly one newline; an empty text writes nothing,
+/// so commands that only act leave no blank line behind.
+fn message(out: &mut dyn Write, text: &str) -> io::Result<()> {
+    if text.is_empty() {
+        return Ok(());
+    }
+    out.write_all(text.as_bytes())?;
+    if !text.ends_with('\n') {
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}
+
+fn json(out: &mut dyn Write, value: &serde_json::Value) -> io::Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(io::Error::other)?;
+    writeln!(out, "{text}")?;
+    out.flush()
+}
+
+/// Lays out the commands grouped by category (in the server's order), with
+/// usage, description and aliases in aligned columns.
+fn commands_table(commands: &[CommandInfo]) -> String {
+    let mut groups: Vec<(&str, Vec<&CommandInfo>)> = Vec::new();
+    for command in commands {
+        let category = command.category.as_str();
+        match groups.iter_mut().find(|(name, _)| *name == category) {
+            Some((_, members)) => members.push(command),
+            None => groups.push((category, vec![command])),
+        }
+    }
+
+    let usage_width = commands
+        .iter()
+        .map(|c| c.usage.chars().count())
+        .max()
+        .unwrap_or(0);
+    let description_width = commands
+        .iter()
+        .map(|c| c.description.chars().count())
+        .max()
+        .unwrap_or(0);
+
+    let mut table = String::new();
+    for (index, (category, members)) in groups.iter().enumerate() {
+        if index > 0 {
+            table.push('\n');
+        }
+        let category = if category.is_empty() {
+            "other"
+        } else {
+            category
+        };
+        table.push_str(category);
+        table.push_str(":\n");
+        for command in members {
+            let usage = if command.usage.is_empty() {
+                &command.name
+            } else {
+                &command.usage
+            };
+            let row = format!(
+                "  {usage:<usage_width$}  {:<description_width$}  {}",
+                command.description,
+                other_names(command).join(", "),
+            );
+            table.push_str(row.trim_end());
+            table.push('\n');
+        }
+    }
+    table
+}
+
+/// The aliases, then any shortcut the server did not also list as an alias.
+fn other_names(command: &CommandInfo) -> Vec<&str> {
+    let mut names: Vec<&str> = command.aliases.iter().map(String::as_str).collect();
+    for shortcut in &command.shortcuts {
+        if !names.contains(&shortcut.as_str()) {
+            names.push(shortcut);
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(
+        name: &str,
+        usage: &str,
+        description: &str,
+        aliases: &[&str],
+        category: &str,
+    ) -> CommandInfo {
+        CommandInfo {
+            name: name.into(),
+            usage: usage.into(),
+            description: description.into(),
+            aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            category: category.into(),
+            ..CommandInfo::default()
+        }
+    }
+
+    #[test]
+    fn the_table_groups_by_category_and_aligns_columns() {
+        let commands = [
+            info("status", "status", "Show the state.", &["st"], "system"),
+            info(
+                "eye pattern",
+                "eye pattern <pattern>",
+                "Set the eyes.",
+                &["ep"],
+                "eyes",
+            ),
+            info(
+                "help",
+                "help [command]",
+                "List the commands.",
+                &[],
+                "system",
+            ),
+        ];
+        let expected = "\
+system:
+  status                 Show the state.     st
+  help [command]         List the commands.
+
+eyes:
+  eye pattern <pattern>  Set the eyes.       ep
+";
+        assert_eq!(commands_table(&commands), expected);
+    }
+
+    #[test]
+    fn text_results_are_the_message_alone() {
+        let response = DispatchResponse {
+            command: "engage".into(),
+            message: "Engaged.".into(),
+            ..DispatchResponse::default()
+        };
+        let mut out = Vec::new();
+        self::response(&mut out, Format::Text, &response).unwrap();
+        assert_eq!(out, b"Engaged.\n");
+
+        let mut out = Vec::new();
+        self::response(&mut out, Format::Text, &DispatchResponse::default()).unwrap();
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn json_results_are_the_whole_response() {
+        let response = DispatchResponse {
+            command: "eye pattern".into(),
+            message: "Eyes: happy.".into(),
+            correlation_id: "c-1".into(),
+            args: vec!["happy".into()],
+            ..DispatchResponse::default()
+        };
+        let mut out = Vec::new();
+        self::response(&mut out, Format::Json, &response).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "command": "eye pattern",
+                "message": "Eyes: happy.",
+                "correlationId": "c-1",
+                "args": ["happy"],
+            })
+        );
+    }
+}

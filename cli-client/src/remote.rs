@@ -1,0 +1,86 @@
+//! The connection to the server and the two calls the CLI makes over it.
+//!
+//! Errors leave this module as [`Failure`] so that every caller prints them
+//! and picks exit codes the same way.
+
+use cantina::{
+    client::AuthChannel,
+    v1::{
+        DispatchRequest, DispatchResponse, ListCommandsRequest, ListCommandsResponse,
+        command_service_client::CommandServiceClient,
+    },
+};
+
+use std::error::Error as _;
+
+use tonic::{Code, Status};
+
+use crate::{args::GlobalArgs, error::Failure};
+
+/// A connected `CommandService` client and what every call sends with it.
+#[derive(Debug)]
+pub struct Remote {
+    /// The client; tonic reconnects it by itself after the server comes back,
+    /// which is what lets the shell survive a server restart.
+    client: CommandServiceClient<AuthChannel>,
+    /// Sent with every Dispatch when the user chose one.
+    correlation_id: Option<String>,
+    /// Where the server is, for messages about losing it.
+    address: String,
+}
+
+impl Remote {
+    /// Connects to the server named by the global options.
+    pub async fn connect(global: &GlobalArgs) -> Result<Self, Failure> {
+        let clients = cantina::client::connect(&global.server, global.token.as_deref()).await?;
+        Ok(Self {
+            client: clients.command,
+            correlation_id: global.correlation_id.clone(),
+            address: cantina::client::normalize_address(&global.server),
+        })
+    }
+
+    /// Runs one console line on the server.
+    pub async fn dispatch(&self, line: &str) -> Result<DispatchResponse, Failure> {
+        let request = DispatchRequest {
+            line: line.to_string(),
+            correlation_id: self.correlation_id.clone().unwrap_or_default(),
+        };
+        // The client is a cheap handle on the shared channel; cloning it keeps
+        // these methods `&self`.
+        let response = self
+            .client
+            .clone()
+            .dispatch(request)
+            .await
+            .map_err(|s| self.failure(s))?;
+        Ok(response.into_inner())
+    }
+
+    /// The commands the server offers, optionally of one category.
+    pub async fn list_commands(&self, category: &str) -> Result<ListCommandsResponse, Failure> {
+        let request = ListCommandsRequest {
+            category: category.to_string(),
+        };
+        let response = self
+            .client
+            .clone()
+            .list_commands(request)
+            .await
+            .map_err(|s| self.failure(s))?;
+        Ok(response.into_inner())
+    }
+
+    /// Tells a lost connection apart from an error the server sent: tonic
+    /// attaches the transport error as the source of the former only.
+    fn failure(&self, status: Status) -> Failure {
+        if status.code() == Code::Unavailable && status.source().is_some() {
+            Failure::Disconnected {
+                address: self.address.clone(),
+                status,
+            }
+        } else {
+            Failure::Server(status)
+        }
+    }
+}

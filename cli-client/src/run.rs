@@ -1,0 +1,76 @@
+//! The one-shot subcommands: a console line (`cantina eye pattern happy`,
+//! `cantina status`), `cantina commands` and `cantina completions`.
+//!
+//! Each connects, makes one call, prints the result or the failure and returns
+//! the exit code; `shell` has its own module because it loops.
+
+use std::process::ExitCode;
+
+use clap::CommandFactory;
+
+use crate::{
+    args::{Cli, Format, GlobalArgs},
+    error::Failure,
+    output,
+    remote::Remote,
+};
+
+/// Sends `line` to the server and prints the result.
+pub fn dispatch(runtime: &tokio::runtime::Runtime, global: &GlobalArgs, line: &str) -> ExitCode {
+    let result = runtime.block_on(async { Remote::connect(global).await?.dispatch(line).await });
+    match result {
+        Ok(response) => done(output::to_stdout(|out| {
+            output::response(out, global.output, &response)
+        })),
+        Err(failure) => failed(&failure),
+    }
+}
+
+/// Lists the server's commands, optionally of one category.
+pub fn commands(
+    runtime: &tokio::runtime::Runtime,
+    global: &GlobalArgs,
+    category: Option<&str>,
+) -> ExitCode {
+    let category = category.unwrap_or_default();
+    let result =
+        runtime.block_on(async { Remote::connect(global).await?.list_commands(category).await });
+    match result {
+        Ok(list) => {
+            // An empty table would look like a hang-up; say why it is empty.
+            if list.commands.is_empty() && global.output == Format::Text {
+                if category.is_empty() {
+                    output::warning("the server offers no commands");
+                } else {
+                    output::warning(format!("no commands in category '{category}'"));
+                }
+            }
+            done(output::to_stdout(|out| {
+                output::commands(out, global.output, &list)
+            }))
+        }
+        Err(failure) => failed(&failure),
+    }
+}
+
+/// Prints the completion script for `shell`.
+pub fn completions(shell: clap_complete::Shell) -> ExitCode {
+    // Generated into memory first: clap_complete panics on a write error,
+    // and a closed pipe should not be a panic.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "cantina", &mut script);
+    done(output::to_stdout(|out| out.write_all(&script)))
+}
+
+fn done(printed: bool) -> ExitCode {
+    if printed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn failed(failure: &Failure) -> ExitCode {
+    output::failure(failure);
+    failure.exit_code()
+}

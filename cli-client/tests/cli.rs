@@ -1,0 +1,101 @@
+//! The `cantina` binary where no server is needed: its help, its completion
+//! scripts, and how it fails when nothing listens at the address.
+
+use std::{
+    io::Write,
+    net::TcpListener,
+    process::{Command, Output, Stdio},
+};
+
+/// Runs `cantina` with `args`, free of the caller's `CANTINA_*` settings.
+fn cantina(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cantina"))
+        .args(args)
+        .env_remove("CANTINA_SERVER")
+        .env_remove("CANTINA_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the cantina binary runs")
+}
+
+/// An address where nothing listens: a port the OS just handed out and that
+/// was closed again at once.
+fn dead_address() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    address
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn completions_print_a_bash_script_for_cantina() {
+    let output = cantina(&["completions", "bash"]);
+    assert!(output.status.success(), "{output:?}");
+    let script = text(&output.stdout);
+    assert!(script.contains("cantina"), "{script}");
+    assert!(script.contains("complete"), "{script}");
+}
+
+#[test]
+fn help_lists_the_subcommands_and_options() {
+    let output = cantina(&["--help"]);
+    assert!(output.status.success(), "{output:?}");
+    let help = text(&output.stdout);
+    for word in [
+        "commands",
+        "status",
+        "shell",
+        "completions",
+        "--server",
+        "--token",
+        "--output",
+    ] {
+        assert!(help.contains(word), "{word} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn an_unreachable_server_exits_69_naming_the_address() {
+    let address = dead_address();
+    for format in ["text", "json"] {
+        let output = cantina(&[
+            "--server", &address, "-o", format, "eye", "pattern", "happy",
+        ]);
+        assert_eq!(output.status.code(), Some(69), "{output:?}");
+        let stderr = text(&output.stderr);
+        assert!(stderr.starts_with("error: "), "{stderr}");
+        assert!(stderr.contains(&address), "{stderr}");
+        assert!(output.stdout.is_empty(), "{output:?}");
+    }
+}
+
+#[test]
+fn help_words_go_to_the_server_not_to_clap() {
+    let address = dead_address();
+    let output = cantina(&["--server", &address, "help", "engage"]);
+    assert_eq!(output.status.code(), Some(69), "{output:?}");
+    assert!(text(&output.stderr).contains(&address), "{output:?}");
+}
+
+#[test]
+fn the_shell_exits_69_when_the_server_cannot_be_reached_at_start() {
+    let address = dead_address();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cantina"))
+        .args(["--server", &address, "shell"])
+        .env_remove("CANTINA_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The shell may exit before reading, so a failed write is fine.
+    let _ = child.stdin.take().unwrap().write_all(b"status\n");
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(69), "{output:?}");
+    assert!(output.stdout.is_empty(), "{output:?}");
+    assert!(text(&output.stderr).contains(&address), "{output:?}");
+}

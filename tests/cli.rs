@@ -1,0 +1,173 @@
+//! The `cantina` binary against a real server: dispatching words, errors and
+//! their exit codes, JSON output, tokens, and the shell fed through a pipe.
+
+mod common;
+
+use std::process::Output;
+
+use common::{TestServer, bin};
+use tokio::{io::AsyncWriteExt, process::Command};
+
+fn cantina(server: &TestServer) -> Command {
+    let mut command = Command::new(bin("cantina"));
+    command
+        .args(["--server", &server.address])
+        .env_remove("CANTINA_TOKEN")
+        .env_remove("CANTINA_SERVER")
+        .env("NO_COLOR", "1");
+    command
+}
+
+async fn run(server: &TestServer, args: &[&str]) -> Output {
+    cantina(server)
+        .args(args)
+        .output()
+        .await
+        .expect("run cantina")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn a_typo_fails_with_usage_and_a_suggestion() {
+    let server = TestServer::start().await;
+    let output = run(&server, &["engag"]).await;
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("did you mean 'engage'?"), "{stderr}");
+    assert!(stderr.contains("usage: engage"), "{stderr}");
+    assert!(output.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn words_are_dispatched_as_one_line() {
+    let server = TestServer::start().await;
+    let output = run(&server, &["engage"]).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout).trim_end(), "mode IDLE → INTERACTIVE");
+
+    let help = run(&server, &["help", "engage"]).await;
+    assert!(
+        text(&help.stdout).starts_with("engage: switch to INTERACTIVE mode"),
+        "{}",
+        text(&help.stdout)
+    );
+}
+
+#[tokio::test]
+async fn quoted_words_reach_the_server_as_one_argument() {
+    let server = TestServer::start().await;
+    let output = run(&server, &["engage", "right now"]).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("got 'right now'"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn json_output_is_the_proto3_mapping() {
+    let server = TestServer::start().await;
+    let output = run(&server, &["-o", "json", "status"]).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let response: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    assert_eq!(response["command"], "status");
+    assert_eq!(response["data"]["mode"], "IDLE");
+    assert_eq!(response["correlationId"].as_str().unwrap().len(), 36);
+}
+
+#[tokio::test]
+async fn commands_lists_the_server_commands() {
+    let server = TestServer::start().await;
+    let output = run(&server, &["commands"]).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    for word in ["system", "modes", "help [command]", "disengage", "quit"] {
+        assert!(stdout.contains(word), "{word} missing:\n{stdout}");
+    }
+    let json = run(&server, &["-o", "json", "commands", "--category", "modes"]).await;
+    let response: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(response["commands"].as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn the_token_is_sent_from_the_flag_or_the_environment() {
+    let mut config = common::test_config();
+    config.token = Some("s3cret".into());
+    let server = TestServer::with_config(config).await;
+
+    let missing = run(&server, &["status"]).await;
+    assert_eq!(missing.status.code(), Some(77), "{}", text(&missing.stderr));
+    assert!(
+        text(&missing.stderr).contains("requires a token"),
+        "{}",
+        text(&missing.stderr)
+    );
+
+    let flag = run(&server, &["--token", "s3cret", "status"]).await;
+    assert!(flag.status.success(), "{}", text(&flag.stderr));
+
+    let env = cantina(&server)
+        .env("CANTINA_TOKEN", "s3cret")
+        .arg("status")
+        .output()
+        .await
+        .unwrap();
+    assert!(env.status.success(), "{}", text(&env.stderr));
+}
+
+async fn shell(server: &TestServer, input: &str) -> Output {
+    let mut child = cantina(server)
+        .arg("shell")
+        .arg("--history")
+        .arg(std::env::temp_dir().join(format!("cantina-history-{}", std::process::id())))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    child.wait_with_output().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_shell_runs_piped_lines_and_survives_errors() {
+    let server = TestServer::start().await;
+    let output = shell(&server, "status\nengage\nengag\nidle\nexit\n").await;
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("mode        IDLE"), "{stdout}");
+    assert!(stdout.contains("mode IDLE → INTERACTIVE"), "{stdout}");
+    assert!(
+        stdout.contains("mode INTERACTIVE → IDLE"),
+        "the shell carried on after the error: {stdout}"
+    );
+    assert!(stderr.contains("did you mean 'engage'?"), "{stderr}");
+    assert!(
+        !stdout.contains("DJ-R3X>"),
+        "no prompt without a terminal: {stdout}"
+    );
+}
+
+#[tokio::test]
+async fn quit_in_the_shell_stops_the_server_and_the_shell() {
+    let server = TestServer::start().await;
+    let output = shell(&server, "quit\nstatus\n").await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains("shutting down"),
+        "{}",
+        text(&output.stdout)
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(5), server.server.wait())
+        .await
+        .expect("the server stopped")
+        .unwrap();
+}
