@@ -61,7 +61,8 @@ pub enum ConnectError {
     BadToken,
     /// Nothing answered at the address.
     #[error(
-        "cannot reach the Cantina server at {address}: {source}. Is it running? Start it with `cantina-server`, or pass --server"
+        "cannot reach the Cantina server at {address}: {cause}. Is it running? Start it with `cantina-server`, or pass --server",
+        cause = root_cause(.source)
     )]
     Unreachable {
         /// The address that was tried.
@@ -70,6 +71,16 @@ pub enum ConnectError {
         #[source]
         source: tonic::transport::Error,
     },
+}
+
+/// The innermost error of a chain: tonic's own message ("transport error") is
+/// generic, the cause ("Connection refused") says what happened.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 /// Turns `host:port`, `:port` or a full URI into a URI tonic accepts.

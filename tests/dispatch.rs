@@ -184,7 +184,7 @@ async fn help_lists_every_command_and_describes_one() {
         "status",
         "engage",
         "quit",
-        "shortcuts: h = help",
+        "shortcuts: h/? help, st status",
     ] {
         assert!(
             overview.message.contains(word),

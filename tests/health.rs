@@ -1,5 +1,5 @@
-//! `grpc.health.v1.Health`: the whole server under `""`; subsystems under
-//! their own names once they exist.
+//! `grpc.health.v1.Health`: the whole server under `""`, each subsystem under
+//! its own name (NOT_SERVING until it exists and runs).
 
 mod common;
 
@@ -30,7 +30,7 @@ async fn the_server_is_serving_and_needs_no_token_to_say_so() {
 }
 
 #[tokio::test]
-async fn subsystems_that_do_not_exist_yet_are_not_found() {
+async fn subsystems_that_do_not_exist_yet_are_not_serving() {
     let server = TestServer::start().await;
     let mut health = HealthClient::new(server.channel().await);
     for name in [
@@ -39,9 +39,11 @@ async fn subsystems_that_do_not_exist_yet_are_not_found() {
         cantina::health::LOGS,
         cantina::health::PLANS,
     ] {
-        let status = health.check(request(name)).await.unwrap_err();
-        assert_eq!(status.code(), Code::NotFound, "{name}");
+        let response = health.check(request(name)).await.unwrap().into_inner();
+        assert_eq!(response.status(), ServingStatus::NotServing, "{name}");
     }
+    let unknown = health.check(request("cantina.jetpack")).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
 }
 
 #[tokio::test]

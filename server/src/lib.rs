@@ -133,6 +133,18 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     health
         .set_service_status(cantina::health::SERVER, ServingStatus::Serving)
         .await;
+    // Each subsystem answers under its own name from the start: NOT_SERVING
+    // until it exists and runs, so probes get an answer rather than NOT_FOUND.
+    for name in [
+        cantina::health::AUDIO,
+        cantina::health::EYES,
+        cantina::health::LOGS,
+        cantina::health::PLANS,
+    ] {
+        health
+            .set_service_status(name, ServingStatus::NotServing)
+            .await;
+    }
 
     info!(
         address = %local_addr,

@@ -77,9 +77,10 @@ fn overview(specs: &[&'static CommandSpec]) -> Reply {
     }
     let shortcuts: Vec<String> = specs
         .iter()
-        .flat_map(|s| s.shortcuts.iter().map(move |k| format!("{k} = {}", s.name)))
+        .filter(|s| !s.shortcuts.is_empty())
+        .map(|s| format!("{} {}", s.shortcuts.join("/"), s.name))
         .collect();
-    text.push_str(&format!("\nshortcuts: {}\n", shortcuts.join(" · ")));
+    text.push_str(&format!("\nshortcuts: {}\n", shortcuts.join(", ")));
     text.push_str("Type 'help <command>' for details.");
     let data = json!({
         "categories": Category::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
