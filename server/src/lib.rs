@@ -11,6 +11,7 @@
 //! proto types), [`droid`] (shared state), [`modes`], [`lifecycle`]
 //! (subsystems), [`shutdown`], [`telemetry`].
 
+pub mod bus;
 pub mod commands;
 pub mod config;
 pub mod droid;

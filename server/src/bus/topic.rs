@@ -1,0 +1,337 @@
+//! Topics: every kind of event the droid publishes, in one enum with dotted
+//! names, each in a class that decides what goes first when a subscriber's
+//! queue is contended. Glob patterns (`music.*`, `system.mode.*`, `*`) compile
+//! once, at subscription, into a [`TopicSet`], so matching at publish time is
+//! a bit test.
+
+use std::fmt;
+
+/// How urgent a topic's events are when a subscriber's queue is contended:
+/// a queued higher class is delivered first and evicted last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TopicClass {
+    /// High-volume telemetry (progress, levels): first to go under pressure.
+    Bulk = 0,
+    /// Ordinary state changes.
+    Normal = 1,
+    /// Lifecycle, modes and failures: never dropped while others can be.
+    Critical = 2,
+}
+
+impl TopicClass {
+    /// Every class, most urgent first.
+    pub const BY_URGENCY: [TopicClass; 3] = [TopicClass::Critical, TopicClass::Normal, TopicClass::Bulk];
+}
+
+macro_rules! topics {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal, $class:ident; )*) => {
+        /// Every event topic.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Topic {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Topic {
+            /// Every topic, in declaration order.
+            pub const ALL: &'static [Topic] = &[$(Topic::$variant),*];
+
+            /// The dotted name, e.g. `system.mode.changed`.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Topic::$variant => $name,)* }
+            }
+
+            /// The topic's class.
+            pub fn class(self) -> TopicClass {
+                match self { $(Topic::$variant => TopicClass::$class,)* }
+            }
+        }
+    };
+}
+
+topics! {
+    /// The server finished booting.
+    SystemStarted = "system.started", Critical;
+    /// The server began shutting down.
+    SystemStopping = "system.stopping", Critical;
+    /// A mode change began.
+    ModeTransitionStarted = "system.mode.transition.started", Critical;
+    /// The mode changed.
+    ModeChanged = "system.mode.changed", Critical;
+    /// A mode change finished.
+    ModeTransitionCompleted = "system.mode.transition.completed", Critical;
+    /// A mode change failed and the previous mode was restored.
+    ModeTransitionFailed = "system.mode.transition.failed", Critical;
+    /// A subsystem's status changed.
+    ServiceStatusChanged = "service.status.changed", Critical;
+    /// A console command ran.
+    CommandExecuted = "command.executed", Normal;
+    /// A console command was refused or failed.
+    CommandFailed = "command.failed", Normal;
+    /// A bus handler failed or timed out.
+    BusHandlerFailed = "bus.handler.failed", Critical;
+    /// A bus handler failed too often in a row and was unsubscribed.
+    BusHandlerUnsubscribed = "bus.handler.unsubscribed", Critical;
+    /// Periodic bus metrics.
+    BusMetrics = "bus.metrics", Bulk;
+    /// Music started playing.
+    MusicPlaybackStarted = "music.playback.started", Normal;
+    /// Music stopped.
+    MusicPlaybackStopped = "music.playback.stopped", Normal;
+    /// Music paused.
+    MusicPlaybackPaused = "music.playback.paused", Normal;
+    /// Music resumed.
+    MusicPlaybackResumed = "music.playback.resumed", Normal;
+    /// A track played to its end.
+    MusicPlaybackEnded = "music.playback.ended", Normal;
+    /// The current track ends in 30 s.
+    MusicTrackEndingSoon = "music.track.ending_soon", Normal;
+    /// The queue changed.
+    MusicQueueUpdated = "music.queue.updated", Normal;
+    /// The volume changed.
+    MusicVolumeChanged = "music.volume.changed", Normal;
+    /// Ducking began.
+    MusicDuckStarted = "music.duck.started", Normal;
+    /// Ducking ended.
+    MusicDuckEnded = "music.duck.ended", Normal;
+    /// A crossfade began.
+    MusicCrossfadeStarted = "music.crossfade.started", Normal;
+    /// A crossfade finished.
+    MusicCrossfadeCompleted = "music.crossfade.completed", Normal;
+    /// The library was rescanned.
+    MusicLibraryUpdated = "music.library.updated", Normal;
+    /// Playback position, periodically.
+    MusicPlaybackProgress = "music.playback.progress", Bulk;
+    /// The audio output ran dry.
+    AudioUnderrun = "audio.underrun", Bulk;
+    /// The audio device was lost.
+    AudioDeviceLost = "audio.device.lost", Critical;
+    /// The audio device came back.
+    AudioDeviceRecovered = "audio.device.recovered", Critical;
+    /// Speech began.
+    SpeechStarted = "speech.started", Normal;
+    /// Speech ended.
+    SpeechEnded = "speech.ended", Normal;
+    /// The eyes show another pattern.
+    EyesPatternChanged = "eyes.pattern.changed", Normal;
+    /// The eyes' brightness changed.
+    EyesBrightnessChanged = "eyes.brightness.changed", Normal;
+    /// The eyes' board stopped answering.
+    EyesConnectionLost = "eyes.connection.lost", Critical;
+    /// The eyes' board answers again.
+    EyesConnectionRecovered = "eyes.connection.recovered", Critical;
+    /// A plan started.
+    PlanStarted = "plan.started", Normal;
+    /// A plan step started.
+    PlanStepStarted = "plan.step.started", Normal;
+    /// A plan step finished.
+    PlanStepFinished = "plan.step.finished", Normal;
+    /// A plan step failed.
+    PlanStepFailed = "plan.step.failed", Normal;
+    /// A plan was paused by a higher layer.
+    PlanPaused = "plan.paused", Normal;
+    /// A plan resumed.
+    PlanResumed = "plan.resumed", Normal;
+    /// A plan ended.
+    PlanEnded = "plan.ended", Normal;
+    /// What the logs capture changed.
+    LogLevelChanged = "log.level.changed", Normal;
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+const _: () = assert!(Topic::ALL.len() <= 128, "TopicSet is a u128");
+
+/// A set of topics: what a subscription receives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TopicSet(u128);
+
+impl TopicSet {
+    /// Every topic.
+    pub fn all() -> Self {
+        Topic::ALL.iter().copied().collect()
+    }
+
+    /// Whether `topic` is in the set.
+    pub fn contains(self, topic: Topic) -> bool {
+        self.0 & (1 << topic as u32) != 0
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The topics of the set, in declaration order.
+    pub fn topics(self) -> impl Iterator<Item = Topic> {
+        Topic::ALL.iter().copied().filter(move |t| self.contains(*t))
+    }
+
+    /// Compiles glob patterns (`*` any characters, dots included; `?` one
+    /// character). An empty list means every topic. A pattern that matches no
+    /// topic is an error that names the closest topics, because a typo would
+    /// otherwise be a subscription that silently never fires.
+    pub fn parse<S: AsRef<str>>(patterns: &[S]) -> Result<Self, PatternError> {
+        if patterns.is_empty() {
+            return Ok(Self::all());
+        }
+        let mut set = TopicSet::default();
+        for pattern in patterns {
+            let pattern = pattern.as_ref().trim();
+            let matched: TopicSet = Topic::ALL
+                .iter()
+                .copied()
+                .filter(|t| glob_match(pattern, t.as_str()))
+                .collect();
+            if matched.is_empty() {
+                return Err(PatternError {
+                    pattern: pattern.to_string(),
+                    closest: closest(pattern),
+                });
+            }
+            set.0 |= matched.0;
+        }
+        Ok(set)
+    }
+}
+
+impl From<Topic> for TopicSet {
+    fn from(topic: Topic) -> Self {
+        TopicSet(1 << topic as u32)
+    }
+}
+
+impl FromIterator<Topic> for TopicSet {
+    fn from_iter<I: IntoIterator<Item = Topic>>(iter: I) -> Self {
+        TopicSet(iter.into_iter().fold(0, |bits, t| bits | (1 << t as u32)))
+    }
+}
+
+/// A pattern that matches no topic.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("no topic matches '{pattern}'{}", hint(.closest))]
+pub struct PatternError {
+    /// The pattern.
+    pub pattern: String,
+    /// The closest topic names or families.
+    pub closest: Vec<String>,
+}
+
+fn hint(closest: &[String]) -> String {
+    if closest.is_empty() {
+        "; topics look like system.mode.changed, music.playback.started or eyes.* (see the README)".into()
+    } else {
+        format!("; did you mean {}?", closest.iter().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(" or "))
+    }
+}
+
+fn closest(pattern: &str) -> Vec<String> {
+    let plain = pattern.trim_end_matches(['*', '.']);
+    let mut scored: Vec<(usize, &'static str)> = Topic::ALL
+        .iter()
+        .map(|t| {
+            let name = t.as_str();
+            let candidate = &name[..name.len().min(plain.len())];
+            (strsim::damerau_levenshtein(plain, candidate), name)
+        })
+        .filter(|(d, _)| *d <= (plain.len() / 3).max(1))
+        .collect();
+    scored.sort();
+    let best = scored.first().map(|(d, _)| *d);
+    let mut names: Vec<String> = scored
+        .into_iter()
+        .take_while(|(d, _)| Some(*d) == best)
+        .map(|(_, name)| {
+            // Suggest the pattern for the family when the typo was in its prefix.
+            if pattern.ends_with('*') {
+                let segments = plain.split('.').count();
+                let family: Vec<&str> = name.split('.').take(segments).collect();
+                format!("{}.*", family.join("."))
+            } else {
+                name.to_string()
+            }
+        })
+        .collect();
+    names.dedup();
+    names.truncate(3);
+    names
+}
+
+/// `*` matches any run of characters (dots included), `?` exactly one.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    // Where the last `*` was, and what it has swallowed so far.
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(&c) if c == '?' || c == t[ti] => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_like_shell_patterns_across_dots() {
+        assert!(glob_match("music.*", "music.playback.started"));
+        assert!(glob_match("*", "eyes.pattern.changed"));
+        assert!(glob_match("system.mode.*", "system.mode.transition.started"));
+        assert!(glob_match("*.started", "plan.started"));
+        assert!(glob_match("plan.step.?????ed", "plan.step.started"));
+        assert!(!glob_match("music.*", "musical.chairs"));
+        assert!(!glob_match("system.mode.changed", "system.mode.changed.twice"));
+        assert!(glob_match("a*b*c", "aXXbYYc") && !glob_match("a*b*c", "aXXbYY"));
+    }
+
+    #[test]
+    fn topic_sets_compile_globs() {
+        let set = TopicSet::parse(&["system.mode.*", "service.*"]).unwrap();
+        assert!(set.contains(Topic::ModeChanged));
+        assert!(set.contains(Topic::ModeTransitionFailed));
+        assert!(set.contains(Topic::ServiceStatusChanged));
+        assert!(!set.contains(Topic::SystemStarted));
+        assert_eq!(TopicSet::parse::<&str>(&[]).unwrap(), TopicSet::all());
+        assert_eq!(set.topics().count(), 5);
+    }
+
+    #[test]
+    fn a_pattern_matching_nothing_names_the_closest_topics() {
+        let err = TopicSet::parse(&["muisc.*"]).unwrap_err();
+        assert_eq!(err.to_string(), "no topic matches 'muisc.*'; did you mean 'music.*'?");
+        let err = TopicSet::parse(&["system.mode.chnged"]).unwrap_err();
+        assert!(err.to_string().contains("'system.mode.changed'"), "{err}");
+        let err = TopicSet::parse(&["zzz"]).unwrap_err();
+        assert!(err.to_string().contains("topics look like"), "{err}");
+    }
+
+    #[test]
+    fn names_are_unique_and_dotted() {
+        let mut names: Vec<_> = Topic::ALL.iter().map(|t| t.as_str()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), Topic::ALL.len());
+        assert!(names.iter().all(|n| n.contains('.') && *n == n.to_lowercase()));
+    }
+}
