@@ -71,13 +71,18 @@ async fn quoted_words_reach_the_server_as_one_argument() {
 #[tokio::test]
 async fn json_output_is_the_proto3_mapping() {
     let server = TestServer::start().await;
-    let output = run(&server, &["-o", "json", "status"]).await;
+    let output = run(&server, &["-o", "json", "engage"]).await;
     assert!(output.status.success(), "{}", text(&output.stderr));
     let response: serde_json::Value =
         serde_json::from_slice(&output.stdout).expect("JSON on stdout");
-    assert_eq!(response["command"], "status");
-    assert_eq!(response["data"]["mode"], "IDLE");
+    assert_eq!(response["command"], "engage");
+    assert_eq!(response["data"]["mode"], "INTERACTIVE");
     assert_eq!(response["correlationId"].as_str().unwrap().len(), 36);
+
+    let status = run(&server, &["-o", "json", "status"]).await;
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON on stdout");
+    assert_eq!(status["mode"], "MODE_INTERACTIVE");
+    assert_eq!(status["subsystems"][0]["status"], "RUNNING");
 }
 
 #[tokio::test]
@@ -170,4 +175,73 @@ async fn quit_in_the_shell_stops_the_server_and_the_shell() {
         .await
         .expect("the server stopped")
         .unwrap();
+}
+
+#[tokio::test]
+async fn status_shows_every_subsystem_as_a_table() {
+    let server = TestServer::start().await;
+    let output = run(&server, &["status"]).await;
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(stdout.contains("mode:     IDLE"), "{stdout}");
+    let header = stdout
+        .lines()
+        .find(|l| l.starts_with("NAME"))
+        .expect("a table header");
+    assert!(
+        header.contains("STATUS") && header.contains("UPTIME"),
+        "{header}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("bus") && l.contains("RUNNING")),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn events_shows_transitions_live_while_another_client_engages() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let server = TestServer::start().await;
+    let mut watcher = cantina(&server)
+        .args(["events", "system.*"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(watcher.stdout.take().unwrap()).lines();
+    // Engage until the watcher has subscribed and shows the transition; the
+    // first engage may land before its subscription exists.
+    let mut seen = Vec::new();
+    let mut target = "engage";
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("system.mode.transition.completed"))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no transition shown: {seen:?}"
+        );
+        run(&server, &[target]).await;
+        target = if target == "engage" { "idle" } else { "engage" };
+        while let Ok(Ok(Some(line))) =
+            tokio::time::timeout(std::time::Duration::from_millis(300), lines.next_line()).await
+        {
+            seen.push(line);
+        }
+    }
+    let completed = seen
+        .iter()
+        .find(|l| l.contains("system.mode.transition.completed"))
+        .unwrap();
+    assert!(completed.contains("modes"), "{completed}");
+    assert!(completed.contains("to="), "{completed}");
+    assert!(completed.contains("corr="), "{completed}");
+    assert!(
+        !seen.iter().any(|l| l.contains("command.")),
+        "only system.* topics: {seen:?}"
+    );
 }

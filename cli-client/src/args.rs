@@ -1,9 +1,10 @@
 //! The command line, declared with clap's derive API.
 //!
-//! Only `commands`, `status`, `shell` and `completions` are subcommands of the
-//! CLI itself; any other words are a console line for the server, captured by
-//! an external subcommand. clap's `help` subcommand is switched off so that
-//! `cantina help engage` reaches the server, which owns the command list.
+//! Only `commands`, `status`, `events`, `shell` and `completions` are
+//! subcommands of the CLI itself; any other words are a console line for the
+//! server, captured by an external subcommand. clap's `help` subcommand is
+//! switched off so that `cantina help engage` reaches the server, which owns
+//! the command list.
 
 use std::path::PathBuf;
 
@@ -76,9 +77,11 @@ pub struct GlobalArgs {
 /// The output formats of `-o`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// The server's human-readable message.
+    /// For people: the server's message, the status tables, one line per
+    /// event.
     Text,
-    /// The whole response as proto3 JSON, as grpcurl prints it.
+    /// The whole response as proto3 JSON, as grpcurl prints it; one compact
+    /// object per line for `events` (JSON Lines).
     Json,
 }
 
@@ -93,6 +96,14 @@ pub enum Command {
     },
     /// Show the state of the droid and its subsystems.
     Status,
+    /// Print the droid's events live, until Ctrl-C.
+    #[command(after_help = "Examples:\n  \
+                            cantina events                    every event\n  \
+                            cantina events 'system.*'         modes, start and stop\n  \
+                            cantina events 'music.*' 'eyes.*'\n  \
+                            cantina -o json events | jq .payload\n\
+                            Quote globs so that the shell leaves them alone.")]
+    Events(EventsArgs),
     /// Open the interactive console (`DJ-R3X> `).
     Shell(ShellArgs),
     /// Print a shell completion script for cantina.
@@ -103,6 +114,21 @@ pub enum Command {
     /// A console line for the server, word by word.
     #[command(external_subcommand)]
     Line(Vec<String>),
+}
+
+/// Options of `cantina events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Topic globs: `*` matches any characters, dots included, and `?` one
+    /// character (`system.*`, `*.started`). An event is printed when its topic
+    /// matches any glob; without globs, every event is. The server refuses a
+    /// glob that matches no topic.
+    #[arg(value_name = "TOPIC_GLOB")]
+    pub topics: Vec<String>,
+
+    /// Leave out the time (UTC, HH:MM:SS.mmm) at the start of each line.
+    #[arg(long)]
+    pub no_timestamps: bool,
 }
 
 /// Options of `cantina shell`.
@@ -132,5 +158,22 @@ mod tests {
         let cli = Cli::try_parse_from(["cantina", "-o", "json", "eye", "pattern", "-x"]).unwrap();
         assert_eq!(cli.global.output, Format::Json);
         assert!(matches!(cli.command, Command::Line(words) if words == ["eye", "pattern", "-x"]));
+    }
+
+    #[test]
+    fn events_take_globs_and_global_options_after_them() {
+        let cli = Cli::try_parse_from(["cantina", "events", "system.*", "music.*", "-o", "json"])
+            .unwrap();
+        assert_eq!(cli.global.output, Format::Json);
+        let Command::Events(args) = cli.command else {
+            panic!("expected events, got {:?}", cli.command);
+        };
+        assert_eq!(args.topics, ["system.*", "music.*"]);
+        assert!(!args.no_timestamps);
+
+        let cli = Cli::try_parse_from(["cantina", "events", "--no-timestamps"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Events(args) if args.topics.is_empty() && args.no_timestamps)
+        );
     }
 }

@@ -9,7 +9,10 @@
 //! | 2    | usage error: bad arguments (INVALID_ARGUMENT), a bad `--server` or `--token`, as clap |
 //! | 69   | the server cannot be reached or the connection broke, or a subsystem is UNAVAILABLE (sysexits `EX_UNAVAILABLE`) |
 //! | 77   | UNAUTHENTICATED or PERMISSION_DENIED (sysexits `EX_NOPERM`) |
-//! | 130  | interrupted by Ctrl-C while waiting for the server (shell only) |
+//! | 130  | interrupted by Ctrl-C: while the shell waits for the server, or `events` stopped (quietly: that is how it usually ends) |
+//!
+//! `cantina events` exits 0 when the server ends the stream itself (it is
+//! shutting down), and 69 when the connection breaks.
 
 use std::{error::Error as _, fmt, process::ExitCode};
 

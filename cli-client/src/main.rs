@@ -1,18 +1,26 @@
 //! `cantina`, the command-line client of the Cantina droid server.
 //!
 //! `cantina eye pattern happy` sends one console line to the droid, `cantina
-//! shell` opens the `DJ-R3X> ` console, and `cantina commands` lists what the
-//! server understands. This file only parses the arguments, starts the runtime
-//! and hands over to [`run`] or [`shell`]; every path ends in an exit code
-//! chosen by [`error::Failure::exit_code`].
+//! shell` opens the `DJ-R3X> ` console, `cantina commands` lists what the
+//! server understands, `cantina status` shows the droid at a glance and
+//! `cantina events` follows its event bus. This file only parses the
+//! arguments, starts the runtime and hands over to [`run`], [`events`] or
+//! [`shell`]; every path ends in an exit code chosen by
+//! [`error::Failure::exit_code`].
 
 mod args;
+mod colour;
 mod complete;
 mod error;
+mod event_line;
+mod events;
 mod output;
 mod remote;
 mod run;
 mod shell;
+mod status;
+mod table;
+mod time;
 
 use std::process::ExitCode;
 
@@ -38,7 +46,8 @@ fn main() -> ExitCode {
     let global = &cli.global;
     match &cli.command {
         Command::Commands { category } => run::commands(&runtime, global, category.as_deref()),
-        Command::Status => run::dispatch(&runtime, global, "status"),
+        Command::Status => run::status(&runtime, global),
+        Command::Events(args) => events::run(&runtime, global, args),
         Command::Shell(args) => shell::run(&runtime, global, args),
         Command::Completions { shell } => run::completions(*shell),
         Command::Line(words) => run::dispatch(&runtime, global, &cantina::line::join(words)),

@@ -2,18 +2,20 @@
 //! stderr.
 //!
 //! In text mode a result is the server's message and nothing else, so that
-//! scripts can use it as is; in JSON mode it is the whole response in the
-//! proto3 JSON mapping, as grpcurl prints it. Failures are text on stderr in
-//! both modes, which keeps stdout empty (or valid JSON) for pipelines.
+//! scripts can use it as is (the status table and event lines are laid out by
+//! [`status`](crate::status) and [`event_line`](crate::event_line)); in JSON
+//! mode it is the whole response in the proto3 JSON mapping, as grpcurl prints
+//! it. Failures and notes are text on stderr in both modes, which keeps stdout
+//! empty (or valid JSON) for pipelines.
 
 use std::{
     fmt::{self, Write as _},
     io::{self, Write},
 };
 
-use cantina::v1::{CommandInfo, DispatchResponse, ListCommandsResponse};
+use cantina::v1::{CommandInfo, DispatchResponse, ListCommandsResponse, SystemStatus};
 
-use crate::{args::Format, error::Failure};
+use crate::{args::Format, colour::Colours, error::Failure, status};
 
 /// Prints the result of a dispatched line.
 pub fn response(
@@ -38,6 +40,26 @@ pub fn commands(
         Format::Text => message(out, &commands_table(&list.commands)),
         Format::Json => json(out, &cantina::json::to_json(list)),
     }
+}
+
+/// Prints the state of the droid: the status layout, or the whole message as
+/// JSON.
+pub fn system_status(
+    out: &mut dyn Write,
+    format: Format,
+    system: &SystemStatus,
+    colours: Colours,
+) -> io::Result<()> {
+    match format {
+        Format::Text => message(out, &status::render(system, colours)),
+        Format::Json => json(out, &cantina::json::to_json(system)),
+    }
+}
+
+/// Writes one line and flushes it, so that a pipe reader sees it at once.
+pub fn line(out: &mut dyn Write, text: &str) -> io::Result<()> {
+    writeln!(out, "{text}")?;
+    out.flush()
 }
 
 /// Runs `write` on the locked stdout. Returns false when stdout is gone: a
@@ -72,6 +94,11 @@ pub fn error(message: impl fmt::Display) {
 /// Prints a problem that does not stop the command.
 pub fn warning(message: impl fmt::Display) {
     stderr_line(&format!("warning: {message}"));
+}
+
+/// Prints something worth knowing that is not a result.
+pub fn note(message: impl fmt::Display) {
+    stderr_line(&format!("note: {message}"));
 }
 
 /// Writes one line to stderr; if even stderr is gone there is nobody left to

@@ -1,4 +1,4 @@
-//! The connection to the server and the two calls the CLI makes over it.
+//! The connection to the server and the calls the CLI makes over it.
 //!
 //! Errors leave this module as [`Failure`] so that every caller prints them
 //! and picks exit codes the same way.
@@ -6,23 +6,26 @@
 use cantina::{
     client::AuthChannel,
     v1::{
-        DispatchRequest, DispatchResponse, ListCommandsRequest, ListCommandsResponse,
-        command_service_client::CommandServiceClient,
+        BusEvent, DispatchRequest, DispatchResponse, GetStatusRequest, ListCommandsRequest,
+        ListCommandsResponse, SystemStatus, WatchEventsRequest,
+        command_service_client::CommandServiceClient, system_service_client::SystemServiceClient,
     },
 };
 
 use std::error::Error as _;
 
-use tonic::{Code, Status};
+use tonic::{Code, Status, Streaming};
 
 use crate::{args::GlobalArgs, error::Failure};
 
-/// A connected `CommandService` client and what every call sends with it.
+/// Connected clients and what every call sends with them.
 #[derive(Debug)]
 pub struct Remote {
     /// The client; tonic reconnects it by itself after the server comes back,
     /// which is what lets the shell survive a server restart.
     client: CommandServiceClient<AuthChannel>,
+    /// `SystemService`, on the same channel and so with the same token.
+    system: SystemServiceClient<AuthChannel>,
     /// Sent with every Dispatch when the user chose one.
     correlation_id: Option<String>,
     /// Where the server is, for messages about losing it.
@@ -34,6 +37,7 @@ impl Remote {
     pub async fn connect(global: &GlobalArgs) -> Result<Self, Failure> {
         let clients = cantina::client::connect(&global.server, global.token.as_deref()).await?;
         Ok(Self {
+            system: SystemServiceClient::new(clients.channel.clone()),
             client: clients.command,
             correlation_id: global.correlation_id.clone(),
             address: cantina::client::normalize_address(&global.server),
@@ -69,6 +73,47 @@ impl Remote {
             .await
             .map_err(|s| self.failure(s))?;
         Ok(response.into_inner())
+    }
+
+    /// The state of the whole droid.
+    pub async fn get_status(&self) -> Result<SystemStatus, Failure> {
+        let response = self
+            .system
+            .clone()
+            .get_status(GetStatusRequest {})
+            .await
+            .map_err(|s| self.failure(s))?;
+        Ok(response.into_inner())
+    }
+
+    /// Opens the stream of bus events whose topic matches one of `topics`
+    /// (every event when empty).
+    pub async fn watch_events(&self, topics: &[String]) -> Result<Streaming<BusEvent>, Failure> {
+        let request = WatchEventsRequest {
+            topics: topics.to_vec(),
+        };
+        let response = self
+            .system
+            .clone()
+            .watch_events(request)
+            .await
+            .map_err(|s| self.failure(s))?;
+        Ok(response.into_inner())
+    }
+
+    /// Why an open stream broke. Mid-stream, tonic reports a transport
+    /// failure with whatever code the HTTP/2 error maps to (INTERNAL,
+    /// UNKNOWN, CANCELLED…), never with a status the server sent, so the
+    /// attached transport error alone tells a lost connection apart.
+    pub fn stream_failure(&self, status: Status) -> Failure {
+        if status.source().is_some() {
+            Failure::Disconnected {
+                address: self.address.clone(),
+                status,
+            }
+        } else {
+            Failure::Server(status)
+        }
     }
 
     /// Tells a lost connection apart from an error the server sent: tonic

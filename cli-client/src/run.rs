@@ -1,8 +1,9 @@
-//! The one-shot subcommands: a console line (`cantina eye pattern happy`,
-//! `cantina status`), `cantina commands` and `cantina completions`.
+//! The one-shot subcommands: a console line (`cantina eye pattern happy`),
+//! `cantina status`, `cantina commands` and `cantina completions`.
 //!
 //! Each connects, makes one call, prints the result or the failure and returns
-//! the exit code; `shell` has its own module because it loops.
+//! the exit code; `shell` and `events` have their own modules because they
+//! loop.
 
 use std::process::ExitCode;
 
@@ -10,10 +11,22 @@ use clap::CommandFactory;
 
 use crate::{
     args::{Cli, Format, GlobalArgs},
+    colour::Colours,
     error::Failure,
     output,
     remote::Remote,
 };
+
+/// Shows the state of the droid (`SystemService.GetStatus`).
+pub fn status(runtime: &tokio::runtime::Runtime, global: &GlobalArgs) -> ExitCode {
+    let result = runtime.block_on(async { Remote::connect(global).await?.get_status().await });
+    match result {
+        Ok(status) => done(output::to_stdout(|out| {
+            output::system_status(out, global.output, &status, Colours::for_stdout())
+        })),
+        Err(failure) => failed(&failure),
+    }
+}
 
 /// Sends `line` to the server and prints the result.
 pub fn dispatch(runtime: &tokio::runtime::Runtime, global: &GlobalArgs, line: &str) -> ExitCode {

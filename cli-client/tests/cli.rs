@@ -1,5 +1,7 @@
 //! The `cantina` binary where no server is needed: its help, its completion
-//! scripts, and how it fails when nothing listens at the address.
+//! scripts, and how it fails when nothing listens at the address. (How it
+//! talks to a server is in `fake_server.rs`, and against the real one in the
+//! workspace's end-to-end tests.)
 
 use std::{
     io::Write,
@@ -48,6 +50,7 @@ fn help_lists_the_subcommands_and_options() {
     for word in [
         "commands",
         "status",
+        "events",
         "shell",
         "completions",
         "--server",
@@ -66,6 +69,45 @@ fn an_unreachable_server_exits_69_naming_the_address() {
             "--server", &address, "-o", format, "eye", "pattern", "happy",
         ]);
         assert_eq!(output.status.code(), Some(69), "{output:?}");
+        let stderr = text(&output.stderr);
+        assert!(stderr.starts_with("error: "), "{stderr}");
+        assert!(stderr.contains(&address), "{stderr}");
+        assert!(output.stdout.is_empty(), "{output:?}");
+    }
+}
+
+#[test]
+fn events_help_documents_the_globs() {
+    let output = cantina(&["events", "--help"]);
+    assert!(output.status.success(), "{output:?}");
+    let help = text(&output.stdout);
+    for word in [
+        "[TOPIC_GLOB]...",
+        "system.*",
+        "matches any",
+        "every event",
+        "--no-timestamps",
+        "Ctrl-C",
+        "-o json",
+    ] {
+        assert!(help.contains(word), "{word} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn events_and_status_exit_69_when_the_server_cannot_be_reached() {
+    let address = dead_address();
+    for args in [
+        &["events"][..],
+        &["events", "system.*", "music.*"],
+        &["-o", "json", "events"],
+        &["status"],
+        &["-o", "json", "status"],
+    ] {
+        let mut all = vec!["--server", &address];
+        all.extend_from_slice(args);
+        let output = cantina(&all);
+        assert_eq!(output.status.code(), Some(69), "{args:?}: {output:?}");
         let stderr = text(&output.stderr);
         assert!(stderr.starts_with("error: "), "{stderr}");
         assert!(stderr.contains(&address), "{stderr}");

@@ -1,1 +1,731 @@
-fn main() {}
+//! Event bus benchmark: what the bus costs over a bare
+//! `tokio::sync::broadcast` channel, measured side by side in one run.
+//!
+//! For 1, 8 and 64 subscribers it measures, for both the bus and the channel:
+//!
+//! - **Throughput**: one task publishes `E` events as fast as it can while
+//!   every subscriber handles every event (trivial work: check the payload,
+//!   bump a counter). The clock runs from the first publish until the last
+//!   subscriber has handled the last event (the handler that completes the set
+//!   takes the time; nothing polls); the figure is events published per second
+//!   with all their deliveries done. Nothing may be lost: the bus inboxes hold
+//!   `E` events and the channel holds `E` messages, and the run checks that
+//!   every subscriber saw every event, in order, and that the bus counted no
+//!   drop. A lost event makes the benchmark exit non-zero, because the figure
+//!   would be a lie.
+//! - **Latency**, publish → handler start: one event at a time, each carrying
+//!   the time it was published; every subscriber records when its handler
+//!   starts, and the next event goes out only when all of them have seen this
+//!   one, so this is latency, not queueing. p50 and p99 are over every
+//!   subscriber's view of every sample (after a warm-up).
+//!
+//! The channel carries the bare payload (a `u64`), so the ratio charges the
+//! bus for everything it adds: the event envelope (sequence number,
+//! timestamp, correlation id, JSON payload), the history, one inbox per
+//! subscriber and the handler supervision (timeout, panic catching, stats).
+//! The target is the bus at no less than half the channel's
+//! throughput.
+//!
+//! Each case runs three times, bus and channel interleaved (the order
+//! alternating), so that machine noise hits both alike; the table reports the
+//! median of the three and the ratios of the medians. Missing the target does
+//! not fail the run: this is a measurement, not a test.
+//!
+//! Run it with `cargo bench -p cantina-server --bench bus`; the table is
+//! Markdown, ready for the README.
+
+use std::{
+    future::ready,
+    process::ExitCode,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use cantina_server::bus::{Bus, BusConfig, Event, Overflow, Topic};
+use tokio::{
+    runtime::Runtime,
+    sync::mpsc,
+    sync::{
+        Notify,
+        broadcast::{self, error::RecvError},
+    },
+    task::JoinHandle,
+};
+
+/// Subscriber counts measured.
+const SUBSCRIBERS: [usize; 3] = [1, 8, 64];
+
+/// How much work a run does.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    /// Deliveries (events × subscribers) in one throughput trial: `E` is this
+    /// divided by the subscriber count, so every case does the same handler
+    /// work.
+    deliveries: u64,
+    /// Trials per case; the table shows the median.
+    trials: usize,
+    /// Latency samples kept per trial.
+    samples: usize,
+    /// Latency samples published and discarded before those.
+    warmup: usize,
+}
+
+impl Plan {
+    /// `cargo bench`: the figures.
+    const FULL: Plan = Plan {
+        deliveries: 512_000,
+        trials: 3,
+        samples: 5_000,
+        warmup: 500,
+    };
+    /// Run without `--bench` (`cargo test --benches`): a quick check that
+    /// nothing is lost, figures not meant for the README.
+    const QUICK: Plan = Plan {
+        deliveries: 16_000,
+        trials: 1,
+        samples: 100,
+        warmup: 10,
+    };
+
+    /// `E`: events in one throughput trial.
+    fn events(self, subscribers: usize) -> u64 {
+        self.deliveries / subscribers as u64
+    }
+}
+/// Tokio worker threads (the target machine has two cores).
+const WORKERS: usize = 2;
+/// How long a trial may wait for its deliveries before it declares them lost.
+const DEADLINE: Duration = Duration::from_secs(20);
+/// The topic published (a bulk one, like playback progress, the busiest).
+const TOPIC: Topic = Topic::MusicPlaybackProgress;
+
+/// What is measured against what.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Channel {
+    /// The event bus, handlers subscribed with `Bus::subscribe`.
+    Bus,
+    /// A bare `tokio::sync::broadcast` channel, one receiver task each.
+    Broadcast,
+}
+
+impl Channel {
+    fn name(self) -> &'static str {
+        match self {
+            Channel::Bus => "bus",
+            Channel::Broadcast => "broadcast",
+        }
+    }
+}
+
+/// Counts subscribers down to zero; the one that gets there takes the time and
+/// wakes the waiting task.
+struct Latch {
+    remaining: AtomicUsize,
+    finished: Mutex<Option<Instant>>,
+    notify: Notify,
+}
+
+impl Latch {
+    fn new(count: usize) -> Self {
+        Self {
+            remaining: AtomicUsize::new(count),
+            finished: Mutex::new(None),
+            notify: Notify::new(),
+        }
+    }
+
+    /// Expects `count` arrivals (before the event that they answer is out).
+    fn arm(&self, count: usize) {
+        self.remaining.store(count, Ordering::Release);
+    }
+
+    fn arrive(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let now = Instant::now();
+            *self.finished.lock().expect("latch lock") = Some(now);
+            self.notify.notify_one();
+        }
+    }
+
+    /// When the last subscriber arrived, or `None` after [`DEADLINE`].
+    async fn wait(&self) -> Option<Instant> {
+        tokio::time::timeout(DEADLINE, self.notify.notified())
+            .await
+            .ok()?;
+        *self.finished.lock().expect("latch lock")
+    }
+}
+
+/// What the subscribers of a throughput trial saw.
+struct Tally {
+    /// Events handled, per subscriber.
+    counts: Vec<AtomicU64>,
+    /// Events that did not carry the payload expected next (lost, duplicated
+    /// or reordered ones).
+    out_of_order: AtomicU64,
+    /// Messages the channel's receivers were told they missed.
+    lagged: AtomicU64,
+    /// Events each subscriber must see.
+    events: u64,
+    latch: Latch,
+}
+
+impl Tally {
+    fn new(subscribers: usize, events: u64) -> Self {
+        Self {
+            counts: (0..subscribers).map(|_| AtomicU64::new(0)).collect(),
+            out_of_order: AtomicU64::new(0),
+            lagged: AtomicU64::new(0),
+            events,
+            latch: Latch::new(subscribers),
+        }
+    }
+
+    /// The handler's work: subscriber `sub` got the event carrying `payload`.
+    fn see(&self, sub: usize, payload: Option<u64>) {
+        let seen = self.counts[sub].fetch_add(1, Ordering::Relaxed);
+        if payload != Some(seen) {
+            self.out_of_order.fetch_add(1, Ordering::Relaxed);
+        }
+        if seen + 1 == self.events {
+            self.latch.arrive();
+        }
+    }
+
+    /// Whatever went wrong, if anything.
+    fn check(&self) -> Result<(), String> {
+        let short: Vec<String> = self
+            .counts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i, c.load(Ordering::Relaxed)))
+            .filter(|(_, c)| *c != self.events)
+            .map(|(i, c)| format!("subscriber {i} saw {c}"))
+            .collect();
+        let out_of_order = self.out_of_order.load(Ordering::Relaxed);
+        let lagged = self.lagged.load(Ordering::Relaxed);
+        if short.is_empty() && out_of_order == 0 && lagged == 0 {
+            return Ok(());
+        }
+        Err(format!(
+            "{} events expected by each subscriber; {}; {out_of_order} out of order; {lagged} lagged",
+            self.events,
+            if short.is_empty() {
+                "all counts right".to_string()
+            } else {
+                short.join(", ")
+            },
+        ))
+    }
+}
+
+/// The latencies seen by the subscribers of a latency trial.
+struct Probe {
+    /// Publish times are nanoseconds since this instant.
+    base: Instant,
+    subscribers: usize,
+    /// Samples published first and not kept.
+    warmup: usize,
+    /// The sample in flight (one at a time).
+    sample: AtomicUsize,
+    /// Samples published so far.
+    published: AtomicUsize,
+    /// Latency in nanoseconds, by sample then subscriber.
+    nanos: Vec<AtomicU64>,
+    latch: Latch,
+}
+
+impl Probe {
+    fn new(subscribers: usize, plan: Plan) -> Self {
+        let slots = subscribers * (plan.warmup + plan.samples);
+        Self {
+            base: Instant::now(),
+            subscribers,
+            warmup: plan.warmup,
+            sample: AtomicUsize::new(0),
+            published: AtomicUsize::new(0),
+            nanos: (0..slots).map(|_| AtomicU64::new(u64::MAX)).collect(),
+            latch: Latch::new(subscribers),
+        }
+    }
+
+    /// Now, as the payload of an event about to be published.
+    fn stamp(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+
+    /// The handler's work: subscriber `sub` started on the event stamped
+    /// `sent` at `now`.
+    fn record(&self, sub: usize, now: Instant, sent: Option<u64>) {
+        let at = now.duration_since(self.base).as_nanos() as u64;
+        let latency = sent.map_or(u64::MAX, |sent| at.saturating_sub(sent));
+        let sample = self.sample.load(Ordering::Acquire);
+        self.nanos[sample * self.subscribers + sub].store(latency, Ordering::Relaxed);
+        self.latch.arrive();
+    }
+
+    /// Publishes the samples one at a time with `publish`, each after every
+    /// subscriber has seen the one before.
+    async fn run(&self, mut publish: impl FnMut(u64)) -> Result<(), String> {
+        for sample in 0..self.nanos.len() / self.subscribers {
+            self.sample.store(sample, Ordering::Release);
+            self.latch.arm(self.subscribers);
+            publish(self.stamp());
+            self.published.fetch_add(1, Ordering::Relaxed);
+            if self.latch.wait().await.is_none() {
+                return Err(format!(
+                    "sample {sample} did not reach every subscriber within {DEADLINE:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Samples published so far.
+    fn published(&self) -> usize {
+        self.published.load(Ordering::Relaxed)
+    }
+
+    /// The kept latencies, sorted; an error if any subscriber missed a sample.
+    fn sorted(&self) -> Result<Vec<u64>, String> {
+        let mut kept: Vec<u64> = self.nanos[self.warmup * self.subscribers..]
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect();
+        let missing = kept.iter().filter(|n| **n == u64::MAX).count();
+        if missing > 0 {
+            return Err(format!("{missing} deliveries of latency samples missing"));
+        }
+        kept.sort_unstable();
+        Ok(kept)
+    }
+}
+
+/// Subscribers on a fresh bus, configured as the server's (history and dead
+/// letters included).
+struct BusSide {
+    bus: Bus,
+    /// Ends when every handler task has ended (each holds a sender).
+    gone: mpsc::Receiver<()>,
+}
+
+impl BusSide {
+    /// `subscribers` handlers with inboxes of `capacity` events, each calling
+    /// `work(index, payload)` first thing.
+    fn new(
+        subscribers: usize,
+        capacity: usize,
+        work: impl Fn(usize, Option<u64>) + Clone + Send + Sync + 'static,
+    ) -> Self {
+        let bus = Bus::new(BusConfig::default());
+        let (alive, gone) = mpsc::channel::<()>(1);
+        for sub in 0..subscribers {
+            let work = work.clone();
+            let alive = alive.clone();
+            bus.subscribe(TOPIC)
+                .name(format!("bench-{sub}"))
+                .queue(capacity, Overflow::DropNewest)
+                .handler(move |event: Arc<Event>| {
+                    work(sub, event.payload.as_u64());
+                    // Only held, so that `gone` learns when the task ends.
+                    let _ = &alive;
+                    ready(Ok::<(), String>(()))
+                });
+        }
+        Self { bus, gone }
+    }
+
+    /// Closes the bus, waits for its handler tasks to end, and checks that it
+    /// published `events` events and delivered each to every subscriber,
+    /// dropping none.
+    async fn finish(mut self, events: u64, subscribers: usize) -> Result<(), String> {
+        let counters = self.bus.counters();
+        self.bus.close();
+        tokio::time::timeout(DEADLINE, self.gone.recv())
+            .await
+            .map_err(|_| "the bus handler tasks did not end after close".to_string())?;
+        let deliveries = events * subscribers as u64;
+        if counters.published != events || counters.delivered != deliveries || counters.dropped != 0
+        {
+            return Err(format!(
+                "the bus counted {} published of {events}, {} delivered of {deliveries}, {} dropped",
+                counters.published, counters.delivered, counters.dropped
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Receiver tasks on a fresh broadcast channel.
+struct BroadcastSide {
+    tx: broadcast::Sender<u64>,
+    receivers: Vec<JoinHandle<()>>,
+    /// Messages the receivers were told they missed.
+    lagged: Arc<AtomicU64>,
+}
+
+impl BroadcastSide {
+    /// A channel of `capacity` messages and `subscribers` receiver tasks, each
+    /// calling `work(index, payload)` first thing.
+    fn new(
+        subscribers: usize,
+        capacity: usize,
+        work: impl Fn(usize, Option<u64>) + Clone + Send + 'static,
+    ) -> Self {
+        let (tx, _) = broadcast::channel::<u64>(capacity);
+        let lagged = Arc::new(AtomicU64::new(0));
+        let receivers = (0..subscribers)
+            .map(|sub| {
+                let mut rx = tx.subscribe();
+                let work = work.clone();
+                let lagged = lagged.clone();
+                tokio::spawn(async move {
+                    loop {
+                        match rx.recv().await {
+                            Ok(payload) => work(sub, Some(payload)),
+                            Err(RecvError::Lagged(n)) => {
+                                lagged.fetch_add(n, Ordering::Relaxed);
+                            }
+                            Err(RecvError::Closed) => break,
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self {
+            tx,
+            receivers,
+            lagged,
+        }
+    }
+
+    /// Closes the channel, waits for the receiver tasks to end, and checks
+    /// that none lagged.
+    async fn finish(self) -> Result<(), String> {
+        drop(self.tx);
+        for task in self.receivers {
+            tokio::time::timeout(DEADLINE, task)
+                .await
+                .map_err(|_| "a receiver task did not end after close".to_string())?
+                .map_err(|e| format!("a receiver task failed: {e}"))?;
+        }
+        match self.lagged.load(Ordering::Relaxed) {
+            0 => Ok(()),
+            lagged => Err(format!("the receivers lagged by {lagged} messages")),
+        }
+    }
+}
+
+/// Wall time for `events` events to reach every one of `subscribers`
+/// subscribers, from the first publish to the last delivery.
+async fn throughput(channel: Channel, subscribers: usize, events: u64) -> Result<Duration, String> {
+    let tally = Arc::new(Tally::new(subscribers, events));
+    let work = {
+        let tally = tally.clone();
+        move |sub, payload| tally.see(sub, payload)
+    };
+    let what = format!("{} throughput, {subscribers} subscribers", channel.name());
+    let in_context = |e: String| format!("{what}: {e}");
+    let (start, finished) = match channel {
+        Channel::Bus => {
+            let side = BusSide::new(subscribers, events as usize, work);
+            let bus = side.bus.clone();
+            let start = tokio::spawn(async move {
+                let start = Instant::now();
+                for i in 0..events {
+                    bus.emit(TOPIC, "bench", i);
+                }
+                start
+            })
+            .await
+            .map_err(|e| in_context(format!("publisher: {e}")))?;
+            // A drop means the last delivery will never come: no need to wait.
+            let finished = match side.bus.counters().dropped {
+                0 => tally.latch.wait().await,
+                _ => None,
+            };
+            side.finish(events, subscribers).await.map_err(in_context)?;
+            (start, finished)
+        }
+        Channel::Broadcast => {
+            let side = BroadcastSide::new(subscribers, events as usize, work);
+            let tx = side.tx.clone();
+            let start = tokio::spawn(async move {
+                let start = Instant::now();
+                for i in 0..events {
+                    let _ = tx.send(i);
+                }
+                start
+            })
+            .await
+            .map_err(|e| in_context(format!("publisher: {e}")))?;
+            let finished = tally.latch.wait().await;
+            side.finish().await.map_err(in_context)?;
+            (start, finished)
+        }
+    };
+    tally.check().map_err(in_context)?;
+    let finished =
+        finished.ok_or_else(|| in_context(format!("deliveries missing after {DEADLINE:?}")))?;
+    Ok(finished - start)
+}
+
+/// Publish → handler-start latencies in nanoseconds, sorted.
+async fn latency(channel: Channel, subscribers: usize, plan: Plan) -> Result<Vec<u64>, String> {
+    let probe = Arc::new(Probe::new(subscribers, plan));
+    let work = {
+        let probe = probe.clone();
+        move |sub, sent| probe.record(sub, Instant::now(), sent)
+    };
+    let what = format!("{} latency, {subscribers} subscribers", channel.name());
+    let in_context = |e: String| format!("{what}: {e}");
+    let ran = match channel {
+        Channel::Bus => {
+            let side = BusSide::new(subscribers, BusConfig::default().queue_capacity, work);
+            let bus = side.bus.clone();
+            let publisher = probe.clone();
+            let ran = tokio::spawn(async move {
+                publisher
+                    .run(|stamp| {
+                        bus.emit(TOPIC, "bench", stamp);
+                    })
+                    .await
+            })
+            .await;
+            side.finish(probe.published() as u64, subscribers)
+                .await
+                .map_err(in_context)?;
+            ran
+        }
+        Channel::Broadcast => {
+            let side = BroadcastSide::new(subscribers, 16, work);
+            let tx = side.tx.clone();
+            let publisher = probe.clone();
+            let ran = tokio::spawn(async move {
+                publisher
+                    .run(|stamp| {
+                        let _ = tx.send(stamp);
+                    })
+                    .await
+            })
+            .await;
+            side.finish().await.map_err(in_context)?;
+            ran
+        }
+    };
+    ran.map_err(|e| in_context(format!("publisher: {e}")))?
+        .map_err(in_context)?;
+    probe.sorted().map_err(in_context)
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut values = values.to_vec();
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Events per second, with thousands separators.
+fn rate(per_second: f64) -> String {
+    let digits = format!("{per_second:.0}");
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn micros(nanos: f64) -> String {
+    format!("{:.1} µs", nanos / 1e3)
+}
+
+/// The median figures of one case.
+struct Figures {
+    events_per_second: f64,
+    p50: f64,
+    p99: f64,
+}
+
+/// One side's trials of one case.
+#[derive(Default)]
+struct Trials {
+    events_per_second: Vec<f64>,
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+}
+
+impl Trials {
+    fn figures(&self) -> Figures {
+        Figures {
+            events_per_second: median(&self.events_per_second),
+            p50: median(&self.p50),
+            p99: median(&self.p99),
+        }
+    }
+
+    fn spread(&self) -> String {
+        let list = |v: &[f64], f: fn(f64) -> String| {
+            v.iter().map(|x| f(*x)).collect::<Vec<_>>().join(", ")
+        };
+        format!(
+            "events/s [{}]; p50 [{}]; p99 [{}]",
+            list(&self.events_per_second, rate),
+            list(&self.p50, micros),
+            list(&self.p99, micros)
+        )
+    }
+}
+
+/// Runs every trial of the case with `subscribers` subscribers.
+fn case(runtime: &Runtime, subscribers: usize, plan: Plan) -> Result<(Trials, Trials), String> {
+    let events = plan.events(subscribers);
+    let (mut bus, mut broadcast) = (Trials::default(), Trials::default());
+    for trial in 0..plan.trials {
+        let order = if trial % 2 == 0 {
+            [Channel::Bus, Channel::Broadcast]
+        } else {
+            [Channel::Broadcast, Channel::Bus]
+        };
+        for channel in order {
+            let trials = if channel == Channel::Bus {
+                &mut bus
+            } else {
+                &mut broadcast
+            };
+            let took = runtime.block_on(throughput(channel, subscribers, events))?;
+            trials
+                .events_per_second
+                .push(events as f64 / took.as_secs_f64());
+        }
+        for channel in order {
+            let trials = if channel == Channel::Bus {
+                &mut bus
+            } else {
+                &mut broadcast
+            };
+            let sorted = runtime.block_on(latency(channel, subscribers, plan))?;
+            trials.p50.push(percentile(&sorted, 0.50) as f64);
+            trials.p99.push(percentile(&sorted, 0.99) as f64);
+        }
+    }
+    Ok((bus, broadcast))
+}
+
+fn main() -> ExitCode {
+    // `cargo bench` passes `--bench`; `cargo test --benches` does not, and
+    // gets a quick check instead of minutes of a debug build.
+    let full = std::env::args().any(|arg| arg == "--bench");
+    let plan = if full { Plan::FULL } else { Plan::QUICK };
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKERS)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let began = Instant::now();
+
+    println!("# Event bus vs. bare tokio::sync::broadcast");
+    println!();
+    if !full {
+        println!(
+            "QUICK CHECK (no --bench argument): few events, one trial; run `cargo bench` for figures."
+        );
+        println!();
+    }
+    println!(
+        "Machine: {cores} cores (available_parallelism); tokio multi-thread runtime, {WORKERS} workers; {} build.",
+        if cfg!(debug_assertions) {
+            "debug (figures meaningless)"
+        } else {
+            "release"
+        }
+    );
+    println!(
+        "Throughput: E = {} events per trial ({} deliveries ÷ subscribers), each handled by every subscriber.",
+        SUBSCRIBERS
+            .iter()
+            .map(|n| format!("{} for {n}", plan.events(*n)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        plan.deliveries,
+    );
+    println!(
+        "Latency: publish → handler start, {} samples after {} of warm-up, one in flight at a time; p50/p99 over every subscriber's view of every sample.",
+        plan.samples, plan.warmup
+    );
+    println!(
+        "Each figure is the median of {} trial(s), bus and broadcast interleaved; the ratios are of the medians.",
+        plan.trials
+    );
+    println!();
+
+    let mut rows = Vec::new();
+    let mut details = Vec::new();
+    let mut met = true;
+    for subscribers in SUBSCRIBERS {
+        let (bus, broadcast) = match case(&runtime, subscribers, plan) {
+            Ok(trials) => trials,
+            Err(problem) => {
+                eprintln!("EVENTS LOST, so the figures would be wrong: {problem}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let (b, c) = (bus.figures(), broadcast.figures());
+        let ratio = b.events_per_second / c.events_per_second;
+        met &= ratio >= 0.5;
+        rows.push(format!(
+            "| {subscribers} | {} | {} | {ratio:.2}× {} | {} / {} | {} / {} | {:.1}× / {:.1}× |",
+            rate(b.events_per_second),
+            rate(c.events_per_second),
+            if ratio >= 0.5 { "✓" } else { "✗" },
+            micros(b.p50),
+            micros(b.p99),
+            micros(c.p50),
+            micros(c.p99),
+            b.p50 / c.p50,
+            b.p99 / c.p99,
+        ));
+        details.push(format!("- {subscribers} × bus: {}", bus.spread()));
+        details.push(format!(
+            "- {subscribers} × broadcast: {}",
+            broadcast.spread()
+        ));
+    }
+
+    println!(
+        "| subscribers | bus events/s | broadcast events/s | ratio (target ≥ 0.5×) | bus p50 / p99 latency | broadcast p50 / p99 latency | latency ratio (bus ÷ broadcast, p50 / p99) |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for row in &rows {
+        println!("{row}");
+    }
+    println!();
+    if met {
+        println!(
+            "Throughput target met: the bus reached at least 0.5× the bare channel at every subscriber count."
+        );
+    } else {
+        println!(
+            "Throughput target MISSED: the bus fell below 0.5× the bare channel where marked ✗."
+        );
+    }
+    println!();
+    println!("Every trial (no event was lost in any):");
+    for line in &details {
+        println!("{line}");
+    }
+    println!();
+    println!("Took {:.1} s.", began.elapsed().as_secs_f64());
+    ExitCode::SUCCESS
+}

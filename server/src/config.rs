@@ -132,6 +132,36 @@ pub const SETTINGS: &[Setting] = &[
         "Requests handled at once per connection; more are refused (RESOURCE_EXHAUSTED)",
     ),
     setting(
+        "bus_queue_capacity",
+        "CANTINA_BUS_QUEUE_CAPACITY",
+        Some("1000"),
+        "Events that may wait for one subscriber (and one WatchEvents client) before the oldest are dropped",
+    ),
+    setting(
+        "bus_handler_timeout",
+        "CANTINA_BUS_HANDLER_TIMEOUT",
+        Some("5s"),
+        "Longest an event handler may take for one event",
+    ),
+    setting(
+        "bus_max_failures",
+        "CANTINA_BUS_MAX_FAILURES",
+        Some("3"),
+        "Failures in a row after which an event handler is unsubscribed (0: never)",
+    ),
+    setting(
+        "bus_history",
+        "CANTINA_BUS_HISTORY",
+        Some("100"),
+        "Recent events the bus keeps for inspection",
+    ),
+    setting(
+        "bus_metrics_interval",
+        "CANTINA_BUS_METRICS_INTERVAL",
+        Some("60s"),
+        "How often the bus logs its metrics (0s: never)",
+    ),
+    setting(
         "max_message_size",
         "CANTINA_MAX_MESSAGE_SIZE",
         Some("4MiB"),
@@ -295,6 +325,10 @@ pub struct Config {
     pub concurrency_limit: usize,
     /// Largest gRPC message accepted or sent, in bytes.
     pub max_message_size: usize,
+    /// The event bus's settings.
+    pub bus: crate::bus::BusConfig,
+    /// How often the bus logs its metrics; zero for never.
+    pub bus_metrics_interval: Duration,
     /// Where each value came from, by key, for `--print-config`.
     pub origins: BTreeMap<&'static str, Origin>,
 }
@@ -412,6 +446,22 @@ impl Sources {
             _ => Err("use a whole number of at least 1".into()),
         });
         let max_message_size = v.parse("max_message_size", parse_size);
+        let whole = |s: &str| {
+            s.parse::<usize>()
+                .map_err(|_| "use a whole number".to_string())
+        };
+        let positive = |s: &str| match s.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err("use a whole number of at least 1".to_string()),
+        };
+        let bus_queue_capacity = v.parse("bus_queue_capacity", positive);
+        let bus_handler_timeout = v.parse("bus_handler_timeout", |s| parse_duration(s, false));
+        let bus_max_failures = v.parse("bus_max_failures", |s| {
+            s.parse::<u32>()
+                .map_err(|_| "use a whole number (0: never unsubscribe)".to_string())
+        });
+        let bus_history = v.parse("bus_history", whole);
+        let bus_metrics_interval = v.parse("bus_metrics_interval", |s| parse_duration(s, true));
 
         if let (Some(listen), Some(false)) = (listen, allow_insecure_remote)
             && !listen.ip().is_loopback()
@@ -447,6 +497,14 @@ impl Sources {
             shutdown_grace: shutdown_grace.expect("validated"),
             concurrency_limit: concurrency_limit.expect("validated"),
             max_message_size: max_message_size.expect("validated"),
+            bus: crate::bus::BusConfig {
+                queue_capacity: bus_queue_capacity.expect("validated"),
+                handler_timeout: bus_handler_timeout.expect("validated"),
+                max_failures: bus_max_failures.expect("validated"),
+                history: bus_history.expect("validated"),
+                ..crate::bus::BusConfig::default()
+            },
+            bus_metrics_interval: bus_metrics_interval.expect("validated"),
             origins: raw.into_iter().map(|(k, (_, o))| (k, o)).collect(),
         })
     }
@@ -720,6 +778,15 @@ impl Config {
                 )),
                 "concurrency_limit" => Some(self.concurrency_limit.to_string()),
                 "max_message_size" => Some(self.max_message_size.to_string()),
+                "bus_queue_capacity" => Some(self.bus.queue_capacity.to_string()),
+                "bus_handler_timeout" => Some(quote(
+                    &humantime::format_duration(self.bus.handler_timeout).to_string(),
+                )),
+                "bus_max_failures" => Some(self.bus.max_failures.to_string()),
+                "bus_history" => Some(self.bus.history.to_string()),
+                "bus_metrics_interval" => Some(quote(
+                    &humantime::format_duration(self.bus_metrics_interval).to_string(),
+                )),
                 other => unreachable!("setting {other} has no printer"),
             };
             let origin = self

@@ -1,5 +1,5 @@
-//! The droid: the state every command and RPC works on (session, mode,
-//! subsystems, shutdown), and its boot, reset and halt sequences.
+//! The droid: the state every command and RPC works on (session, event bus,
+//! mode, subsystems, shutdown), and its boot, reset and halt sequences.
 
 use std::{
     net::SocketAddr,
@@ -7,11 +7,14 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use tracing::info;
+use serde_json::json;
+use tonic_health::server::HealthReporter;
+use tracing::{info, warn};
 
 use crate::{
+    bus::{Bus, Topic},
     lifecycle::{StartError, Subsystem, Supervisor},
-    modes::{Mode, ModeChange, Modes},
+    modes::{Mode, ModeChange, ModeError, Modes},
     shutdown::Shutdown,
 };
 
@@ -51,10 +54,23 @@ pub fn new_session_id(now: SystemTime) -> String {
     format!("{}-{}-{suffix}", &stamp[..8], &stamp[8..14])
 }
 
+/// Why a reset did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum ResetError {
+    /// A critical subsystem did not come back.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The mode change back to IDLE failed.
+    #[error(transparent)]
+    Mode(#[from] ModeError),
+}
+
 /// Everything the commands and RPCs act on.
 pub struct Droid {
     /// Facts about this run.
     pub info: ServerInfo,
+    /// Where every part announces what it does.
+    pub bus: Bus,
     /// The behaviour mode.
     pub modes: Modes,
     /// The subsystems and their state.
@@ -67,37 +83,58 @@ impl Droid {
     /// Starts the subsystems in order and moves from STARTUP to IDLE.
     pub async fn boot(
         info: ServerInfo,
+        bus: Bus,
         subsystems: Vec<Arc<dyn Subsystem>>,
+        health: Option<HealthReporter>,
         shutdown: Shutdown,
     ) -> Result<Arc<Droid>, StartError> {
         let droid = Arc::new(Droid {
             info,
-            modes: Modes::new(),
-            supervisor: Supervisor::new(subsystems),
+            modes: Modes::new(bus.clone()),
+            supervisor: Supervisor::new(subsystems, bus.clone(), health),
+            bus,
             shutdown,
         });
         droid.supervisor.start_all().await?;
-        droid.modes.set(Mode::Idle);
+        if let Err(e) = droid.modes.set(Mode::Idle).await {
+            warn!(error = %e, "could not enter IDLE mode at boot");
+        }
+        droid.bus.emit(
+            Topic::SystemStarted,
+            "droid",
+            json!({
+                "session_id": droid.info.session_id,
+                "version": droid.info.version,
+                "listen": droid.info.listen.to_string(),
+            }),
+        );
         info!(session = %droid.info.session_id, "droid ready");
         Ok(droid)
     }
 
     /// Restarts every subsystem (stop in reverse, start in order) and goes
     /// back through STARTUP to IDLE. The server and its connections stay up.
-    pub async fn reset(&self) -> Result<ModeChange, StartError> {
+    pub async fn reset(&self) -> Result<ModeChange, ResetError> {
         info!("reset requested: restarting the droid");
-        let before = self.modes.set(Mode::Startup).from;
+        let before = self.modes.set(Mode::Startup).await?.from;
         self.supervisor.restart_all().await?;
-        let after = self.modes.set(Mode::Idle);
+        let after = self.modes.set(Mode::Idle).await?;
         Ok(ModeChange {
             from: before,
             to: after.to,
         })
     }
 
-    /// Stops every subsystem in reverse order.
+    /// Stops every subsystem in reverse order, then closes the bus (which
+    /// ends every event stream).
     pub async fn halt(&self) {
+        self.bus.emit(
+            Topic::SystemStopping,
+            "droid",
+            json!({ "reason": self.shutdown.reason().unwrap_or("unknown") }),
+        );
         self.supervisor.stop_all().await;
+        self.bus.close();
     }
 }
 

@@ -6,9 +6,9 @@
 //! lets open requests finish for the configured grace period, then closes the
 //! rest and stops the subsystems in reverse order.
 //!
-//! Map: [`config`] (settings), [`commands`] (the console: tokenizer,
-//! registry, one file per command), [`grpc`] (the only module that knows
-//! proto types), [`droid`] (shared state), [`modes`], [`lifecycle`]
+//! Map: [`config`] (settings), [`bus`] (the event bus), [`commands`] (the
+//! console: registry, one file per command), [`grpc`] (the only module that
+//! knows proto types), [`droid`] (shared state), [`modes`], [`lifecycle`]
 //! (subsystems), [`shutdown`], [`telemetry`].
 
 pub mod bus;
@@ -28,10 +28,11 @@ use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::{
+    bus::{Bus, BusMonitor},
     commands::Dispatcher,
     config::Config,
     droid::{Droid, ServerInfo},
-    lifecycle::StartError,
+    lifecycle::{StartError, Subsystem},
     shutdown::Shutdown,
 };
 
@@ -128,8 +129,6 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         token_required: config.token.is_some(),
     };
     let shutdown = Shutdown::new();
-    let droid = Droid::boot(info, Vec::new(), shutdown.clone()).await?;
-    let dispatcher = Arc::new(Dispatcher::new(droid.clone()));
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_service_status(cantina::health::SERVER, ServingStatus::Serving)
@@ -146,6 +145,21 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
             .set_service_status(name, ServingStatus::NotServing)
             .await;
     }
+    let bus = Bus::new(config.bus.clone());
+    // Start order; stop is the reverse.
+    let subsystems: Vec<Arc<dyn Subsystem>> = vec![Arc::new(BusMonitor::new(
+        bus.clone(),
+        config.bus_metrics_interval,
+    ))];
+    let droid = Droid::boot(
+        info,
+        bus,
+        subsystems,
+        Some(health.clone()),
+        shutdown.clone(),
+    )
+    .await?;
+    let dispatcher = Arc::new(Dispatcher::new(droid.clone()));
 
     info!(
         address = %local_addr,
@@ -170,7 +184,14 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
                         .await;
                 }
             });
-            let serve = grpc::serve(listener, &config, dispatcher, health_service, &shutdown);
+            let serve = grpc::serve(
+                listener,
+                &config,
+                dispatcher,
+                droid.clone(),
+                health_service,
+                &shutdown,
+            );
             tokio::pin!(serve);
             let grace = config.shutdown_grace;
             let served = tokio::select! {

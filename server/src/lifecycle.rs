@@ -3,6 +3,12 @@
 //! in reverse, and restarts on `reset`. A critical subsystem that cannot start
 //! aborts start-up with its reason; a non-critical one is marked ERROR and the
 //! droid carries on without it.
+//!
+//! Every status change (STARTING, RUNNING, DEGRADED, ERROR, STOPPING,
+//! STOPPED, with a message) is published as `service.status.changed` and moves
+//! the gRPC health of `cantina.<name>`: SERVING while RUNNING, NOT_SERVING
+//! otherwise. A running subsystem reports its own changes (a lost serial port)
+//! through the [`StatusHandle`] it is given at start.
 
 use std::{
     future::Future,
@@ -11,7 +17,11 @@ use std::{
     time::{Instant, SystemTime},
 };
 
+use serde_json::json;
+use tonic_health::{ServingStatus, server::HealthReporter};
 use tracing::{error, info, warn};
+
+use crate::bus::{Bus, Topic};
 
 /// A boxed future, so that subsystems can be stored as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -27,7 +37,8 @@ pub trait Subsystem: Send + Sync + 'static {
     }
 
     /// Starts the subsystem; the error says what is wrong and what to do.
-    fn start(&self) -> BoxFuture<'_, Result<(), String>>;
+    /// `status` reports later changes (DEGRADED when hardware goes away …).
+    fn start(&self, status: StatusHandle) -> BoxFuture<'_, Result<(), String>>;
 
     /// Stops the subsystem, releasing what it holds.
     fn stop(&self) -> BoxFuture<'_, ()>;
@@ -91,20 +102,100 @@ pub struct StartError {
     pub reason: String,
 }
 
+/// Where status changes go: the records, the bus and the health service.
+struct Reporting {
+    /// Each subsystem's state, in start order.
+    records: Mutex<Vec<StatusRecord>>,
+    /// Publishes `service.status.changed`.
+    bus: Bus,
+    /// Moves `cantina.<name>` health; absent in unit tests.
+    health: Option<HealthReporter>,
+}
+
+impl Reporting {
+    async fn report(&self, index: usize, status: ServiceStatus, message: String) {
+        let (name, previous, critical) = {
+            let mut records = self.records.lock().expect("status lock");
+            let record = &mut records[index];
+            let previous = record.status;
+            record.status = status;
+            record.message = message.clone();
+            record.since = SystemTime::now();
+            record.running_since = match status {
+                ServiceStatus::Running | ServiceStatus::Degraded => {
+                    record.running_since.or(Some(Instant::now()))
+                }
+                _ => None,
+            };
+            (record.name, previous, record.critical)
+        };
+        self.bus.emit(
+            Topic::ServiceStatusChanged,
+            "supervisor",
+            json!({
+                "service": name,
+                "status": status.as_str(),
+                "previous": previous.as_str(),
+                "message": message,
+                "critical": critical,
+            }),
+        );
+        if let Some(health) = &self.health {
+            let serving = if status == ServiceStatus::Running {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            health.set_service_status(health_name(name), serving).await;
+        }
+    }
+}
+
+/// The gRPC health service name of a subsystem.
+pub fn health_name(subsystem: &str) -> String {
+    format!("cantina.{subsystem}")
+}
+
+/// Lets a running subsystem report its own status changes.
+#[derive(Clone)]
+pub struct StatusHandle {
+    reporting: Arc<Reporting>,
+    index: usize,
+}
+
+impl StatusHandle {
+    /// Reports `status` with a message for people.
+    pub async fn set(&self, status: ServiceStatus, message: impl Into<String>) {
+        self.reporting
+            .report(self.index, status, message.into())
+            .await;
+    }
+
+    /// The subsystem's current status.
+    pub fn current(&self) -> ServiceStatus {
+        self.reporting.records.lock().expect("status lock")[self.index].status
+    }
+}
+
 /// Starts, stops and restarts the subsystems in their declared order.
 pub struct Supervisor {
     /// The subsystems, in start order.
     subsystems: Vec<Arc<dyn Subsystem>>,
-    /// Their reported state, in the same order.
-    records: Mutex<Vec<StatusRecord>>,
+    /// Their reported state, and where changes go.
+    reporting: Arc<Reporting>,
     /// Serialises start, stop and restart so a `reset` during shutdown (or two
     /// resets at once) cannot interleave.
     op: tokio::sync::Mutex<()>,
 }
 
 impl Supervisor {
-    /// A supervisor of `subsystems`, in start order; nothing runs yet.
-    pub fn new(subsystems: Vec<Arc<dyn Subsystem>>) -> Self {
+    /// A supervisor of `subsystems`, in start order, reporting to `bus` and
+    /// `health`; nothing runs yet.
+    pub fn new(
+        subsystems: Vec<Arc<dyn Subsystem>>,
+        bus: Bus,
+        health: Option<HealthReporter>,
+    ) -> Self {
         let records = subsystems
             .iter()
             .map(|s| StatusRecord {
@@ -118,14 +209,18 @@ impl Supervisor {
             .collect();
         Self {
             subsystems,
-            records: Mutex::new(records),
+            reporting: Arc::new(Reporting {
+                records: Mutex::new(records),
+                bus,
+                health,
+            }),
             op: tokio::sync::Mutex::new(()),
         }
     }
 
     /// The state of every subsystem, in start order.
     pub fn snapshot(&self) -> Vec<StatusRecord> {
-        self.records.lock().expect("status lock").clone()
+        self.reporting.records.lock().expect("status lock").clone()
     }
 
     /// The subsystems' names, in start order.
@@ -133,18 +228,15 @@ impl Supervisor {
         self.subsystems.iter().map(|s| s.name()).collect()
     }
 
-    fn report(&self, index: usize, status: ServiceStatus, message: impl Into<String>) {
-        let mut records = self.records.lock().expect("status lock");
-        let record = &mut records[index];
-        record.status = status;
-        record.message = message.into();
-        record.since = SystemTime::now();
-        record.running_since = match status {
-            ServiceStatus::Running | ServiceStatus::Degraded => {
-                record.running_since.or(Some(Instant::now()))
-            }
-            _ => None,
-        };
+    async fn report(&self, index: usize, status: ServiceStatus, message: impl Into<String>) {
+        self.reporting.report(index, status, message.into()).await;
+    }
+
+    fn handle(&self, index: usize) -> StatusHandle {
+        StatusHandle {
+            reporting: self.reporting.clone(),
+            index,
+        }
     }
 
     /// Starts every subsystem in order. When a critical one fails, the ones
@@ -156,15 +248,20 @@ impl Supervisor {
 
     async fn start_locked(&self) -> Result<(), StartError> {
         for (index, subsystem) in self.subsystems.iter().enumerate() {
-            self.report(index, ServiceStatus::Starting, "starting");
-            match subsystem.start().await {
+            self.report(index, ServiceStatus::Starting, "starting")
+                .await;
+            match subsystem.start(self.handle(index)).await {
                 Ok(()) => {
                     info!(subsystem = subsystem.name(), "started");
-                    self.report(index, ServiceStatus::Running, "running");
+                    // A subsystem that came up degraded said so itself.
+                    if self.handle(index).current() == ServiceStatus::Starting {
+                        self.report(index, ServiceStatus::Running, "running").await;
+                    }
                 }
                 Err(reason) if subsystem.critical() => {
                     error!(subsystem = subsystem.name(), %reason, "critical subsystem failed to start");
-                    self.report(index, ServiceStatus::Error, reason.clone());
+                    self.report(index, ServiceStatus::Error, reason.clone())
+                        .await;
                     self.stop_range(index).await;
                     return Err(StartError {
                         name: subsystem.name(),
@@ -173,7 +270,7 @@ impl Supervisor {
                 }
                 Err(reason) => {
                     warn!(subsystem = subsystem.name(), %reason, "subsystem failed to start; carrying on without it");
-                    self.report(index, ServiceStatus::Error, reason);
+                    self.report(index, ServiceStatus::Error, reason).await;
                 }
             }
         }
@@ -190,15 +287,16 @@ impl Supervisor {
     /// never started.
     async fn stop_range(&self, end: usize) {
         for index in (0..end).rev() {
-            let status = self.records.lock().expect("status lock")[index].status;
+            let status = self.handle(index).current();
             if matches!(status, ServiceStatus::Stopped | ServiceStatus::Error) {
                 continue;
             }
             let subsystem = &self.subsystems[index];
-            self.report(index, ServiceStatus::Stopping, "stopping");
+            self.report(index, ServiceStatus::Stopping, "stopping")
+                .await;
             subsystem.stop().await;
             info!(subsystem = subsystem.name(), "stopped");
-            self.report(index, ServiceStatus::Stopped, "stopped");
+            self.report(index, ServiceStatus::Stopped, "stopped").await;
         }
     }
 
@@ -233,7 +331,7 @@ mod tests {
         fn critical(&self) -> bool {
             self.critical
         }
-        fn start(&self) -> BoxFuture<'_, Result<(), String>> {
+        fn start(&self, _: StatusHandle) -> BoxFuture<'_, Result<(), String>> {
             Box::pin(async move {
                 self.log
                     .lock()
@@ -264,7 +362,7 @@ mod tests {
                 }) as Arc<dyn Subsystem>
             })
             .collect();
-        (Supervisor::new(subsystems), log)
+        (Supervisor::new(subsystems, Bus::default(), None), log)
     }
 
     #[tokio::test]
@@ -324,6 +422,93 @@ mod tests {
                 "stop plans",
                 "start eyes",
                 "start plans"
+            ]
+        );
+    }
+
+    /// Reports DEGRADED and back through its handle, as the eyes will when
+    /// their board goes away and comes back.
+    struct Flaky(Mutex<Option<StatusHandle>>);
+
+    impl Subsystem for Flaky {
+        fn name(&self) -> &'static str {
+            "eyes"
+        }
+        fn start(&self, status: StatusHandle) -> BoxFuture<'_, Result<(), String>> {
+            *self.0.lock().unwrap() = Some(status);
+            Box::pin(async { Ok(()) })
+        }
+        fn stop(&self) -> BoxFuture<'_, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    #[tokio::test]
+    async fn status_changes_are_published_and_move_health() {
+        use tonic_health::{
+            pb::{
+                HealthCheckRequest, health_check_response::ServingStatus as S,
+                health_server::Health,
+            },
+            server::HealthService,
+        };
+        let (reporter, _) = tonic_health::server::health_reporter();
+        let service = HealthService::from_health_reporter(reporter.clone());
+        let bus = Bus::default();
+        let flaky = Arc::new(Flaky(Mutex::new(None)));
+        let sup = Supervisor::new(vec![flaky.clone()], bus.clone(), Some(reporter));
+        let health = |name: &'static str| {
+            let service = &service;
+            async move {
+                let request = tonic::Request::new(HealthCheckRequest {
+                    service: name.into(),
+                });
+                service.check(request).await.unwrap().into_inner().status()
+            }
+        };
+        sup.start_all().await.unwrap();
+        assert_eq!(health("cantina.eyes").await, S::Serving);
+        let handle = flaky.0.lock().unwrap().clone().unwrap();
+        handle
+            .set(ServiceStatus::Degraded, "serial port gone")
+            .await;
+        assert_eq!(
+            health("cantina.eyes").await,
+            S::NotServing,
+            "while degraded"
+        );
+        let record = &sup.snapshot()[0];
+        assert_eq!(
+            (record.status, record.message.as_str()),
+            (ServiceStatus::Degraded, "serial port gone")
+        );
+        assert!(
+            record.running_since.is_some(),
+            "a degraded subsystem still runs"
+        );
+        handle.set(ServiceStatus::Running, "reconnected").await;
+        assert_eq!(health("cantina.eyes").await, S::Serving);
+        let statuses: Vec<_> = bus
+            .history(Some(Topic::ServiceStatusChanged.into()), 10)
+            .iter()
+            .map(|e| {
+                (
+                    e.payload["status"].as_str().unwrap().to_string(),
+                    e.payload["previous"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let statuses: Vec<(&str, &str)> = statuses
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                ("STARTING", "STOPPED"),
+                ("RUNNING", "STARTING"),
+                ("DEGRADED", "RUNNING"),
+                ("RUNNING", "DEGRADED")
             ]
         );
     }

@@ -204,14 +204,26 @@ mod tests {
     #[test]
     fn drop_oldest_evicts_the_least_urgent_and_counts_it() {
         let inbox = Inbox::new(2, Overflow::DropOldest);
-        assert_eq!(inbox.push(event(1, Topic::MusicPlaybackProgress)), Pushed::Queued);
+        assert_eq!(
+            inbox.push(event(1, Topic::MusicPlaybackProgress)),
+            Pushed::Queued
+        );
         assert_eq!(inbox.push(event(2, Topic::ModeChanged)), Pushed::Queued);
         // A normal event evicts the bulk one, not the critical one.
-        assert_eq!(inbox.push(event(3, Topic::MusicVolumeChanged)), Pushed::Evicted);
+        assert_eq!(
+            inbox.push(event(3, Topic::MusicVolumeChanged)),
+            Pushed::Evicted
+        );
         // A bulk event cannot evict anything more urgent.
-        assert_eq!(inbox.push(event(4, Topic::MusicPlaybackProgress)), Pushed::Dropped);
+        assert_eq!(
+            inbox.push(event(4, Topic::MusicPlaybackProgress)),
+            Pushed::Dropped
+        );
         // Oldest normal goes for a newer normal.
-        assert_eq!(inbox.push(event(5, Topic::MusicVolumeChanged)), Pushed::Evicted);
+        assert_eq!(
+            inbox.push(event(5, Topic::MusicVolumeChanged)),
+            Pushed::Evicted
+        );
         assert_eq!(seqs(&inbox), ["missed 3", "2", "5"]);
     }
 
@@ -220,7 +232,10 @@ mod tests {
         let inbox = Inbox::new(2, Overflow::DropNewest);
         inbox.push(event(1, Topic::MusicVolumeChanged));
         inbox.push(event(2, Topic::MusicVolumeChanged));
-        assert_eq!(inbox.push(event(3, Topic::MusicVolumeChanged)), Pushed::Dropped);
+        assert_eq!(
+            inbox.push(event(3, Topic::MusicVolumeChanged)),
+            Pushed::Dropped
+        );
         // ...but a more urgent newcomer still makes room.
         assert_eq!(inbox.push(event(4, Topic::ModeChanged)), Pushed::Evicted);
         assert_eq!(seqs(&inbox), ["missed 2", "4", "2"]);

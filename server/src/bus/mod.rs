@@ -20,6 +20,7 @@
 //!   them periodically.
 
 mod inbox;
+mod monitor;
 mod topic;
 
 use std::{
@@ -41,6 +42,7 @@ use tokio::sync::oneshot;
 use tracing::{error, warn};
 
 pub use inbox::{Inbox, Item, Overflow, Pushed};
+pub use monitor::BusMonitor;
 pub use topic::{PatternError, Topic, TopicClass, TopicSet, glob_match};
 
 use crate::lifecycle::BoxFuture;
@@ -106,7 +108,8 @@ impl Draft {
         Self {
             topic,
             source,
-            payload: serde_json::to_value(payload).unwrap_or_else(|e| json!({ "error": e.to_string() })),
+            payload: serde_json::to_value(payload)
+                .unwrap_or_else(|e| json!({ "error": e.to_string() })),
             correlation_id: None,
             metadata: BTreeMap::new(),
         }
@@ -423,12 +426,20 @@ impl Bus {
 
     /// Adds a middleware that runs before delivery, in the order added.
     pub fn add_pre(&self, middleware: impl Fn(&mut Event) -> bool + Send + Sync + 'static) {
-        self.inner.pre.write().expect("middleware lock").push(Arc::new(middleware));
+        self.inner
+            .pre
+            .write()
+            .expect("middleware lock")
+            .push(Arc::new(middleware));
     }
 
     /// Adds a middleware that runs after delivery, in the order added.
     pub fn add_post(&self, middleware: impl Fn(&Event, &Delivery) + Send + Sync + 'static) {
-        self.inner.post.write().expect("middleware lock").push(Arc::new(middleware));
+        self.inner
+            .post
+            .write()
+            .expect("middleware lock")
+            .push(Arc::new(middleware));
     }
 
     /// Starts a subscription to `topics` (a [`Topic`] or a [`TopicSet`]).
@@ -449,7 +460,10 @@ impl Bus {
     }
 
     /// Starts a subscription to the topics matching glob `patterns`.
-    pub fn subscribe_glob<S: AsRef<str>>(&self, patterns: &[S]) -> Result<SubscribeBuilder<'_>, PatternError> {
+    pub fn subscribe_glob<S: AsRef<str>>(
+        &self,
+        patterns: &[S],
+    ) -> Result<SubscribeBuilder<'_>, PatternError> {
         let mut builder = self.subscribe(TopicSet::parse(patterns)?);
         builder.patterns = patterns.iter().map(|p| p.as_ref().to_string()).collect();
         if builder.patterns.is_empty() {
@@ -468,7 +482,11 @@ impl Bus {
         timeout: Duration,
     ) -> impl Future<Output = Result<Arc<Event>, WaitError>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
-        let mut builder = self.subscribe(topics).name("wait_for").filter(predicate).once();
+        let mut builder = self
+            .subscribe(topics)
+            .name("wait_for")
+            .filter(predicate)
+            .once();
         builder.priority = i32::MAX;
         let id = builder.register(Kind::Waiter(Mutex::new(Some(tx))));
         let bus = Arc::downgrade(&self.inner);
@@ -513,14 +531,19 @@ impl Bus {
 
     /// Subscribers now.
     pub fn subscriber_count(&self) -> usize {
-        self.inner.subscribers.read().expect("subscribers lock").len()
+        self.inner
+            .subscribers
+            .read()
+            .expect("subscribers lock")
+            .len()
     }
 
     /// Refuses further events and ends every handler task and stream once it
     /// has drained its inbox.
     pub fn close(&self) {
         self.inner.closed.store(true, Relaxed);
-        let subscribers = std::mem::take(&mut *self.inner.subscribers.write().expect("subscribers lock"));
+        let subscribers =
+            std::mem::take(&mut *self.inner.subscribers.write().expect("subscribers lock"));
         for sub in subscribers.iter() {
             sub.inbox.close();
             if let Kind::Waiter(sender) = &sub.kind {
@@ -594,7 +617,13 @@ impl Bus {
         })
     }
 
-    fn fail(&self, sub: &Arc<Subscriber>, event: Arc<Event>, error: String, timed_out: bool) -> bool {
+    fn fail(
+        &self,
+        sub: &Arc<Subscriber>,
+        event: Arc<Event>,
+        error: String,
+        timed_out: bool,
+    ) -> bool {
         let inner = &self.inner;
         let stats = &sub.stats;
         if timed_out {
@@ -709,7 +738,11 @@ impl SubscribeBuilder<'_> {
         let id = inner.next_id.fetch_add(1, Relaxed);
         let subscriber = Arc::new(Subscriber {
             id,
-            name: if self.name.is_empty() { format!("subscriber-{id}") } else { self.name },
+            name: if self.name.is_empty() {
+                format!("subscriber-{id}")
+            } else {
+                self.name
+            },
             patterns: self.patterns,
             topics: self.topics,
             priority: self.priority,
@@ -774,7 +807,10 @@ impl SubscribeBuilder<'_> {
                 let outcome = match tokio::time::timeout(sub.timeout, call).await {
                     Ok(Ok(Ok(()))) => None,
                     Ok(Ok(Err(error))) => Some((error, false)),
-                    Ok(Err(panic)) => Some((format!("handler panicked: {}", panic_message(&panic)), false)),
+                    Ok(Err(panic)) => Some((
+                        format!("handler panicked: {}", panic_message(&panic)),
+                        false,
+                    )),
                     Err(_) => Some((format!("handler timed out after {:?}", sub.timeout), true)),
                 };
                 let nanos = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;

@@ -15,7 +15,10 @@ fn bus() -> Bus {
 }
 
 /// A handler that forwards each event to a channel.
-fn forward(bus: &Bus, builder: SubscribeBuilder<'_>) -> (Subscription, mpsc::UnboundedReceiver<Arc<Event>>) {
+fn forward(
+    bus: &Bus,
+    builder: SubscribeBuilder<'_>,
+) -> (Subscription, mpsc::UnboundedReceiver<Arc<Event>>) {
     let _ = bus;
     let (tx, rx) = mpsc::unbounded_channel();
     let sub = builder.handler(move |event| {
@@ -62,10 +65,14 @@ async fn higher_priority_is_handed_the_event_first() {
     let order = Arc::new(Mutex::new(Vec::new()));
     for (name, priority) in [("low", 0), ("high", 10), ("middle", 5)] {
         let order = order.clone();
-        let _ = bus.subscribe(Topic::ModeChanged).priority(priority).name(name).handler(move |_| {
-            order.lock().unwrap().push(name);
-            async { Ok::<_, String>(()) }
-        });
+        let _ = bus
+            .subscribe(Topic::ModeChanged)
+            .priority(priority)
+            .name(name)
+            .handler(move |_| {
+                order.lock().unwrap().push(name);
+                async { Ok::<_, String>(()) }
+            });
     }
     settle().await;
     bus.emit(Topic::ModeChanged, "test", ());
@@ -84,7 +91,11 @@ async fn filters_select_events_at_publish_time() {
     bus.emit(Topic::ModeChanged, "test", json!({"to": "IDLE"}));
     bus.emit(Topic::ModeChanged, "test", json!({"to": "INTERACTIVE"}));
     assert_eq!(rx.recv().await.unwrap().payload["to"], "INTERACTIVE");
-    assert_eq!(bus.counters().delivered, 1, "the filtered event was never queued");
+    assert_eq!(
+        bus.counters().delivered,
+        1,
+        "the filtered event was never queued"
+    );
 }
 
 #[tokio::test]
@@ -103,9 +114,21 @@ async fn once_subscriptions_see_one_event_and_end() {
 #[tokio::test]
 async fn wait_for_catches_an_event_published_before_the_await() {
     let bus = bus();
-    let wait = bus.wait_for(Topic::ModeTransitionCompleted, |e| e.payload["to"] == "AMBIENT", Duration::from_secs(1));
-    bus.emit(Topic::ModeTransitionCompleted, "test", json!({"to": "IDLE"}));
-    bus.emit(Topic::ModeTransitionCompleted, "test", json!({"to": "AMBIENT"}));
+    let wait = bus.wait_for(
+        Topic::ModeTransitionCompleted,
+        |e| e.payload["to"] == "AMBIENT",
+        Duration::from_secs(1),
+    );
+    bus.emit(
+        Topic::ModeTransitionCompleted,
+        "test",
+        json!({"to": "IDLE"}),
+    );
+    bus.emit(
+        Topic::ModeTransitionCompleted,
+        "test",
+        json!({"to": "AMBIENT"}),
+    );
     let event = wait.await.unwrap();
     assert_eq!(event.payload["to"], "AMBIENT");
     assert_eq!(bus.subscriber_count(), 0);
@@ -116,7 +139,10 @@ async fn wait_for_times_out_and_cleans_up() {
     let bus = bus();
     let wait = bus.wait_for(Topic::ModeChanged, |_| true, Duration::from_secs(30));
     assert_eq!(bus.subscriber_count(), 1);
-    assert_eq!(wait.await.unwrap_err(), WaitError::Timeout(Duration::from_secs(30)));
+    assert_eq!(
+        wait.await.unwrap_err(),
+        WaitError::Timeout(Duration::from_secs(30))
+    );
     assert_eq!(bus.subscriber_count(), 0);
 }
 
@@ -155,19 +181,40 @@ async fn post_middleware_sees_what_became_of_each_event() {
     }
     bus.emit(Topic::SystemStarted, "test", ());
     let seen = seen.lock().unwrap();
-    let deliveries: Vec<_> = seen.iter().map(|(_, d)| (d.matched, d.queued, d.dropped, d.evicted)).collect();
+    let deliveries: Vec<_> = seen
+        .iter()
+        .map(|(_, d)| (d.matched, d.queued, d.dropped, d.evicted))
+        .collect();
     // The first is taken by the (stuck) handler, the second waits, the third
     // finds the inbox full and is refused (DropNewest); nobody wants the fourth.
-    assert_eq!(deliveries, [(1, 1, 0, 0), (1, 1, 0, 0), (1, 0, 1, 0), (0, 0, 0, 0)]);
+    assert_eq!(
+        deliveries,
+        [(1, 1, 0, 0), (1, 1, 0, 0), (1, 0, 1, 0), (0, 0, 0, 0)]
+    );
 }
 
 #[tokio::test]
 async fn history_keeps_the_most_recent_events() {
-    let bus = Bus::new(BusConfig { history: 3, ..BusConfig::default() });
+    let bus = Bus::new(BusConfig {
+        history: 3,
+        ..BusConfig::default()
+    });
     for i in 0..5 {
-        bus.emit(if i % 2 == 0 { Topic::ModeChanged } else { Topic::SystemStarted }, "test", json!(i));
+        bus.emit(
+            if i % 2 == 0 {
+                Topic::ModeChanged
+            } else {
+                Topic::SystemStarted
+            },
+            "test",
+            json!(i),
+        );
     }
-    let all: Vec<_> = bus.history(None, 10).iter().map(|e| e.payload.clone()).collect();
+    let all: Vec<_> = bus
+        .history(None, 10)
+        .iter()
+        .map(|e| e.payload.clone())
+        .collect();
     assert_eq!(all, [json!(2), json!(3), json!(4)]);
     let modes: Vec<_> = bus
         .history(Some(Topic::ModeChanged.into()), 10)
@@ -182,9 +229,16 @@ async fn history_keeps_the_most_recent_events() {
 async fn correlation_ids_come_from_the_draft_the_task_or_the_bus() {
     let bus = bus();
     let given = bus
-        .publish(Draft::new(Topic::ModeChanged, "test", ()).correlation_id("req-1").meta("user", "alice"))
+        .publish(
+            Draft::new(Topic::ModeChanged, "test", ())
+                .correlation_id("req-1")
+                .meta("user", "alice"),
+        )
         .unwrap();
-    let scoped = with_correlation("cmd-7".into(), async { bus.emit(Topic::ModeChanged, "test", ()).unwrap() }).await;
+    let scoped = with_correlation("cmd-7".into(), async {
+        bus.emit(Topic::ModeChanged, "test", ()).unwrap()
+    })
+    .await;
     let own = bus.emit(Topic::ModeChanged, "test", ()).unwrap();
     let history = bus.history(None, 3);
     assert_eq!(history[0].seq, given);
@@ -193,7 +247,11 @@ async fn correlation_ids_come_from_the_draft_the_task_or_the_bus() {
     assert_eq!(history[1].seq, scoped);
     assert_eq!(history[1].correlation_id, "cmd-7");
     assert_eq!(history[2].seq, own);
-    assert!(history[2].correlation_id.ends_with(&format!("-{own}")), "{}", history[2].correlation_id);
+    assert!(
+        history[2].correlation_id.ends_with(&format!("-{own}")),
+        "{}",
+        history[2].correlation_id
+    );
     assert!(given < scoped && scoped < own, "sequence numbers increase");
 }
 
@@ -210,7 +268,10 @@ async fn failing_handlers_fill_the_dead_letter_queue() {
     assert_eq!(report.payload["subscriber"], "grumpy");
     let dead = bus.dead_letters();
     assert_eq!(dead.len(), 1);
-    assert_eq!((dead[0].subscriber.as_str(), dead[0].error.as_str()), ("grumpy", "no thanks"));
+    assert_eq!(
+        (dead[0].subscriber.as_str(), dead[0].error.as_str()),
+        ("grumpy", "no thanks")
+    );
     assert_eq!(dead[0].event.topic, Topic::ModeChanged);
 }
 
@@ -218,15 +279,23 @@ async fn failing_handlers_fill_the_dead_letter_queue() {
 async fn a_panicking_handler_is_a_failure_not_a_crash() {
     let bus = bus();
     let (_ok, mut rx) = forward(&bus, bus.subscribe(Topic::ModeChanged));
-    let _s = bus.subscribe(Topic::ModeChanged).name("boom").handler(|_| async {
-        if true {
-            panic!("kaboom");
-        }
-        Ok::<(), String>(())
-    });
+    let _s = bus
+        .subscribe(Topic::ModeChanged)
+        .name("boom")
+        .handler(|_| async {
+            if true {
+                panic!("kaboom");
+            }
+            Ok::<(), String>(())
+        });
     let failed = bus.wait_for(Topic::BusHandlerFailed, |_| true, Duration::from_secs(5));
     bus.emit(Topic::ModeChanged, "test", ());
-    assert!(failed.await.unwrap().payload["error"].as_str().unwrap().contains("kaboom"));
+    assert!(
+        failed.await.unwrap().payload["error"]
+            .as_str()
+            .unwrap()
+            .contains("kaboom")
+    );
     rx.recv().await.unwrap();
 }
 
@@ -253,17 +322,31 @@ async fn each_handler_has_its_own_timeout() {
     bus.emit(Topic::ModeChanged, "test", ());
     let report = failed.await.unwrap();
     assert_eq!(report.payload["subscriber"], "slow");
-    assert!(report.payload["error"].as_str().unwrap().contains("timed out after 200ms"));
+    assert!(
+        report.payload["error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 200ms")
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let dead = bus.dead_letters();
-    assert_eq!(dead.len(), 1, "the patient handler finished in time: {dead:?}");
+    assert_eq!(
+        dead.len(),
+        1,
+        "the patient handler finished in time: {dead:?}"
+    );
     assert_eq!(bus.metrics()["handlers"][0]["timeouts"], 1);
 }
 
 #[tokio::test]
 async fn failing_too_often_in_a_row_unsubscribes() {
-    let bus = Bus::new(BusConfig { max_failures: 3, ..BusConfig::default() });
-    let script = Arc::new(Mutex::new(vec![false, false, true, false, false, false].into_iter()));
+    let bus = Bus::new(BusConfig {
+        max_failures: 3,
+        ..BusConfig::default()
+    });
+    let script = Arc::new(Mutex::new(
+        vec![false, false, true, false, false, false].into_iter(),
+    ));
     let sub = bus.subscribe(Topic::ModeChanged).name("flaky").handler({
         let script = script.clone();
         move |_| {
@@ -271,7 +354,11 @@ async fn failing_too_often_in_a_row_unsubscribes() {
             async move { if ok { Ok(()) } else { Err("flaked") } }
         }
     });
-    let gone = bus.wait_for(Topic::BusHandlerUnsubscribed, |_| true, Duration::from_secs(5));
+    let gone = bus.wait_for(
+        Topic::BusHandlerUnsubscribed,
+        |_| true,
+        Duration::from_secs(5),
+    );
     for _ in 0..6 {
         bus.emit(Topic::ModeChanged, "test", ());
     }
@@ -292,7 +379,10 @@ async fn a_stuck_subscriber_slows_neither_publisher_nor_others() {
         .queue(4, Overflow::DropOldest)
         .timeout(Duration::from_secs(3600))
         .handler(|_| std::future::pending::<Result<(), String>>());
-    let (_healthy, mut rx) = forward(&bus, bus.subscribe(Topic::MusicPlaybackProgress).name("healthy"));
+    let (_healthy, mut rx) = forward(
+        &bus,
+        bus.subscribe(Topic::MusicPlaybackProgress).name("healthy"),
+    );
     for i in 0..1000 {
         bus.emit(Topic::MusicPlaybackProgress, "test", json!(i));
     }
@@ -300,14 +390,28 @@ async fn a_stuck_subscriber_slows_neither_publisher_nor_others() {
         assert_eq!(rx.recv().await.unwrap().payload, json!(i));
     }
     let metrics = bus.metrics();
-    let stuck = metrics["handlers"].as_array().unwrap().iter().find(|h| h["name"] == "stuck").unwrap().clone();
+    let stuck = metrics["handlers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "stuck")
+        .unwrap()
+        .clone();
     // Its inbox kept the newest four (one now in the handler's hands); every
     // other event is counted as lost, none silently.
     assert_eq!(stuck["queue_depth"], 3);
     assert_eq!(stuck["calls"], 0, "the one in hand never finishes");
     assert_eq!(stuck["dropped"], 996);
     assert_eq!(bus.counters().dropped, 996);
-    assert_eq!(metrics["handlers"].as_array().unwrap().iter().find(|h| h["name"] == "healthy").unwrap()["dropped"], 0);
+    assert_eq!(
+        metrics["handlers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == "healthy")
+            .unwrap()["dropped"],
+        0
+    );
 }
 
 #[tokio::test]
@@ -337,7 +441,12 @@ async fn a_contended_queue_delivers_the_most_urgent_class_first() {
     settle().await;
     assert_eq!(
         *order.lock().unwrap(),
-        [Topic::SystemStarted, Topic::ServiceStatusChanged, Topic::MusicVolumeChanged, Topic::MusicPlaybackProgress]
+        [
+            Topic::SystemStarted,
+            Topic::ServiceStatusChanged,
+            Topic::MusicVolumeChanged,
+            Topic::MusicPlaybackProgress
+        ]
     );
 }
 
@@ -367,7 +476,10 @@ async fn metrics_count_topics_handlers_errors_and_depth() {
 #[tokio::test]
 async fn streams_report_what_they_missed() {
     let bus = bus();
-    let mut stream = bus.subscribe(TopicSet::all()).queue(2, Overflow::DropOldest).stream();
+    let mut stream = bus
+        .subscribe(TopicSet::all())
+        .queue(2, Overflow::DropOldest)
+        .stream();
     for i in 0..5 {
         bus.emit(Topic::ModeChanged, "test", json!(i));
     }
@@ -375,7 +487,11 @@ async fn streams_report_what_they_missed() {
     assert!(matches!(stream.next().await, Some(Item::Event(e)) if e.payload == json!(3)));
     assert!(matches!(stream.next().await, Some(Item::Event(e)) if e.payload == json!(4)));
     drop(stream);
-    assert_eq!(bus.subscriber_count(), 0, "dropping the stream unsubscribes");
+    assert_eq!(
+        bus.subscriber_count(),
+        0,
+        "dropping the stream unsubscribes"
+    );
 }
 
 #[tokio::test]

@@ -20,7 +20,8 @@ pub enum TopicClass {
 
 impl TopicClass {
     /// Every class, most urgent first.
-    pub const BY_URGENCY: [TopicClass; 3] = [TopicClass::Critical, TopicClass::Normal, TopicClass::Bulk];
+    pub const BY_URGENCY: [TopicClass; 3] =
+        [TopicClass::Critical, TopicClass::Normal, TopicClass::Bulk];
 }
 
 macro_rules! topics {
@@ -167,7 +168,10 @@ impl TopicSet {
 
     /// The topics of the set, in declaration order.
     pub fn topics(self) -> impl Iterator<Item = Topic> {
-        Topic::ALL.iter().copied().filter(move |t| self.contains(*t))
+        Topic::ALL
+            .iter()
+            .copied()
+            .filter(move |t| self.contains(*t))
     }
 
     /// Compiles glob patterns (`*` any characters, dots included; `?` one
@@ -222,20 +226,34 @@ pub struct PatternError {
 
 fn hint(closest: &[String]) -> String {
     if closest.is_empty() {
-        "; topics look like system.mode.changed, music.playback.started or eyes.* (see the README)".into()
+        "; topics look like system.mode.changed, music.playback.started or eyes.* (see the README)"
+            .into()
     } else {
-        format!("; did you mean {}?", closest.iter().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(" or "))
+        format!(
+            "; did you mean {}?",
+            closest
+                .iter()
+                .map(|c| format!("'{c}'"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )
     }
 }
 
 fn closest(pattern: &str) -> Vec<String> {
     let plain = pattern.trim_end_matches(['*', '.']);
+    let segments = plain.split('.').count();
+    // Compare with each topic cut to as many dot-segments as were typed:
+    // `sytem` against `system`, `system.mod` against `system.mode`.
     let mut scored: Vec<(usize, &'static str)> = Topic::ALL
         .iter()
         .map(|t| {
             let name = t.as_str();
-            let candidate = &name[..name.len().min(plain.len())];
-            (strsim::damerau_levenshtein(plain, candidate), name)
+            let candidate: Vec<&str> = name.split('.').take(segments).collect();
+            (
+                strsim::damerau_levenshtein(plain, &candidate.join(".")),
+                name,
+            )
         })
         .filter(|(d, _)| *d <= (plain.len() / 3).max(1))
         .collect();
@@ -247,7 +265,6 @@ fn closest(pattern: &str) -> Vec<String> {
         .map(|(_, name)| {
             // Suggest the pattern for the family when the typo was in its prefix.
             if pattern.ends_with('*') {
-                let segments = plain.split('.').count();
                 let family: Vec<&str> = name.split('.').take(segments).collect();
                 format!("{}.*", family.join("."))
             } else {
@@ -297,11 +314,17 @@ mod tests {
     fn globs_match_like_shell_patterns_across_dots() {
         assert!(glob_match("music.*", "music.playback.started"));
         assert!(glob_match("*", "eyes.pattern.changed"));
-        assert!(glob_match("system.mode.*", "system.mode.transition.started"));
+        assert!(glob_match(
+            "system.mode.*",
+            "system.mode.transition.started"
+        ));
         assert!(glob_match("*.started", "plan.started"));
         assert!(glob_match("plan.step.?????ed", "plan.step.started"));
         assert!(!glob_match("music.*", "musical.chairs"));
-        assert!(!glob_match("system.mode.changed", "system.mode.changed.twice"));
+        assert!(!glob_match(
+            "system.mode.changed",
+            "system.mode.changed.twice"
+        ));
         assert!(glob_match("a*b*c", "aXXbYYc") && !glob_match("a*b*c", "aXXbYY"));
     }
 
@@ -319,9 +342,17 @@ mod tests {
     #[test]
     fn a_pattern_matching_nothing_names_the_closest_topics() {
         let err = TopicSet::parse(&["muisc.*"]).unwrap_err();
-        assert_eq!(err.to_string(), "no topic matches 'muisc.*'; did you mean 'music.*'?");
+        assert_eq!(
+            err.to_string(),
+            "no topic matches 'muisc.*'; did you mean 'music.*'?"
+        );
         let err = TopicSet::parse(&["system.mode.chnged"]).unwrap_err();
         assert!(err.to_string().contains("'system.mode.changed'"), "{err}");
+        let err = TopicSet::parse(&["sytem.*"]).unwrap_err();
+        assert!(
+            err.to_string().ends_with("did you mean 'system.*'?"),
+            "{err}"
+        );
         let err = TopicSet::parse(&["zzz"]).unwrap_err();
         assert!(err.to_string().contains("topics look like"), "{err}");
     }
@@ -332,6 +363,10 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), Topic::ALL.len());
-        assert!(names.iter().all(|n| n.contains('.') && *n == n.to_lowercase()));
+        assert!(
+            names
+                .iter()
+                .all(|n| n.contains('.') && *n == n.to_lowercase())
+        );
     }
 }

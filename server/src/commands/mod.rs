@@ -21,9 +21,10 @@ mod status;
 
 use std::{fmt, sync::Arc};
 
+use serde_json::json;
 use tracing::info;
 
-use crate::droid::Droid;
+use crate::{bus::Topic, droid::Droid};
 use cantina::line::{TokenizeError, split};
 pub use registry::Registry;
 
@@ -162,7 +163,7 @@ impl Command {
         match self {
             Command::Help(cmd) => cmd.apply(ctx),
             Command::Status(cmd) => cmd.apply(ctx),
-            Command::Mode(cmd) => cmd.apply(ctx),
+            Command::Mode(cmd) => cmd.apply(ctx).await,
             Command::Reset(cmd) => cmd.apply(ctx).await,
             Command::Quit(cmd) => cmd.apply(ctx),
         }
@@ -295,9 +296,28 @@ impl Dispatcher {
         &self.registry
     }
 
-    /// Parses `line` completely, then runs it. Nothing runs unless the whole
-    /// line is valid.
+    /// Parses `line` completely, then runs it; nothing runs unless the whole
+    /// line is valid. The outcome is published as `command.executed` or
+    /// `command.failed`.
     pub async fn dispatch(&self, line: &str) -> Result<Dispatched, CommandError> {
+        let result = self.run(line).await;
+        let bus = &self.droid.bus;
+        match &result {
+            Ok(done) => bus.emit(
+                Topic::CommandExecuted,
+                "commands",
+                json!({ "command": done.command, "args": done.args, "message": done.reply.message }),
+            ),
+            Err(error) => bus.emit(
+                Topic::CommandFailed,
+                "commands",
+                json!({ "line": line, "error": error.to_string() }),
+            ),
+        };
+        result
+    }
+
+    async fn run(&self, line: &str) -> Result<Dispatched, CommandError> {
         let words = split(line)?;
         if words.is_empty() {
             return Err(CommandError::Empty);

@@ -62,8 +62,13 @@ fn parse(spec: &'static CommandSpec, _: Vec<String>) -> Result<Command, CommandE
 }
 
 impl SetMode {
-    pub(super) fn apply(self, ctx: &Context<'_>) -> Result<Reply, CommandError> {
-        let change = ctx.droid.modes.set(self.target);
+    pub(super) async fn apply(self, ctx: &Context<'_>) -> Result<Reply, CommandError> {
+        let change = ctx
+            .droid
+            .modes
+            .set(self.target)
+            .await
+            .map_err(|e| CommandError::Unavailable(e.to_string()))?;
         Ok(Reply::with_data(
             change.describe(),
             json!({

@@ -52,12 +52,10 @@ impl CommandService for CommandApi {
         } = request.into_inner();
         let correlation_id = correlation_id(given)?;
         let span = info_span!("dispatch", correlation_id = %correlation_id);
-        match self
-            .dispatcher
-            .dispatch(&line)
-            .instrument(span.clone())
-            .await
-        {
+        // Every event the command causes carries its correlation id.
+        let dispatched =
+            crate::bus::with_correlation(correlation_id.clone(), self.dispatcher.dispatch(&line));
+        match dispatched.instrument(span.clone()).await {
             Ok(done) => Ok(Response::new(DispatchResponse {
                 command: done.command.to_string(),
                 message: done.reply.message,

@@ -6,10 +6,13 @@
 
 mod auth;
 mod command;
+mod system;
 
 use std::sync::Arc;
 
-use cantina::v1::command_service_server::CommandServiceServer;
+use cantina::v1::{
+    command_service_server::CommandServiceServer, system_service_server::SystemServiceServer,
+};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{
@@ -19,6 +22,7 @@ use tonic_health::pb::health_server::{Health, HealthServer};
 
 pub use auth::Auth;
 pub use command::CommandApi;
+pub use system::{MISSED_TOPIC, SystemApi};
 
 use crate::{
     commands::{CommandError, Dispatcher},
@@ -71,6 +75,7 @@ pub async fn serve(
     listener: TcpListener,
     config: &Config,
     commands: Arc<Dispatcher>,
+    droid: Arc<crate::droid::Droid>,
     health: HealthServer<impl Health>,
     shutdown: &Shutdown,
 ) -> Result<Result<(), tonic::transport::Error>, RouterError> {
@@ -79,10 +84,14 @@ pub async fn serve(
     let commands = CommandServiceServer::new(CommandApi::new(commands))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
+    let system = SystemServiceServer::new(SystemApi::new(droid))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
 
     // Every service added below, and nothing else.
     let served = [
         <CommandServiceServer<CommandApi> as NamedService>::NAME,
+        <SystemServiceServer<SystemApi> as NamedService>::NAME,
         <HealthServer<()> as NamedService>::NAME,
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
@@ -95,7 +104,8 @@ pub async fn serve(
         .add_service(health)
         .add_service(reflection(&served).build_v1()?)
         .add_service(reflection(&served).build_v1alpha()?)
-        .add_service(InterceptedService::new(commands, auth));
+        .add_service(InterceptedService::new(commands, auth.clone()))
+        .add_service(InterceptedService::new(system, auth));
 
     Ok(router
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.wait_owned())

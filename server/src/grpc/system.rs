@@ -1,0 +1,187 @@
+//! `cantina.v1.SystemService`: the droid's state (GetStatus), its bus events
+//! as a stream (WatchEvents) and its mode (SetMode). Conversions between the
+//! domain and proto types live here and nowhere else.
+
+use std::{pin::Pin, sync::Arc, time::SystemTime};
+
+use cantina::v1::{
+    self as pb, BusEvent, GetStatusRequest, SetModeRequest, SetModeResponse, SubsystemStatus,
+    SystemStatus, WatchEventsRequest, system_service_server::SystemService,
+};
+use futures_util::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+use tracing::debug;
+
+use crate::{
+    bus::{Event, Item},
+    droid::Droid,
+    lifecycle::ServiceStatus,
+    modes::Mode,
+};
+
+/// The SystemService implementation.
+pub struct SystemApi {
+    /// What it reports on and acts on.
+    droid: Arc<Droid>,
+}
+
+impl SystemApi {
+    /// A service over `droid`.
+    pub fn new(droid: Arc<Droid>) -> Self {
+        Self { droid }
+    }
+}
+
+/// The topic of the marker that tells a client how many events it missed.
+pub const MISSED_TOPIC: &str = "bus.events.missed";
+
+fn mode_to_proto(mode: Mode) -> pb::Mode {
+    match mode {
+        Mode::Startup => pb::Mode::Startup,
+        Mode::Idle => pb::Mode::Idle,
+        Mode::Ambient => pb::Mode::Ambient,
+        Mode::Interactive => pb::Mode::Interactive,
+    }
+}
+
+fn mode_from_proto(value: i32) -> Result<Mode, Status> {
+    match pb::Mode::try_from(value) {
+        Ok(pb::Mode::Idle) => Ok(Mode::Idle),
+        Ok(pb::Mode::Ambient) => Ok(Mode::Ambient),
+        Ok(pb::Mode::Interactive) => Ok(Mode::Interactive),
+        _ => Err(Status::invalid_argument(
+            "mode must be MODE_IDLE, MODE_AMBIENT or MODE_INTERACTIVE (STARTUP is entered only at boot and on reset)",
+        )),
+    }
+}
+
+fn status_to_proto(status: ServiceStatus) -> pb::ServiceStatus {
+    match status {
+        ServiceStatus::Starting => pb::ServiceStatus::Starting,
+        ServiceStatus::Running => pb::ServiceStatus::Running,
+        ServiceStatus::Degraded => pb::ServiceStatus::Degraded,
+        ServiceStatus::Error => pb::ServiceStatus::Error,
+        ServiceStatus::Stopping => pb::ServiceStatus::Stopping,
+        ServiceStatus::Stopped => pb::ServiceStatus::Stopped,
+    }
+}
+
+fn duration(d: std::time::Duration) -> prost_types::Duration {
+    prost_types::Duration::try_from(d).unwrap_or_default()
+}
+
+fn event_to_proto(event: &Event) -> BusEvent {
+    BusEvent {
+        topic: event.topic.as_str().to_string(),
+        timestamp: Some(event.timestamp.into()),
+        correlation_id: event.correlation_id.clone(),
+        source: event.source.to_string(),
+        payload: Some(cantina::json::struct_from_json(event.payload.clone())),
+        seq: event.seq,
+        metadata: event.metadata.clone().into_iter().collect(),
+        missed: 0,
+    }
+}
+
+fn missed_marker(missed: u64) -> BusEvent {
+    BusEvent {
+        topic: MISSED_TOPIC.to_string(),
+        timestamp: Some(SystemTime::now().into()),
+        source: "bus".into(),
+        payload: Some(cantina::json::struct_from_json(serde_json::json!({
+            "missed": missed,
+            "reason": "this client fell behind; the server does not wait for slow readers",
+        }))),
+        missed,
+        ..BusEvent::default()
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<BusEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl SystemService for SystemApi {
+    async fn get_status(
+        &self,
+        _: Request<GetStatusRequest>,
+    ) -> Result<Response<SystemStatus>, Status> {
+        let droid = &self.droid;
+        let subsystems = droid
+            .supervisor
+            .snapshot()
+            .into_iter()
+            .map(|r| SubsystemStatus {
+                name: r.name.to_string(),
+                status: status_to_proto(r.status) as i32,
+                message: r.message,
+                uptime: r.running_since.map(|t| duration(t.elapsed())),
+                since: Some(r.since.into()),
+                critical: r.critical,
+            })
+            .collect();
+        Ok(Response::new(SystemStatus {
+            version: droid.info.version.to_string(),
+            uptime: Some(duration(droid.info.uptime())),
+            mode: mode_to_proto(droid.modes.current()) as i32,
+            session_id: droid.info.session_id.clone(),
+            subsystems,
+            // Absent until their subsystems exist.
+            audio: None,
+            eyes: None,
+            plans: Vec::new(),
+            started_at: Some(droid.info.started_at.into()),
+            bus: Some(cantina::json::struct_from_json(droid.bus.metrics())),
+        }))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(
+        &self,
+        request: Request<WatchEventsRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let topics = request.into_inner().topics;
+        let subscription = self
+            .droid
+            .bus
+            .subscribe_glob(&topics)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?
+            .name(format!("watch {peer}"));
+        let events = subscription.stream();
+        debug!(%peer, ?topics, "event watcher connected");
+        let stream = futures_util::stream::unfold(events, |mut events| async move {
+            let item = events.next().await?;
+            let message = match item {
+                Item::Event(event) => event_to_proto(&event),
+                Item::Missed(n) => missed_marker(n),
+            };
+            Some((Ok(message), events))
+        })
+        // Streams end when shutdown begins, so they never hold it up.
+        .take_until(self.droid.shutdown.wait_owned());
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn set_mode(
+        &self,
+        request: Request<SetModeRequest>,
+    ) -> Result<Response<SetModeResponse>, Status> {
+        let target = mode_from_proto(request.into_inner().mode)?;
+        let change = self
+            .droid
+            .modes
+            .set(target)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(SetModeResponse {
+            mode: mode_to_proto(change.to) as i32,
+            previous_mode: mode_to_proto(change.from) as i32,
+            changed: change.changed(),
+            message: change.describe(),
+        }))
+    }
+}
