@@ -59,6 +59,13 @@ struct Lanes {
     len: usize,
     /// Events lost since the consumer last took one.
     missed: u64,
+    /// The consumer is parked and must be woken; pushes into an inbox whose
+    /// consumer is busy skip the wake-up, which is most of the cost under load.
+    waiting: bool,
+    /// Events ever queued (counted under the lock the push holds anyway).
+    accepted: u64,
+    /// Events ever lost: refused, or evicted by newer ones.
+    lost: u64,
 }
 
 /// A bounded, class-ordered queue with one consumer.
@@ -89,7 +96,7 @@ impl Inbox {
             return Pushed::Closed;
         }
         let class = event.topic.class();
-        let outcome = {
+        let (outcome, wake) = {
             let mut q = self.lanes.lock().expect("inbox lock");
             let outcome = if q.len < self.capacity {
                 Pushed::Queued
@@ -115,16 +122,22 @@ impl Inbox {
                 Pushed::Queued => {
                     q.lanes[class as usize].push_back(event);
                     q.len += 1;
+                    q.accepted += 1;
                 }
                 Pushed::Evicted => {
                     q.lanes[class as usize].push_back(event);
                     q.missed += 1;
+                    q.accepted += 1;
+                    q.lost += 1;
                 }
-                _ => q.missed += 1,
+                _ => {
+                    q.missed += 1;
+                    q.lost += 1;
+                }
             }
-            outcome
+            (outcome, std::mem::take(&mut q.waiting))
         };
-        if outcome != Pushed::Dropped {
+        if wake {
             self.notify.notify_one();
         }
         outcome
@@ -148,21 +161,53 @@ impl Inbox {
 
     /// Waits for the next item; `None` once the inbox is closed and drained.
     pub async fn take(&self) -> Option<Item> {
+        let mut batch = Vec::with_capacity(1);
+        self.take_batch(&mut batch, 1).await;
+        batch.pop()
+    }
+
+    /// Waits until something is queued, then moves up to `max` items into
+    /// `batch` under one lock (the missed count first, then most urgent
+    /// first). Leaves `batch` empty once the inbox is closed and drained.
+    /// A small `max` bounds how long a critical event that arrives meanwhile
+    /// waits behind the batch.
+    pub async fn take_batch(&self, batch: &mut Vec<Item>, max: usize) {
         loop {
-            let notified = self.notify.notified();
-            if let Some(item) = self.try_take() {
-                return Some(item);
+            {
+                let mut q = self.lanes.lock().expect("inbox lock");
+                if q.missed > 0 {
+                    batch.push(Item::Missed(std::mem::take(&mut q.missed)));
+                }
+                'fill: for class in TopicClass::BY_URGENCY {
+                    while batch.len() < max {
+                        let Some(event) = q.lanes[class as usize].pop_front() else {
+                            continue 'fill;
+                        };
+                        q.len -= 1;
+                        batch.push(Item::Event(event));
+                    }
+                    break;
+                }
+                if !batch.is_empty() || self.closed.load(Ordering::Acquire) {
+                    return;
+                }
+                // Parked: the next push wakes us (a wake-up sent between
+                // here and the await is kept by Notify as a permit).
+                q.waiting = true;
             }
-            if self.closed.load(Ordering::Acquire) {
-                return None;
-            }
-            notified.await;
+            self.notify.notified().await;
         }
     }
 
     /// Events queued now.
     pub fn depth(&self) -> usize {
         self.lanes.lock().expect("inbox lock").len
+    }
+
+    /// Events ever queued, and events ever lost (refused or evicted).
+    pub fn totals(&self) -> (u64, u64) {
+        let q = self.lanes.lock().expect("inbox lock");
+        (q.accepted, q.lost)
     }
 
     /// Refuses further events and wakes the consumer, which drains what is

@@ -45,8 +45,6 @@ pub use inbox::{Inbox, Item, Overflow, Pushed};
 pub use monitor::BusMonitor;
 pub use topic::{PatternError, Topic, TopicClass, TopicSet, glob_match};
 
-use crate::lifecycle::BoxFuture;
-
 /// One published event.
 #[derive(Clone, Debug, Serialize)]
 pub struct Event {
@@ -58,7 +56,7 @@ pub struct Event {
     #[serde(serialize_with = "rfc3339")]
     pub timestamp: SystemTime,
     /// Ties the event to the request that caused it.
-    pub correlation_id: String,
+    pub correlation_id: CorrelationId,
     /// The part of the server that published it.
     pub source: &'static str,
     /// The event's data.
@@ -84,11 +82,49 @@ impl Event {
             seq,
             topic,
             timestamp: SystemTime::now(),
-            correlation_id: String::new(),
+            correlation_id: CorrelationId::Given(Arc::from("")),
             source: "test",
             payload: Value::Null,
             metadata: BTreeMap::new(),
         }
+    }
+}
+
+/// An event's correlation id: the one it was given, or one the bus made up
+/// from its own prefix and the event's sequence number (rendered only when
+/// someone looks, since most events are never looked at one by one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CorrelationId {
+    /// Given by the publisher or the dispatched command.
+    Given(Arc<str>),
+    /// Made up by the bus: `<prefix>-<seq>`.
+    Own(Arc<str>, u64),
+}
+
+impl fmt::Display for CorrelationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CorrelationId::Given(id) => f.write_str(id),
+            CorrelationId::Own(prefix, seq) => write!(f, "{prefix}-{seq}"),
+        }
+    }
+}
+
+impl PartialEq<&str> for CorrelationId {
+    fn eq(&self, other: &&str) -> bool {
+        match self {
+            CorrelationId::Given(id) => &**id == *other,
+            CorrelationId::Own(prefix, seq) => other
+                .strip_prefix(&**prefix)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|n| n.parse() == Ok(*seq)),
+        }
+    }
+}
+
+impl Serialize for CorrelationId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -130,13 +166,13 @@ impl Draft {
 
 tokio::task_local! {
     /// The correlation id of the command being dispatched on this task.
-    static CORRELATION: String;
+    static CORRELATION: Arc<str>;
 }
 
 /// Runs `future` with `id` as the correlation id of every event it publishes
 /// without one of its own.
 pub async fn with_correlation<F: Future>(id: String, future: F) -> F::Output {
-    CORRELATION.scope(id, future).await
+    CORRELATION.scope(Arc::from(id), future).await
 }
 
 /// Settings of the bus.
@@ -171,7 +207,6 @@ impl Default for BusConfig {
 pub type Pre = Arc<dyn Fn(&mut Event) -> bool + Send + Sync>;
 /// A post-middleware: sees every event after delivery, with what became of it.
 pub type Post = Arc<dyn Fn(&Event, &Delivery) + Send + Sync>;
-type Handler = Arc<dyn Fn(Arc<Event>) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 type Filter = Box<dyn Fn(&Event) -> bool + Send + Sync>;
 
 /// What became of one published event.
@@ -221,16 +256,27 @@ enum Kind {
     Waiter(Mutex<Option<oneshot::Sender<Arc<Event>>>>),
 }
 
+/// A subscriber's counters, written by its handler task (deliveries and
+/// losses are counted by the inbox, under the lock a push holds anyway). On a
+/// cache line of their own, so the publisher's core and the handler's do not
+/// fight over one.
 #[derive(Default)]
 struct Stats {
-    delivered: AtomicU64,
-    dropped: AtomicU64,
+    handler: HandlerStats,
+}
+
+#[derive(Default)]
+#[repr(align(64))]
+struct HandlerStats {
     calls: AtomicU64,
     errors: AtomicU64,
     timeouts: AtomicU64,
     busy_nanos: AtomicU64,
     max_nanos: AtomicU64,
     failures_in_a_row: AtomicU64,
+    /// Events taken from the inbox in a batch and not yet handled: still
+    /// queued as far as anyone watching the depth is concerned.
+    held: AtomicU64,
 }
 
 struct Subscriber {
@@ -250,6 +296,12 @@ struct Subscriber {
 }
 
 impl Subscriber {
+    /// Events waiting for this subscriber: in its inbox, or taken by its
+    /// handler task and not yet handled.
+    fn depth(&self) -> u64 {
+        self.inbox.depth() as u64 + self.stats.handler.held.load(Relaxed)
+    }
+
     fn wants(&self, event: &Event) -> bool {
         self.topics.contains(event.topic) && self.filter.as_ref().is_none_or(|f| f(event))
     }
@@ -263,11 +315,13 @@ struct Inner {
     next_seq: AtomicU64,
     next_id: AtomicU64,
     /// Prefix of the correlation ids the bus makes up for uncorrelated events.
-    id_prefix: String,
+    id_prefix: Arc<str>,
     history: Mutex<VecDeque<Arc<Event>>>,
     dead_letters: Mutex<VecDeque<DeadLetter>>,
     pre: RwLock<Vec<Pre>>,
     post: RwLock<Vec<Post>>,
+    /// Whether any middleware is installed: lets publish skip both locks.
+    has_middleware: AtomicBool,
     closed: AtomicBool,
     published: AtomicU64,
     vetoed: AtomicU64,
@@ -300,7 +354,7 @@ impl Default for Bus {
 impl Bus {
     /// A bus with no subscribers.
     pub fn new(config: BusConfig) -> Self {
-        let id_prefix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+        let id_prefix: Arc<str> = Arc::from(&uuid::Uuid::new_v4().simple().to_string()[..8]);
         Self {
             inner: Arc::new(Inner {
                 history: Mutex::new(VecDeque::with_capacity(config.history)),
@@ -312,6 +366,7 @@ impl Bus {
                 id_prefix,
                 pre: RwLock::new(Vec::new()),
                 post: RwLock::new(Vec::new()),
+                has_middleware: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 published: AtomicU64::new(0),
                 vetoed: AtomicU64::new(0),
@@ -341,10 +396,12 @@ impl Bus {
             return None;
         }
         let seq = inner.next_seq.fetch_add(1, Relaxed);
-        let correlation_id = draft
-            .correlation_id
-            .or_else(|| CORRELATION.try_with(Clone::clone).ok())
-            .unwrap_or_else(|| format!("{}-{seq}", inner.id_prefix));
+        let correlation_id = match draft.correlation_id {
+            Some(id) => CorrelationId::Given(Arc::from(id)),
+            None => CORRELATION
+                .try_with(|id| CorrelationId::Given(id.clone()))
+                .unwrap_or_else(|_| CorrelationId::Own(inner.id_prefix.clone(), seq)),
+        };
         let mut event = Event {
             seq,
             topic: draft.topic,
@@ -354,10 +411,13 @@ impl Bus {
             payload: draft.payload,
             metadata: draft.metadata,
         };
-        for pre in inner.pre.read().expect("middleware lock").iter() {
-            if !pre(&mut event) {
-                inner.vetoed.fetch_add(1, Relaxed);
-                return None;
+        let middleware = inner.has_middleware.load(Relaxed);
+        if middleware {
+            for pre in inner.pre.read().expect("middleware lock").iter() {
+                if !pre(&mut event) {
+                    inner.vetoed.fetch_add(1, Relaxed);
+                    return None;
+                }
             }
         }
         let event = Arc::new(event);
@@ -393,21 +453,13 @@ impl Bus {
                     finished.push(sub.id);
                 }
                 Kind::Handler | Kind::Stream => match sub.inbox.push(event.clone()) {
-                    Pushed::Queued => {
-                        sub.stats.delivered.fetch_add(1, Relaxed);
-                        delivery.queued += 1;
-                    }
+                    Pushed::Queued => delivery.queued += 1,
                     Pushed::Evicted => {
                         // The newcomer is in; an older event is lost.
-                        sub.stats.delivered.fetch_add(1, Relaxed);
-                        sub.stats.dropped.fetch_add(1, Relaxed);
                         delivery.queued += 1;
                         delivery.evicted += 1;
                     }
-                    Pushed::Dropped | Pushed::Closed => {
-                        sub.stats.dropped.fetch_add(1, Relaxed);
-                        delivery.dropped += 1;
-                    }
+                    Pushed::Dropped | Pushed::Closed => delivery.dropped += 1,
                 },
             }
         }
@@ -418,8 +470,10 @@ impl Bus {
         if !finished.is_empty() {
             self.remove(&finished);
         }
-        for post in inner.post.read().expect("middleware lock").iter() {
-            post(&event, &delivery);
+        if middleware {
+            for post in inner.post.read().expect("middleware lock").iter() {
+                post(&event, &delivery);
+            }
         }
         Some(seq)
     }
@@ -431,6 +485,7 @@ impl Bus {
             .write()
             .expect("middleware lock")
             .push(Arc::new(middleware));
+        self.inner.has_middleware.store(true, Relaxed);
     }
 
     /// Adds a middleware that runs after delivery, in the order added.
@@ -440,6 +495,7 @@ impl Bus {
             .write()
             .expect("middleware lock")
             .push(Arc::new(middleware));
+        self.inner.has_middleware.store(true, Relaxed);
     }
 
     /// Starts a subscription to `topics` (a [`Topic`] or a [`TopicSet`]).
@@ -584,23 +640,24 @@ impl Bus {
             .iter()
             .filter(|s| !matches!(s.kind, Kind::Waiter(_)))
             .map(|s| {
-                let calls = s.stats.calls.load(Relaxed);
-                let busy = s.stats.busy_nanos.load(Relaxed);
+                let calls = s.stats.handler.calls.load(Relaxed);
+                let (delivered, dropped) = s.inbox.totals();
+                let busy = s.stats.handler.busy_nanos.load(Relaxed);
                 json!({
                     "id": s.id,
                     "name": s.name,
                     "kind": if matches!(s.kind, Kind::Stream) { "stream" } else { "handler" },
                     "topics": s.patterns,
                     "priority": s.priority,
-                    "delivered": s.stats.delivered.load(Relaxed),
-                    "dropped": s.stats.dropped.load(Relaxed),
-                    "queue_depth": s.inbox.depth(),
+                    "delivered": delivered,
+                    "dropped": dropped,
+                    "queue_depth": s.depth(),
                     "calls": calls,
-                    "errors": s.stats.errors.load(Relaxed),
-                    "timeouts": s.stats.timeouts.load(Relaxed),
+                    "errors": s.stats.handler.errors.load(Relaxed),
+                    "timeouts": s.stats.handler.timeouts.load(Relaxed),
                     "avg_ms": if calls == 0 { 0.0 } else { busy as f64 / calls as f64 / 1e6 },
-                    "max_ms": s.stats.max_nanos.load(Relaxed) as f64 / 1e6,
-                    "failures_in_a_row": s.stats.failures_in_a_row.load(Relaxed),
+                    "max_ms": s.stats.handler.max_nanos.load(Relaxed) as f64 / 1e6,
+                    "failures_in_a_row": s.stats.handler.failures_in_a_row.load(Relaxed),
                 })
             })
             .collect();
@@ -611,7 +668,7 @@ impl Bus {
             "vetoed": inner.vetoed.load(Relaxed),
             "dead_letters": inner.failures.load(Relaxed),
             "subscribers": subscribers.len(),
-            "queue_depth": subscribers.iter().map(|s| s.inbox.depth()).sum::<usize>(),
+            "queue_depth": subscribers.iter().map(|s| s.depth()).sum::<u64>(),
             "topics": topics,
             "handlers": handlers,
         })
@@ -625,7 +682,7 @@ impl Bus {
         timed_out: bool,
     ) -> bool {
         let inner = &self.inner;
-        let stats = &sub.stats;
+        let stats = &sub.stats.handler;
         if timed_out {
             stats.timeouts.fetch_add(1, Relaxed);
         }
@@ -655,7 +712,7 @@ impl Bus {
                     "bus",
                     json!({ "subscriber": sub.name, "topic": event.topic, "seq": event.seq, "error": error }),
                 )
-                .correlation_id(event.correlation_id.clone()),
+                .correlation_id(event.correlation_id.to_string()),
             );
         }
         let limit = inner.config.max_failures;
@@ -782,57 +839,17 @@ impl SubscribeBuilder<'_> {
     where
         F: Fn(Arc<Event>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + 'static,
     {
-        let handler: Handler = Arc::new(move |event| {
-            let future = handler(event);
-            Box::pin(async move { future.await.map_err(|e| e.to_string()) })
-        });
         let bus = self.bus.clone();
         let id = self.register(Kind::Handler);
         let subscription = Subscription {
             bus: Arc::downgrade(&bus.inner),
             id,
         };
-        let Some(sub) = Self::find(&bus, id) else {
-            return subscription;
-        };
-        let weak = Arc::downgrade(&bus.inner);
-        drop(bus);
-        tokio::spawn(async move {
-            while let Some(item) = sub.inbox.take().await {
-                let Item::Event(event) = item else { continue };
-                let started = Instant::now();
-                let call = AssertUnwindSafe(handler(event.clone())).catch_unwind();
-                let outcome = match tokio::time::timeout(sub.timeout, call).await {
-                    Ok(Ok(Ok(()))) => None,
-                    Ok(Ok(Err(error))) => Some((error, false)),
-                    Ok(Err(panic)) => Some((
-                        format!("handler panicked: {}", panic_message(&panic)),
-                        false,
-                    )),
-                    Err(_) => Some((format!("handler timed out after {:?}", sub.timeout), true)),
-                };
-                let nanos = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
-                sub.stats.calls.fetch_add(1, Relaxed);
-                sub.stats.busy_nanos.fetch_add(nanos, Relaxed);
-                sub.stats.max_nanos.fetch_max(nanos, Relaxed);
-                let Some(inner) = weak.upgrade() else { break };
-                let bus = Bus { inner };
-                match outcome {
-                    None => sub.stats.failures_in_a_row.store(0, Relaxed),
-                    Some((error, timed_out)) => {
-                        if bus.fail(&sub, event, error, timed_out) {
-                            break;
-                        }
-                    }
-                }
-                if sub.once {
-                    bus.remove(&[sub.id]);
-                    break;
-                }
-            }
-        });
+        if let Some(sub) = Self::find(&bus, id) {
+            tokio::spawn(run_handler(sub, Arc::downgrade(&bus.inner), handler));
+        }
         subscription
     }
 
@@ -849,6 +866,115 @@ impl SubscribeBuilder<'_> {
             },
         }
     }
+}
+
+/// Events taken from the inbox at once: amortises the lock and the wake-up,
+/// small enough that a critical event arriving meanwhile waits little.
+const BATCH: usize = 32;
+
+/// The task of one handler subscription: takes events from its inbox, runs
+/// the handler on each under the subscription's timeout, and records the
+/// outcome. Kept cheap for handlers that finish at once, which most do: no
+/// timer is armed unless the first poll leaves the handler pending, and the
+/// clock is read once per batch.
+async fn run_handler<F, Fut, E>(sub: Arc<Subscriber>, bus: Weak<Inner>, handler: F)
+where
+    F: Fn(Arc<Event>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: fmt::Display + Send + 'static,
+{
+    let stats = &sub.stats.handler;
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        sub.inbox.take_batch(&mut batch, BATCH).await;
+        if batch.is_empty() {
+            return;
+        }
+        // Handlers that finish on their first poll share one clock reading
+        // per batch (their time is the batch's, split evenly); one that goes
+        // pending is timed on its own and gets a timer for its timeout.
+        let batch_started = Instant::now();
+        let (mut quick, mut slow_nanos) = (0u64, 0u64);
+        let mut left = batch.len() as u64;
+        let mut stop = false;
+        for item in batch.drain(..) {
+            left -= 1;
+            stats.held.store(left, Relaxed);
+            if stop {
+                continue;
+            }
+            let Item::Event(event) = item else { continue };
+            let mut call = std::pin::pin!(AssertUnwindSafe(handler(event.clone())).catch_unwind());
+            let result = match futures_util::poll!(call.as_mut()) {
+                std::task::Poll::Ready(result) => {
+                    quick += 1;
+                    Ok(result)
+                }
+                std::task::Poll::Pending => {
+                    let began = Instant::now();
+                    let result = tokio::time::timeout_at((began + sub.timeout).into(), call).await;
+                    let nanos = nanos(began.elapsed());
+                    slow_nanos += nanos;
+                    stats.calls.fetch_add(1, Relaxed);
+                    stats.busy_nanos.fetch_add(nanos, Relaxed);
+                    stats.max_nanos.fetch_max(nanos, Relaxed);
+                    result
+                }
+            };
+            let outcome = match result {
+                Ok(Ok(Ok(()))) => None,
+                Ok(Ok(Err(error))) => Some((error.to_string(), false)),
+                Ok(Err(panic)) => Some((
+                    format!("handler panicked: {}", panic_message(&panic)),
+                    false,
+                )),
+                Err(_) => Some((format!("handler timed out after {:?}", sub.timeout), true)),
+            };
+            match outcome {
+                None if !sub.once => {
+                    if stats.failures_in_a_row.load(Relaxed) != 0 {
+                        stats.failures_in_a_row.store(0, Relaxed);
+                    }
+                    continue;
+                }
+                None => {}
+                Some((error, timed_out)) => {
+                    let Some(inner) = bus.upgrade() else { return };
+                    let unsubscribed = (Bus { inner }).fail(&sub, event, error, timed_out);
+                    if !unsubscribed && !sub.once {
+                        continue;
+                    }
+                }
+            }
+            if sub.once
+                && let Some(inner) = bus.upgrade()
+            {
+                Bus { inner }.remove(&[sub.id]);
+            }
+            // Unsubscribed (once, or too many failures): the rest of the
+            // batch is not handled.
+            stop = true;
+        }
+        if quick > 0 {
+            let quick_nanos = nanos(batch_started.elapsed()).saturating_sub(slow_nanos);
+            stats.calls.fetch_add(quick, Relaxed);
+            stats.busy_nanos.fetch_add(quick_nanos, Relaxed);
+            let each = quick_nanos / quick;
+            if each > stats.max_nanos.load(Relaxed) {
+                stats.max_nanos.fetch_max(each, Relaxed);
+            }
+        }
+        if stop {
+            return;
+        }
+        if bus.strong_count() == 0 {
+            return;
+        }
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    d.as_nanos().min(u128::from(u64::MAX)) as u64
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

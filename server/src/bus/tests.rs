@@ -248,7 +248,10 @@ async fn correlation_ids_come_from_the_draft_the_task_or_the_bus() {
     assert_eq!(history[1].correlation_id, "cmd-7");
     assert_eq!(history[2].seq, own);
     assert!(
-        history[2].correlation_id.ends_with(&format!("-{own}")),
+        history[2]
+            .correlation_id
+            .to_string()
+            .ends_with(&format!("-{own}")),
         "{}",
         history[2].correlation_id
     );
@@ -503,4 +506,23 @@ async fn closing_ends_streams_and_refuses_events() {
     assert!(stream.next().await.is_none());
     assert_eq!(wait.await.unwrap_err(), WaitError::Closed);
     assert_eq!(bus.emit(Topic::ModeChanged, "test", ()), None);
+}
+
+#[tokio::test]
+async fn a_once_handler_that_fails_still_ends() {
+    let bus = bus();
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let sub = bus.subscribe(Topic::ModeChanged).once().handler({
+        let calls = calls.clone();
+        move |_| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async { Err::<(), _>("nope") }
+        }
+    });
+    bus.emit(Topic::ModeChanged, "test", ());
+    bus.emit(Topic::ModeChanged, "test", ());
+    settle().await;
+    assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert!(!sub.is_active());
+    assert_eq!(bus.dead_letters().len(), 1);
 }

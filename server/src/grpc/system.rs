@@ -74,7 +74,7 @@ fn event_to_proto(event: &Event) -> BusEvent {
     BusEvent {
         topic: event.topic.as_str().to_string(),
         timestamp: Some(event.timestamp.into()),
-        correlation_id: event.correlation_id.clone(),
+        correlation_id: event.correlation_id.to_string(),
         source: event.source.to_string(),
         payload: Some(cantina::json::struct_from_json(event.payload.clone())),
         seq: event.seq,
