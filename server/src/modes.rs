@@ -137,6 +137,8 @@ impl Modes {
     }
 
     /// Adds a hook that runs on every change (the eyes follow the mode …).
+    /// Hooks run while the transition holds the mode, so a hook must not ask
+    /// for a mode change itself.
     pub fn add_hook(&self, name: &'static str, hook: ModeHook) {
         self.hooks.write().expect("hooks lock").push((name, hook));
     }

@@ -478,7 +478,9 @@ impl Bus {
         Some(seq)
     }
 
-    /// Adds a middleware that runs before delivery, in the order added.
+    /// Adds a middleware that runs before delivery, in the order added. It
+    /// runs on the publisher's thread, so it must be quick and must not
+    /// publish itself.
     pub fn add_pre(&self, middleware: impl Fn(&mut Event) -> bool + Send + Sync + 'static) {
         self.inner
             .pre
@@ -488,7 +490,8 @@ impl Bus {
         self.inner.has_middleware.store(true, Relaxed);
     }
 
-    /// Adds a middleware that runs after delivery, in the order added.
+    /// Adds a middleware that runs after delivery, in the order added (quick,
+    /// and not publishing, like a pre-middleware).
     pub fn add_post(&self, middleware: impl Fn(&Event, &Delivery) + Send + Sync + 'static) {
         self.inner
             .post
