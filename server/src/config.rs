@@ -114,6 +114,48 @@ pub const SETTINGS: &[Setting] = &[
         "Log format on stderr: `pretty` or `json`",
     ),
     setting(
+        "log_ring_size",
+        "CANTINA_LOG_RING_SIZE",
+        Some("10000"),
+        "Recent log entries kept in memory for TailLogs",
+    ),
+    setting(
+        "log_dedup_window",
+        "CANTINA_LOG_DEDUP_WINDOW",
+        Some("30s"),
+        "Identical entries (service, level, message) within this window are folded into one with a count (0s: never)",
+    ),
+    setting(
+        "log_file_format",
+        "CANTINA_LOG_FILE_FORMAT",
+        Some("text"),
+        "Session log file format: `text` ([time] LEVEL service message key=value) or `json` (JSON lines)",
+    ),
+    setting(
+        "log_flush_interval",
+        "CANTINA_LOG_FLUSH_INTERVAL",
+        Some("1s"),
+        "Longest an entry waits before the session file is flushed",
+    ),
+    setting(
+        "log_retention_files",
+        "CANTINA_LOG_RETENTION_FILES",
+        Some("20"),
+        "Session log files kept (oldest deleted first; 0: keep all)",
+    ),
+    setting(
+        "log_retention_size",
+        "CANTINA_LOG_RETENTION_SIZE",
+        Some("100MiB"),
+        "Total size of the session log files kept (oldest deleted first)",
+    ),
+    setting(
+        "log_follower_buffer",
+        "CANTINA_LOG_FOLLOWER_BUFFER",
+        Some("1024"),
+        "Entries that may wait for one TailLogs follower before it gets a gap marker",
+    ),
+    setting(
         "request_timeout",
         "CANTINA_REQUEST_TIMEOUT",
         Some("30s"),
@@ -294,6 +336,34 @@ pub enum LogFormat {
     Json,
 }
 
+/// How session log files are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFileFormat {
+    /// `[iso-time] LEVEL service message key=value…`
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Settings of log capture, the ring, dedup, session files and followers.
+#[derive(Clone, Debug)]
+pub struct LogSettings {
+    /// Recent entries kept in memory.
+    pub ring_size: usize,
+    /// Identical entries within this window are folded; zero disables.
+    pub dedup_window: Duration,
+    /// Session file format.
+    pub file_format: LogFileFormat,
+    /// Longest an entry waits before the file is flushed.
+    pub flush_interval: Duration,
+    /// Session files kept; zero keeps all.
+    pub retention_files: usize,
+    /// Total bytes of session files kept.
+    pub retention_bytes: u64,
+    /// Entries that may wait for one follower.
+    pub follower_buffer: usize,
+}
+
 /// The validated configuration of the server.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -325,6 +395,8 @@ pub struct Config {
     pub concurrency_limit: usize,
     /// Largest gRPC message accepted or sent, in bytes.
     pub max_message_size: usize,
+    /// The log service's settings.
+    pub logs: LogSettings,
     /// The event bus's settings.
     pub bus: crate::bus::BusConfig,
     /// How often the bus logs its metrics; zero for never.
@@ -455,6 +527,20 @@ impl Sources {
             _ => Err("use a whole number of at least 1".to_string()),
         };
         let bus_queue_capacity = v.parse("bus_queue_capacity", positive);
+        let log_ring_size = v.parse("log_ring_size", positive);
+        let log_dedup_window = v.parse("log_dedup_window", |s| parse_duration(s, true));
+        let log_file_format = v.parse("log_file_format", |s| match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFileFormat::Text),
+            "json" => Ok(LogFileFormat::Json),
+            _ => Err("use `text` or `json`".to_string()),
+        });
+        let log_flush_interval = v.parse("log_flush_interval", |s| parse_duration(s, false));
+        let log_retention_files = v.parse("log_retention_files", whole);
+        let log_retention_size = v.parse("log_retention_size", |s| match parse_bytes(s)? {
+            n if n >= 1 << 20 => Ok(n),
+            _ => Err("keep at least 1MiB of session logs".to_string()),
+        });
+        let log_follower_buffer = v.parse("log_follower_buffer", positive);
         let bus_handler_timeout = v.parse("bus_handler_timeout", |s| parse_duration(s, false));
         let bus_max_failures = v.parse("bus_max_failures", |s| {
             s.parse::<u32>()
@@ -497,6 +583,15 @@ impl Sources {
             shutdown_grace: shutdown_grace.expect("validated"),
             concurrency_limit: concurrency_limit.expect("validated"),
             max_message_size: max_message_size.expect("validated"),
+            logs: LogSettings {
+                ring_size: log_ring_size.expect("validated"),
+                dedup_window: log_dedup_window.expect("validated"),
+                file_format: log_file_format.expect("validated"),
+                flush_interval: log_flush_interval.expect("validated"),
+                retention_files: log_retention_files.expect("validated"),
+                retention_bytes: log_retention_size.expect("validated"),
+                follower_buffer: log_follower_buffer.expect("validated"),
+            },
             bus: crate::bus::BusConfig {
                 queue_capacity: bus_queue_capacity.expect("validated"),
                 handler_timeout: bus_handler_timeout.expect("validated"),
@@ -683,23 +778,28 @@ fn parse_duration(s: &str, zero_ok: bool) -> Result<Duration, String> {
     }
 }
 
-fn parse_size(s: &str) -> Result<usize, String> {
+/// A number of bytes, optionally with a unit (`KiB`, `MiB`, `GiB`).
+fn parse_bytes(s: &str) -> Result<u64, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
-    let multiplier: usize = match unit.trim().to_ascii_lowercase().as_str() {
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
-        _ => return Err("use a number of bytes, optionally with KiB or MiB, such as 4MiB".into()),
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err("use a number of bytes, optionally with KiB, MiB or GiB, such as 4MiB".into()),
     };
-    match number
-        .parse::<usize>()
+    number
+        .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(multiplier))
-    {
-        Some(n) if (1024..=(1 << 30)).contains(&n) => Ok(n),
-        Some(_) => Err("must be between 1KiB and 1GiB".into()),
-        None => Err("use a number of bytes, optionally with KiB or MiB, such as 4MiB".into()),
+        .ok_or_else(|| "use a number of bytes, optionally with KiB, MiB or GiB, such as 4MiB".into())
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    match parse_bytes(s)? {
+        n if (1024..=(1 << 30)).contains(&n) => Ok(n as usize),
+        _ => Err("must be between 1KiB and 1GiB".into()),
     }
 }
 
@@ -779,6 +879,16 @@ impl Config {
                 "concurrency_limit" => Some(self.concurrency_limit.to_string()),
                 "max_message_size" => Some(self.max_message_size.to_string()),
                 "bus_queue_capacity" => Some(self.bus.queue_capacity.to_string()),
+                "log_ring_size" => Some(self.logs.ring_size.to_string()),
+                "log_dedup_window" => Some(quote(&humantime::format_duration(self.logs.dedup_window).to_string())),
+                "log_file_format" => Some(quote(match self.logs.file_format {
+                    LogFileFormat::Text => "text",
+                    LogFileFormat::Json => "json",
+                })),
+                "log_flush_interval" => Some(quote(&humantime::format_duration(self.logs.flush_interval).to_string())),
+                "log_retention_files" => Some(self.logs.retention_files.to_string()),
+                "log_retention_size" => Some(self.logs.retention_bytes.to_string()),
+                "log_follower_buffer" => Some(self.logs.follower_buffer.to_string()),
                 "bus_handler_timeout" => Some(quote(
                     &humantime::format_duration(self.bus.handler_timeout).to_string(),
                 )),
