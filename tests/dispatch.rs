@@ -193,7 +193,7 @@ async fn help_lists_every_command_and_describes_one() {
         );
     }
     let commands = data(&overview)["commands"].as_array().unwrap().len();
-    assert_eq!(commands, 8);
+    assert_eq!(commands, 9);
 
     let one = dispatch(&server, "help e").await.unwrap();
     assert!(
@@ -309,7 +309,8 @@ async fn list_commands_describes_every_command_by_category() {
             "engage",
             "disengage",
             "ambient",
-            "idle"
+            "idle",
+            "debug level"
         ]
     );
     let status = &all[1];
@@ -342,7 +343,7 @@ async fn list_commands_describes_every_command_by_category() {
         .unwrap_err();
     assert_eq!(unknown.code(), Code::InvalidArgument);
     assert!(
-        unknown.message().contains("system, modes"),
+        unknown.message().contains("system, modes, debug"),
         "{}",
         unknown.message()
     );

@@ -58,10 +58,18 @@ async fn get_status_reports_the_whole_droid() {
     assert_eq!(status.mode(), Mode::Idle);
     assert_eq!(status.session_id, server.server.droid().info.session_id);
     assert!(status.uptime.is_some() && status.started_at.is_some());
-    let bus = &status.subsystems[0];
+    // Logging starts first; the droid runs on without it, not without the bus.
+    let names: Vec<_> = status
+        .subsystems
+        .iter()
+        .map(|s| (s.name.as_str(), s.status(), s.critical))
+        .collect();
     assert_eq!(
-        (bus.name.as_str(), bus.status(), bus.critical),
-        ("bus", ServiceStatus::Running, true)
+        names,
+        [
+            ("logs", ServiceStatus::Running, false),
+            ("bus", ServiceStatus::Running, true)
+        ]
     );
     let metrics = cantina::json::struct_to_json(status.bus.as_ref().unwrap());
     assert!(
@@ -280,15 +288,36 @@ async fn status_changes_are_events_and_move_health() {
         .await
         .unwrap()
         .into_inner();
-    assert!(reply.message.contains("restarted bus"), "{}", reply.message);
+    assert!(
+        reply.message.contains("restarted logs, bus"),
+        "{}",
+        reply.message
+    );
     let mut statuses = Vec::new();
-    for _ in 0..4 {
+    while statuses.len() < 8 {
         let event = next(&mut events).await;
         let p = payload(&event);
-        assert_eq!(p["service"], "bus");
-        statuses.push(p["status"].as_str().unwrap().to_string());
+        statuses.push(format!(
+            "{} {}",
+            p["service"].as_str().unwrap(),
+            p["status"].as_str().unwrap()
+        ));
     }
-    assert_eq!(statuses, ["STOPPING", "STOPPED", "STARTING", "RUNNING"]);
+    // Stopped in reverse order, started in order.
+    assert_eq!(
+        statuses,
+        [
+            "bus STOPPING",
+            "bus STOPPED",
+            "logs STOPPING",
+            "logs STOPPED",
+            "logs STARTING",
+            "logs RUNNING",
+            "bus STARTING",
+            "bus RUNNING",
+        ]
+    );
+
     // Health follows (the watch coalesces, so only the state after the reset
     // is certain here; the lifecycle's own tests check each transition).
     let after = health

@@ -1,7 +1,8 @@
 //! The command line, declared with clap's derive API.
 //!
-//! Only `commands`, `status`, `events`, `shell` and `completions` are
-//! subcommands of the CLI itself; any other words are a console line for the
+//! Only `commands`, `status`, `events`, `logs`, `log-level`, `shell` and
+//! `completions` are subcommands of the CLI itself (the options of `logs` are
+//! in [`log_args`](crate::log_args)); any other words are a console line for the
 //! server, captured by an external subcommand. clap's `help` subcommand is
 //! switched off so that `cantina help engage` reaches the server, which owns
 //! the command list.
@@ -9,6 +10,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::log_args::{self, LogsArgs};
 
 /// Command-line client of the Cantina droid server.
 #[derive(Debug, Parser)]
@@ -36,7 +39,8 @@ pub struct Cli {
 /// Options every subcommand shares.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Address of the server: host:port, :port or http://host:port.
+    /// Address of the server: host:port, :port, http://host:port, or
+    /// https://host:port for TLS.
     #[arg(
         long,
         global = true,
@@ -56,6 +60,12 @@ pub struct GlobalArgs {
         value_name = "TOKEN"
     )]
     pub token: Option<String>,
+
+    /// CA certificate (PEM) to trust for TLS, such as the server's own
+    /// self-signed certificate; without it, https:// trusts the system's
+    /// roots. With it, an address without a scheme uses https://.
+    #[arg(long, global = true, env = "CANTINA_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
 
     /// How to print results.
     #[arg(
@@ -78,10 +88,13 @@ pub struct GlobalArgs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     /// For people: the server's message, the status tables, one line per
-    /// event.
+    /// event or log entry (alias: pretty).
+    #[value(alias = "pretty")]
     Text,
+    /// The bare message of each log entry (`logs`); as text elsewhere.
+    Raw,
     /// The whole response as proto3 JSON, as grpcurl prints it; one compact
-    /// object per line for `events` (JSON Lines).
+    /// object per line for `events` and `logs` (JSON Lines).
     Json,
 }
 
@@ -104,6 +117,19 @@ pub enum Command {
                             cantina -o json events | jq .payload\n\
                             Quote globs so that the shell leaves them alone.")]
     Events(EventsArgs),
+    /// Print the server's recent log entries, or follow them live with -f.
+    #[command(after_help = log_args::LOGS_HELP)]
+    Logs(LogsArgs),
+    /// Change what the server logs, with a level or EnvFilter directives.
+    #[command(after_help = "Examples:\n  \
+                            cantina log-level debug\n  \
+                            cantina log-level 'info,cantina_server::audio=trace'")]
+    LogLevel {
+        /// A level (`trace`, `debug`, `info`, `warn`, `error`) or EnvFilter
+        /// directives such as `info,cantina_server::audio=debug`.
+        #[arg(value_name = "FILTER")]
+        filter: String,
+    },
     /// Open the interactive console (`DJ-R3X> `).
     Shell(ShellArgs),
     /// Print a shell completion script for cantina.
@@ -175,5 +201,41 @@ mod tests {
         assert!(
             matches!(cli.command, Command::Events(args) if args.topics.is_empty() && args.no_timestamps)
         );
+    }
+
+    #[test]
+    fn logs_take_filters_and_pretty_raw_json() {
+        let cli = Cli::try_parse_from([
+            "cantina",
+            "logs",
+            "-f",
+            "--level",
+            "warning",
+            "--service",
+            "audio",
+            "--service",
+            "eyes,bus",
+            "--grep",
+            "fail(ed)?",
+            "-o",
+            "raw",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.output, Format::Raw);
+        let Command::Logs(args) = cli.command else {
+            panic!("expected logs, got {:?}", cli.command);
+        };
+        assert!(args.follow);
+        assert_eq!(args.level, Some(log_args::Level::Warn));
+        assert_eq!(args.services, ["audio", "eyes", "bus"]);
+        assert_eq!(args.grep.as_deref(), Some("fail(ed)?"));
+
+        let cli = Cli::try_parse_from(["cantina", "-o", "pretty", "logs"]).unwrap();
+        assert_eq!(cli.global.output, Format::Text);
+        assert!(Cli::try_parse_from(["cantina", "logs", "--grep", "("]).is_err());
+        assert!(Cli::try_parse_from(["cantina", "logs", "--since", "soon"]).is_err());
+
+        let cli = Cli::try_parse_from(["cantina", "log-level", "debug"]).unwrap();
+        assert!(matches!(cli.command, Command::LogLevel { filter } if filter == "debug"));
     }
 }

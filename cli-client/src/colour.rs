@@ -18,8 +18,7 @@ pub struct Colours {
 }
 
 impl Colours {
-    /// Plain text (for tests).
-    #[cfg(test)]
+    /// Plain text, whatever stdout is (`--no-color`, raw output, tests).
     pub const OFF: Colours = Colours { on: false };
     /// ANSI colour whatever stdout is (for tests).
     #[cfg(test)]

@@ -6,13 +6,16 @@
 //! | ---- | ------- |
 //! | 0    | success |
 //! | 1    | any other failure |
-//! | 2    | usage error: bad arguments (INVALID_ARGUMENT), a bad `--server` or `--token`, as clap |
-//! | 69   | the server cannot be reached or the connection broke, or a subsystem is UNAVAILABLE (sysexits `EX_UNAVAILABLE`) |
+//! | 2    | usage error: bad arguments (INVALID_ARGUMENT), a bad `--server`, `--token` or `--tls-ca`, as clap |
+//! | 69   | the server cannot be reached, TLS failed (certificate refused) or the connection broke, or a subsystem is UNAVAILABLE (sysexits `EX_UNAVAILABLE`) |
 //! | 77   | UNAUTHENTICATED or PERMISSION_DENIED (sysexits `EX_NOPERM`) |
 //! | 130  | interrupted by Ctrl-C: while the shell waits for the server, or `events` stopped (quietly: that is how it usually ends) |
 //!
 //! `cantina events` exits 0 when the server ends the stream itself (it is
-//! shutting down), and 69 when the connection breaks.
+//! shutting down), and 69 when the connection breaks. `cantina logs` exits 0
+//! once the backlog is printed; with `-f` it outlives a broken connection or a
+//! server restart by reconnecting (see [`Failure::is_transient`]), and only
+//! Ctrl-C (130) or a refusal ends it.
 
 use std::{error::Error as _, fmt, process::ExitCode};
 
@@ -54,8 +57,12 @@ impl Failure {
 
     fn code(&self) -> u8 {
         match self {
-            Failure::Connect(ConnectError::BadAddress(_) | ConnectError::BadToken) => USAGE,
-            Failure::Connect(ConnectError::Unreachable { .. }) => UNAVAILABLE,
+            Failure::Connect(
+                ConnectError::BadAddress(_) | ConnectError::BadToken | ConnectError::BadCa(_),
+            ) => USAGE,
+            Failure::Connect(ConnectError::Unreachable { .. } | ConnectError::Tls { .. }) => {
+                UNAVAILABLE
+            }
             Failure::Server(status) => match status.code() {
                 Code::InvalidArgument => USAGE,
                 Code::Unauthenticated | Code::PermissionDenied => NO_PERMISSION,
@@ -70,6 +77,20 @@ impl Failure {
     /// What to do about it, when the message alone may not say.
     pub fn hint(&self) -> Option<&'static str> {
         (self.code() == NO_PERMISSION).then_some("pass --token or set CANTINA_TOKEN")
+    }
+
+    /// Whether trying again later may well work: the connection broke, nothing
+    /// answers yet, or the server says it is UNAVAILABLE (starting or
+    /// stopping). Refusals (bad arguments, credentials) are not, since the
+    /// same request would be refused again.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Failure::Connect(ConnectError::Unreachable { .. }) | Failure::Disconnected { .. } => {
+                true
+            }
+            Failure::Server(status) => status.code() == Code::Unavailable,
+            Failure::Connect(_) | Failure::Interrupted => false,
+        }
     }
 
     /// Whether the shell is pointless after this failure at start-up: nothing
@@ -113,7 +134,26 @@ impl fmt::Display for Failure {
                 {
                     write!(f, " ({cause})")?;
                 }
-                f.write_str(". Is it still running?")
+                f.write_str(". Is it still running?")?;
+                // TLS: a TLS server drops a plaintext client at once, or
+                // answers with bytes that are no HTTP/2 (INTERNAL).
+                let dropped = status.code() == Code::Internal
+                    || cause
+                        .and_then(|e| e.downcast_ref::<std::io::Error>())
+                        .is_some_and(|e| {
+                            matches!(
+                                e.kind(),
+                                std::io::ErrorKind::BrokenPipe
+                                    | std::io::ErrorKind::ConnectionReset
+                                    | std::io::ErrorKind::UnexpectedEof
+                            )
+                        });
+                if dropped && address.starts_with("http://") {
+                    f.write_str(
+                        " If it serves TLS, use --server https://HOST:PORT (and --tls-ca FILE)",
+                    )?;
+                }
+                Ok(())
             }
             Failure::Interrupted => {
                 f.write_str("interrupted; the droid may still carry the command out")
@@ -168,5 +208,31 @@ mod tests {
         assert!(auth.is_fatal_at_start());
 
         assert!(!Failure::Server(Status::unimplemented("no")).is_fatal_at_start());
+    }
+
+    #[test]
+    fn only_lost_connections_and_unavailable_are_worth_retrying() {
+        assert!(Failure::Server(Status::unavailable("starting")).is_transient());
+        assert!(
+            Failure::Disconnected {
+                address: "http://127.0.0.1:1".into(),
+                status: Status::internal("h2 error"),
+            }
+            .is_transient()
+        );
+        for code in [
+            Code::InvalidArgument,
+            Code::Unauthenticated,
+            Code::PermissionDenied,
+            Code::Unimplemented,
+            Code::Internal,
+        ] {
+            assert!(
+                !Failure::Server(Status::new(code, "x")).is_transient(),
+                "{code:?}"
+            );
+        }
+        assert!(!Failure::Connect(ConnectError::BadToken).is_transient());
+        assert!(!Failure::Interrupted.is_transient());
     }
 }

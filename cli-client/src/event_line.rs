@@ -143,7 +143,7 @@ pub fn flatten(payload: &Struct) -> String {
 }
 
 /// `text` as is when it is one word, else as a JSON string.
-fn quote_if_needed(text: String) -> String {
+pub fn quote_if_needed(text: String) -> String {
     let plain = !text.is_empty()
         && !text
             .chars()
@@ -173,7 +173,7 @@ fn topic_style(topic: &str) -> Style {
 }
 
 /// FNV-1a: a hash that, unlike std's, is the same in every build.
-fn fnv1a(text: &str) -> usize {
+pub fn fnv1a(text: &str) -> usize {
     let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
     });

@@ -73,7 +73,7 @@ async fn watch(
     let mut stream = remote.watch_events(topics).await?;
     // A person at a terminal sees a blank screen until the first event; say
     // that the subscription is live. Scripts read stdout and get no chatter.
-    if global.output == Format::Text && io::stderr().is_terminal() {
+    if global.output != Format::Json && io::stderr().is_terminal() {
         let what = if topics.is_empty() {
             "every event".to_string()
         } else {
@@ -81,7 +81,7 @@ async fn watch(
         };
         output::note(format!(
             "watching {what} at {}; Ctrl-C to stop",
-            cantina::client::normalize_address(&global.server)
+            remote.address()
         ));
     }
     loop {
@@ -110,7 +110,8 @@ impl Printer {
     /// Prints one event; false when stdout is gone.
     fn print(&mut self, event: &BusEvent) -> bool {
         let line = match self.format {
-            Format::Text => self.lines.line(event),
+            // Raw is for log messages; an event has none, so it is text.
+            Format::Text | Format::Raw => self.lines.line(event),
             Format::Json => {
                 // The marker is a JSON line like any other, which a `jq`
                 // filter may well drop; stderr makes sure a person notices.

@@ -2,10 +2,10 @@
 //!
 //! `cantina eye pattern happy` sends one console line to the droid, `cantina
 //! shell` opens the `DJ-R3X> ` console, `cantina commands` lists what the
-//! server understands, `cantina status` shows the droid at a glance and
-//! `cantina events` follows its event bus. This file only parses the
-//! arguments, starts the runtime and hands over to [`run`], [`events`] or
-//! [`shell`]; every path ends in an exit code chosen by
+//! server understands, `cantina status` shows the droid at a glance,
+//! `cantina events` follows its event bus and `cantina logs` its log. This
+//! file only parses the arguments, starts the runtime and hands over to
+//! [`run`], [`events`], [`logs`] or [`shell`]; every path ends in an exit code chosen by
 //! [`error::Failure::exit_code`].
 
 mod args;
@@ -14,6 +14,10 @@ mod complete;
 mod error;
 mod event_line;
 mod events;
+mod log_args;
+mod log_line;
+mod log_resume;
+mod logs;
 mod output;
 mod remote;
 mod run;
@@ -48,6 +52,8 @@ fn main() -> ExitCode {
         Command::Commands { category } => run::commands(&runtime, global, category.as_deref()),
         Command::Status => run::status(&runtime, global),
         Command::Events(args) => events::run(&runtime, global, args),
+        Command::Logs(args) => logs::run(&runtime, global, args),
+        Command::LogLevel { filter } => run::log_level(&runtime, global, filter),
         Command::Shell(args) => shell::run(&runtime, global, args),
         Command::Completions { shell } => run::completions(*shell),
         Command::Line(words) => run::dispatch(&runtime, global, &cantina::line::join(words)),

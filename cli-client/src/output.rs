@@ -13,7 +13,9 @@ use std::{
     io::{self, Write},
 };
 
-use cantina::v1::{CommandInfo, DispatchResponse, ListCommandsResponse, SystemStatus};
+use cantina::v1::{
+    CommandInfo, DispatchResponse, ListCommandsResponse, SetLogLevelResponse, SystemStatus,
+};
 
 use crate::{args::Format, colour::Colours, error::Failure, status};
 
@@ -24,7 +26,7 @@ pub fn response(
     response: &DispatchResponse,
 ) -> io::Result<()> {
     match format {
-        Format::Text => message(out, &response.message),
+        Format::Text | Format::Raw => message(out, &response.message),
         Format::Json => json(out, &cantina::json::to_json(response)),
     }
 }
@@ -37,7 +39,7 @@ pub fn commands(
     list: &ListCommandsResponse,
 ) -> io::Result<()> {
     match format {
-        Format::Text => message(out, &commands_table(&list.commands)),
+        Format::Text | Format::Raw => message(out, &commands_table(&list.commands)),
         Format::Json => json(out, &cantina::json::to_json(list)),
     }
 }
@@ -51,9 +53,37 @@ pub fn system_status(
     colours: Colours,
 ) -> io::Result<()> {
     match format {
-        Format::Text => message(out, &status::render(system, colours)),
+        Format::Text | Format::Raw => message(out, &status::render(system, colours)),
         Format::Json => json(out, &cantina::json::to_json(system)),
     }
+}
+
+/// Prints the server's log filter before and after a change.
+pub fn log_level(
+    out: &mut dyn Write,
+    format: Format,
+    response: &SetLogLevelResponse,
+) -> io::Result<()> {
+    match format {
+        Format::Text | Format::Raw => message(out, &log_level_text(response)),
+        Format::Json => json(out, &cantina::json::to_json(response)),
+    }
+}
+
+/// `log filter: info → debug`.
+fn log_level_text(response: &SetLogLevelResponse) -> String {
+    let or_none = |filter: &str| {
+        if filter.is_empty() {
+            "(none)".to_string()
+        } else {
+            filter.to_string()
+        }
+    };
+    format!(
+        "log filter: {} → {}",
+        or_none(&response.previous_filter),
+        or_none(&response.filter)
+    )
 }
 
 /// Writes one line and flushes it, so that a pipe reader sees it at once.
@@ -255,6 +285,29 @@ eyes:
         let mut out = Vec::new();
         self::response(&mut out, Format::Text, &DispatchResponse::default()).unwrap();
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_log_level_change_shows_before_and_after() {
+        let response = SetLogLevelResponse {
+            filter: "debug,cantina_server::audio=trace".into(),
+            previous_filter: "info".into(),
+        };
+        let mut out = Vec::new();
+        log_level(&mut out, Format::Text, &response).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "log filter: info → debug,cantina_server::audio=trace\n"
+        );
+        assert_eq!(
+            log_level_text(&SetLogLevelResponse::default()),
+            "log filter: (none) → (none)"
+        );
+
+        let mut out = Vec::new();
+        log_level(&mut out, Format::Json, &response).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value["previousFilter"], "info");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! and picks exit codes the same way.
 
 use cantina::{
-    client::AuthChannel,
+    client::{AuthChannel, ConnectError},
     v1::{
         BusEvent, DispatchRequest, DispatchResponse, GetStatusRequest, ListCommandsRequest,
         ListCommandsResponse, SystemStatus, WatchEventsRequest,
@@ -12,9 +12,14 @@ use cantina::{
     },
 };
 
+use cantina::v1::{
+    LogEntry, SetLogLevelRequest, SetLogLevelResponse, TailLogsRequest,
+    log_service_client::LogServiceClient,
+};
+
 use std::error::Error as _;
 
-use tonic::{Code, Status, Streaming};
+use tonic::{Status, Streaming};
 
 use crate::{args::GlobalArgs, error::Failure};
 
@@ -26,6 +31,8 @@ pub struct Remote {
     client: CommandServiceClient<AuthChannel>,
     /// `SystemService`, on the same channel and so with the same token.
     system: SystemServiceClient<AuthChannel>,
+    /// `LogService`, on the same channel.
+    logs: LogServiceClient<AuthChannel>,
     /// Sent with every Dispatch when the user chose one.
     correlation_id: Option<String>,
     /// Where the server is, for messages about losing it.
@@ -35,12 +42,31 @@ pub struct Remote {
 impl Remote {
     /// Connects to the server named by the global options.
     pub async fn connect(global: &GlobalArgs) -> Result<Self, Failure> {
-        let clients = cantina::client::connect(&global.server, global.token.as_deref()).await?;
+        // TLS: the CA file, read here so that its name is in the messages.
+        let tls_ca = match &global.tls_ca {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                ConnectError::BadCa(format!("cannot read {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+        let clients = cantina::client::connect_with(
+            &global.server,
+            global.token.as_deref(),
+            tls_ca.as_deref(),
+        )
+        .await
+        .map_err(|e| match (e, &global.tls_ca) {
+            (ConnectError::BadCa(problem), Some(path)) => {
+                ConnectError::BadCa(format!("{}: {problem}", path.display()))
+            }
+            (e, _) => e,
+        })?;
         Ok(Self {
             system: SystemServiceClient::new(clients.channel.clone()),
+            logs: LogServiceClient::new(clients.channel.clone()),
             client: clients.command,
             correlation_id: global.correlation_id.clone(),
-            address: cantina::client::normalize_address(&global.server),
+            address: clients.address.clone(),
         })
     }
 
@@ -101,6 +127,39 @@ impl Remote {
         Ok(response.into_inner())
     }
 
+    /// Opens a stream of the server's log entries.
+    pub async fn tail_logs(
+        &self,
+        request: TailLogsRequest,
+    ) -> Result<Streaming<LogEntry>, Failure> {
+        let response = self
+            .logs
+            .clone()
+            .tail_logs(request)
+            .await
+            .map_err(|s| self.failure(s))?;
+        Ok(response.into_inner())
+    }
+
+    /// Changes what the server logs.
+    pub async fn set_log_level(&self, filter: &str) -> Result<SetLogLevelResponse, Failure> {
+        let request = SetLogLevelRequest {
+            filter: filter.to_string(),
+        };
+        let response = self
+            .logs
+            .clone()
+            .set_log_level(request)
+            .await
+            .map_err(|s| self.failure(s))?;
+        Ok(response.into_inner())
+    }
+
+    /// Where the server is, as messages name it.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
     /// Why an open stream broke. Mid-stream, tonic reports a transport
     /// failure with whatever code the HTTP/2 error maps to (INTERNAL,
     /// UNKNOWN, CANCELLED…), never with a status the server sent, so the
@@ -119,7 +178,9 @@ impl Remote {
     /// Tells a lost connection apart from an error the server sent: tonic
     /// attaches the transport error as the source of the former only.
     fn failure(&self, status: Status) -> Failure {
-        if status.code() == Code::Unavailable && status.source().is_some() {
+        // Any code: a plaintext call to a TLS server breaks the connection at
+        // once, which tonic reports as UNKNOWN or INTERNAL (h2 protocol error).
+        if status.source().is_some() {
             Failure::Disconnected {
                 address: self.address.clone(),
                 status,

@@ -1,5 +1,6 @@
 //! The one-shot subcommands: a console line (`cantina eye pattern happy`),
-//! `cantina status`, `cantina commands` and `cantina completions`.
+//! `cantina status`, `cantina commands`, `cantina log-level` and `cantina
+//! completions`.
 //!
 //! Each connects, makes one call, prints the result or the failure and returns
 //! the exit code; `shell` and `events` have their own modules because they
@@ -51,7 +52,7 @@ pub fn commands(
     match result {
         Ok(list) => {
             // An empty table would look like a hang-up; say why it is empty.
-            if list.commands.is_empty() && global.output == Format::Text {
+            if list.commands.is_empty() && global.output != Format::Json {
                 if category.is_empty() {
                     output::warning("the server offers no commands");
                 } else {
@@ -62,6 +63,18 @@ pub fn commands(
                 output::commands(out, global.output, &list)
             }))
         }
+        Err(failure) => failed(&failure),
+    }
+}
+
+/// Changes what the server logs (`LogService.SetLogLevel`).
+pub fn log_level(runtime: &tokio::runtime::Runtime, global: &GlobalArgs, filter: &str) -> ExitCode {
+    let result =
+        runtime.block_on(async { Remote::connect(global).await?.set_log_level(filter).await });
+    match result {
+        Ok(response) => done(output::to_stdout(|out| {
+            output::log_level(out, global.output, &response)
+        })),
         Err(failure) => failed(&failure),
     }
 }

@@ -26,6 +26,12 @@ pub fn rfc3339(timestamp: &prost_types::Timestamp) -> Option<String> {
     system_time(timestamp).map(|t| humantime::format_rfc3339_seconds(t).to_string())
 }
 
+/// `2026-11-22T15:30:12.345Z`: RFC 3339 in UTC, to the millisecond, for
+/// log lines where entries come many to the second.
+pub fn rfc3339_millis(timestamp: &prost_types::Timestamp) -> Option<String> {
+    system_time(timestamp).map(|t| humantime::format_rfc3339_millis(t).to_string())
+}
+
 /// `15:30:12.345`: the UTC time of day, to the millisecond.
 pub fn clock(timestamp: &prost_types::Timestamp) -> Option<String> {
     system_time(timestamp).map(clock_of)
@@ -78,6 +84,10 @@ mod tests {
         };
         assert_eq!(rfc3339(&t).as_deref(), Some("2026-11-28T15:30:12Z"));
         assert_eq!(clock(&t).as_deref(), Some("15:30:12.345"));
+        assert_eq!(
+            rfc3339_millis(&t).as_deref(),
+            Some("2026-11-28T15:30:12.345Z")
+        );
     }
 
     #[test]
@@ -97,6 +107,7 @@ mod tests {
         for t in [before_1970, after_9999, bad_nanos] {
             assert_eq!(rfc3339(&t), None, "{t:?}");
             assert_eq!(clock(&t), None, "{t:?}");
+            assert_eq!(rfc3339_millis(&t), None, "{t:?}");
         }
         let last = Timestamp {
             seconds: LAST_SECOND,

@@ -68,9 +68,21 @@ pub const SETTINGS: &[Setting] = &[
             "allow_insecure_remote",
             "CANTINA_ALLOW_INSECURE_REMOTE",
             Some("false"),
-            "Allow listening on a non-loopback address without a token",
+            "Allow listening on a non-loopback address with neither a token nor TLS",
         )
     },
+    setting(
+        "tls_cert",
+        "CANTINA_TLS_CERT",
+        None,
+        "TLS certificate chain, a PEM file (with tls_key: serve gRPC over TLS)",
+    ),
+    setting(
+        "tls_key",
+        "CANTINA_TLS_KEY",
+        None,
+        "Private key of the TLS certificate, a PEM file",
+    ),
     setting(
         "data_dir",
         "CANTINA_DATA_DIR",
@@ -327,6 +339,97 @@ impl fmt::Display for EyesPort {
     }
 }
 
+/// The server's TLS certificate chain and private key, as PEM files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, server certificate first.
+    pub cert: PathBuf,
+    /// The private key of the server certificate.
+    pub key: PathBuf,
+}
+
+/// The contents of [`TlsFiles`], checked: what the transport is given.
+#[derive(Clone)]
+pub struct TlsPem {
+    /// The PEM certificate chain.
+    pub cert: Vec<u8>,
+    /// The PEM private key.
+    pub key: Vec<u8>,
+}
+
+impl fmt::Debug for TlsPem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the key, not even in a debug dump.
+        f.debug_struct("TlsPem")
+            .field("cert", &format_args!("{} bytes", self.cert.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsFiles {
+    /// Reads both files and checks that rustls can serve with them: a PEM
+    /// certificate chain, a PEM private key, and a key that belongs to the
+    /// certificate. Each problem comes with its setting (`tls_cert` or
+    /// `tls_key`), so that all of them are reported with the other settings.
+    pub fn load(&self) -> Result<TlsPem, Vec<(&'static str, String)>> {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+
+        let mut problems = Vec::new();
+        let cert = std::fs::read(&self.cert)
+            .map_err(|e| format!("cannot read the certificate file: {e}"))
+            .and_then(|pem| {
+                match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
+                    Ok(chain) if !chain.is_empty() => Ok((pem, chain)),
+                    Ok(_) => Err(format!(
+                        "no certificate in {}: expected a PEM file with -----BEGIN CERTIFICATE-----",
+                        self.cert.display()
+                    )),
+                    Err(e) => Err(format!(
+                        "{} is not a valid PEM certificate chain: {e}",
+                        self.cert.display()
+                    )),
+                }
+            })
+            .map_err(|problem| problems.push(("tls_cert", problem)))
+            .ok();
+        let key = std::fs::read(&self.key)
+            .map_err(|e| format!("cannot read the key file: {e}"))
+            .and_then(|pem| match PrivateKeyDer::from_pem_slice(&pem) {
+                Ok(der) => Ok((pem, der)),
+                Err(rustls::pki_types::pem::Error::NoItemsFound) => Err(format!(
+                    "no private key in {}: expected a PEM file with -----BEGIN PRIVATE KEY----- \
+                     (or RSA/EC PRIVATE KEY)",
+                    self.key.display()
+                )),
+                Err(e) => Err(format!(
+                    "{} is not a valid PEM private key: {e}",
+                    self.key.display()
+                )),
+            })
+            .map_err(|problem| problems.push(("tls_key", problem)))
+            .ok();
+        let (Some((cert, chain)), Some((key, der))) = (cert, key) else {
+            return Err(problems);
+        };
+        // What the transport will do at start, done now: an unsupported key
+        // or one that belongs to another certificate is a setting problem.
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let checked = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, der));
+        match checked {
+            Ok(_) => Ok(TlsPem { cert, key }),
+            Err(e) => Err(vec![(
+                "tls_key",
+                format!(
+                    "cannot serve TLS with this key and the certificate in {}: {e}",
+                    self.cert.display()
+                ),
+            )]),
+        }
+    }
+}
+
 /// How log lines look on stderr.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -371,8 +474,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Bearer token required on every RPC but health and reflection.
     pub token: Option<String>,
-    /// Whether a non-loopback listen address without a token is accepted.
+    /// Whether a non-loopback listen address with neither a token nor TLS
+    /// is accepted.
     pub allow_insecure_remote: bool,
+    /// The TLS certificate and key; `None` serves plaintext gRPC.
+    pub tls: Option<TlsFiles>,
     /// Where generated and persistent data lives.
     pub data_dir: PathBuf,
     /// Where session log files go.
@@ -492,6 +598,10 @@ impl Sources {
             }
         });
         let allow_insecure_remote = v.parse("allow_insecure_remote", parse_bool);
+        let tls_cert = v.optional("tls_cert", parse_path).flatten().flatten();
+        let tls_key = v.optional("tls_key", parse_path).flatten().flatten();
+        let tls_wanted = tls_cert.is_some() || tls_key.is_some();
+        let tls = resolve_tls(tls_cert, tls_key, &raw, v.errors);
         let data_dir = v
             .optional("data_dir", parse_path)
             .flatten()
@@ -529,10 +639,12 @@ impl Sources {
         let bus_queue_capacity = v.parse("bus_queue_capacity", positive);
         let log_ring_size = v.parse("log_ring_size", positive);
         let log_dedup_window = v.parse("log_dedup_window", |s| parse_duration(s, true));
-        let log_file_format = v.parse("log_file_format", |s| match s.to_ascii_lowercase().as_str() {
-            "text" => Ok(LogFileFormat::Text),
-            "json" => Ok(LogFileFormat::Json),
-            _ => Err("use `text` or `json`".to_string()),
+        let log_file_format = v.parse("log_file_format", |s| {
+            match s.to_ascii_lowercase().as_str() {
+                "text" => Ok(LogFileFormat::Text),
+                "json" => Ok(LogFileFormat::Json),
+                _ => Err("use `text` or `json`".to_string()),
+            }
         });
         let log_flush_interval = v.parse("log_flush_interval", |s| parse_duration(s, false));
         let log_retention_files = v.parse("log_retention_files", whole);
@@ -549,18 +661,21 @@ impl Sources {
         let bus_history = v.parse("bus_history", whole);
         let bus_metrics_interval = v.parse("bus_metrics_interval", |s| parse_duration(s, true));
 
+        // A bad TLS setting is reported as such, not again here.
         if let (Some(listen), Some(false)) = (listen, allow_insecure_remote)
             && !listen.ip().is_loopback()
             && token.as_ref().is_none_or(Option::is_none)
+            && !tls_wanted
         {
             let (value, origin) = raw["listen"].clone();
             errors.push(ConfigError {
                 key: "listen".into(),
                 value: Some(value),
                 origin,
-                problem: "this exposes the droid to the network with no token: set a token \
-                          (CANTINA_TOKEN or `token` in the file), listen on 127.0.0.1, or pass \
-                          --allow-insecure-remote if that is really wanted"
+                problem: "this exposes the droid to the network with neither a token nor TLS: \
+                          set a token (CANTINA_TOKEN or `token` in the file) or TLS (tls_cert and \
+                          tls_key), listen on 127.0.0.1, or pass --allow-insecure-remote if that \
+                          is really wanted"
                     .into(),
             });
         }
@@ -572,6 +687,7 @@ impl Sources {
             listen: listen.expect("validated"),
             token: token.flatten(),
             allow_insecure_remote: allow_insecure_remote.expect("validated"),
+            tls,
             data_dir,
             log_dir: log_dir.expect("validated"),
             music_dir,
@@ -602,6 +718,57 @@ impl Sources {
             bus_metrics_interval: bus_metrics_interval.expect("validated"),
             origins: raw.into_iter().map(|(k, (_, o))| (k, o)).collect(),
         })
+    }
+}
+
+/// Both TLS files or neither, and both usable: problems go to `errors`.
+fn resolve_tls(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    raw: &BTreeMap<&'static str, (String, Origin)>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<TlsFiles> {
+    let mut report = |key: &'static str, problem: String| {
+        let (value, origin) = raw[key].clone();
+        errors.push(ConfigError {
+            key: key.into(),
+            value: Some(value),
+            origin,
+            problem,
+        });
+    };
+    match (cert, key) {
+        (None, None) => None,
+        (Some(_), None) => {
+            report(
+                "tls_cert",
+                "a certificate needs its private key: set tls_key (CANTINA_TLS_KEY, --tls-key) \
+                 too, or remove tls_cert to serve without TLS"
+                    .into(),
+            );
+            None
+        }
+        (None, Some(_)) => {
+            report(
+                "tls_key",
+                "a private key needs its certificate: set tls_cert (CANTINA_TLS_CERT, \
+                 --tls-cert) too, or remove tls_key to serve without TLS"
+                    .into(),
+            );
+            None
+        }
+        (Some(cert), Some(key)) => {
+            let files = TlsFiles { cert, key };
+            match files.load() {
+                Ok(_) => Some(files),
+                Err(problems) => {
+                    for (key, problem) in problems {
+                        report(key, problem);
+                    }
+                    None
+                }
+            }
+        }
     }
 }
 
@@ -787,13 +954,19 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err("use a number of bytes, optionally with KiB, MiB or GiB, such as 4MiB".into()),
+        _ => {
+            return Err(
+                "use a number of bytes, optionally with KiB, MiB or GiB, such as 4MiB".into(),
+            );
+        }
     };
     number
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(multiplier))
-        .ok_or_else(|| "use a number of bytes, optionally with KiB, MiB or GiB, such as 4MiB".into())
+        .ok_or_else(|| {
+            "use a number of bytes, optionally with KiB, MiB or GiB, such as 4MiB".into()
+        })
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -857,6 +1030,14 @@ impl Config {
                 }
                 "token" => None,
                 "allow_insecure_remote" => Some(self.allow_insecure_remote.to_string()),
+                "tls_cert" => self
+                    .tls
+                    .as_ref()
+                    .map(|t| quote(&t.cert.display().to_string())),
+                "tls_key" => self
+                    .tls
+                    .as_ref()
+                    .map(|t| quote(&t.key.display().to_string())),
                 "data_dir" => Some(quote(&self.data_dir.display().to_string())),
                 "log_dir" => Some(quote(&self.log_dir.display().to_string())),
                 "music_dir" => self
@@ -880,12 +1061,16 @@ impl Config {
                 "max_message_size" => Some(self.max_message_size.to_string()),
                 "bus_queue_capacity" => Some(self.bus.queue_capacity.to_string()),
                 "log_ring_size" => Some(self.logs.ring_size.to_string()),
-                "log_dedup_window" => Some(quote(&humantime::format_duration(self.logs.dedup_window).to_string())),
+                "log_dedup_window" => Some(quote(
+                    &humantime::format_duration(self.logs.dedup_window).to_string(),
+                )),
                 "log_file_format" => Some(quote(match self.logs.file_format {
                     LogFileFormat::Text => "text",
                     LogFileFormat::Json => "json",
                 })),
-                "log_flush_interval" => Some(quote(&humantime::format_duration(self.logs.flush_interval).to_string())),
+                "log_flush_interval" => Some(quote(
+                    &humantime::format_duration(self.logs.flush_interval).to_string(),
+                )),
                 "log_retention_files" => Some(self.logs.retention_files.to_string()),
                 "log_retention_size" => Some(self.logs.retention_bytes.to_string()),
                 "log_follower_buffer" => Some(self.logs.follower_buffer.to_string()),
@@ -1013,12 +1198,150 @@ mod tests {
         };
         let err = remote(vec![]).resolve().unwrap_err().to_string();
         assert!(err.contains("--allow-insecure-remote"), "{err}");
+        assert!(err.contains("neither a token nor TLS"), "{err}");
         assert!(remote(vec![flag("token", "s3cret")]).resolve().is_ok());
         assert!(
             remote(vec![flag("allow_insecure_remote", "true")])
                 .resolve()
                 .is_ok()
         );
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = tls_files(dir.path());
+        let config = remote(vec![flag("tls_cert", &cert), flag("tls_key", &key)])
+            .resolve()
+            .unwrap();
+        assert_eq!(
+            config.tls,
+            Some(TlsFiles {
+                cert: cert.into(),
+                key: key.into()
+            })
+        );
+    }
+
+    /// A self-signed certificate for localhost and its key, written to `dir`.
+    fn tls_files(dir: &Path) -> (String, String) {
+        let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let cert = dir.join("cert.pem");
+        let key = dir.join("key.pem");
+        std::fs::write(&cert, generated.cert.pem()).unwrap();
+        std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+        (cert.display().to_string(), key.display().to_string())
+    }
+
+    fn tls_errors(cert: &str, key: &str) -> ConfigErrors {
+        Sources {
+            file: None,
+            overrides: [flag("tls_cert", cert), flag("tls_key", key)]
+                .into_iter()
+                .filter(|(_, (value, _))| !value.is_empty())
+                .collect(),
+        }
+        .resolve()
+        .unwrap_err()
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = tls_files(dir.path());
+
+        let errors = tls_errors(&cert, "");
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert_eq!(errors.0[0].key, "tls_cert");
+        assert!(errors.0[0].problem.contains("--tls-key"), "{errors}");
+
+        let errors = tls_errors("", &key);
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert_eq!(errors.0[0].key, "tls_key");
+        assert!(errors.0[0].problem.contains("--tls-cert"), "{errors}");
+    }
+
+    #[test]
+    fn unusable_tls_files_are_reported_with_the_other_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = tls_files(dir.path());
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate\n").unwrap();
+        let garbage = garbage.display().to_string();
+        let missing = dir.path().join("missing.pem").display().to_string();
+
+        // Garbage for both, and another bad setting: all three at once.
+        let errors = Sources {
+            file: None,
+            overrides: [
+                flag("tls_cert", &garbage),
+                flag("tls_key", &garbage),
+                flag("log_format", "xml"),
+            ]
+            .into_iter()
+            .collect(),
+        }
+        .resolve()
+        .unwrap_err();
+        let keys: Vec<_> = errors.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["tls_cert", "tls_key", "log_format"], "{errors}");
+        let text = errors.to_string();
+        assert!(
+            text.contains(&format!("no certificate in {garbage}")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("no private key in {garbage}")),
+            "{text}"
+        );
+
+        // A missing file says so.
+        let errors = tls_errors(&missing, &key);
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert!(
+            errors.0[0]
+                .problem
+                .contains("cannot read the certificate file"),
+            "{errors}"
+        );
+
+        // Swapped files: neither is what it should be.
+        let errors = tls_errors(&key, &cert);
+        let keys: Vec<_> = errors.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["tls_cert", "tls_key"], "{errors}");
+
+        // A key that belongs to another certificate.
+        let other = tempfile::tempdir().unwrap();
+        let (_, other_key) = tls_files(other.path());
+        let errors = tls_errors(&cert, &other_key);
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert_eq!(errors.0[0].key, "tls_key");
+        assert!(
+            errors.0[0]
+                .problem
+                .contains("cannot serve TLS with this key"),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn tls_files_are_printed_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = tls_files(dir.path());
+        let config = Sources {
+            file: None,
+            overrides: [flag("tls_cert", &cert), flag("tls_key", &key)]
+                .into_iter()
+                .collect(),
+        }
+        .resolve()
+        .unwrap();
+        let text = config.to_toml();
+        assert!(text.contains("CANTINA_TLS_CERT, from --tls-cert"), "{text}");
+        let again = Sources {
+            file: Some(("printed.toml".into(), text)),
+            overrides: BTreeMap::new(),
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(again.tls, config.tls);
+        assert!(Config::default().to_toml().contains("# tls_cert is unset"));
     }
 
     #[test]

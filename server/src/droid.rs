@@ -34,6 +34,8 @@ pub struct ServerInfo {
     pub listen: SocketAddr,
     /// Whether RPCs need a bearer token.
     pub token_required: bool,
+    /// Whether gRPC is served over TLS.
+    pub tls: bool,
 }
 
 impl ServerInfo {

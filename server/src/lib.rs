@@ -17,6 +17,7 @@ pub mod config;
 pub mod droid;
 pub mod grpc;
 pub mod lifecycle;
+pub mod logs;
 pub mod modes;
 pub mod shutdown;
 pub mod telemetry;
@@ -33,6 +34,7 @@ use crate::{
     config::Config,
     droid::{Droid, ServerInfo},
     lifecycle::{StartError, Subsystem},
+    logs::Logs,
     shutdown::Shutdown,
 };
 
@@ -127,6 +129,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         started: std::time::Instant::now(),
         listen: local_addr,
         token_required: config.token.is_some(),
+        tls: config.tls.is_some(),
     };
     let shutdown = Shutdown::new();
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -146,11 +149,17 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
             .await;
     }
     let bus = Bus::new(config.bus.clone());
-    // Start order; stop is the reverse.
-    let subsystems: Vec<Arc<dyn Subsystem>> = vec![Arc::new(BusMonitor::new(
-        bus.clone(),
-        config.bus_metrics_interval,
-    ))];
+    let logs = Logs::new(
+        config.logs.clone(),
+        config.log_dir.clone(),
+        &info.session_id,
+    );
+    // Start order, logging first; stop is the reverse, so the logs hear
+    // everything the others say while stopping.
+    let subsystems: Vec<Arc<dyn Subsystem>> = vec![
+        Arc::new(logs.clone()),
+        Arc::new(BusMonitor::new(bus.clone(), config.bus_metrics_interval)),
+    ];
     let droid = Droid::boot(
         info,
         bus,
@@ -161,6 +170,11 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     .await?;
     let dispatcher = Arc::new(Dispatcher::new(droid.clone()));
 
+    // TLS
+    match &config.tls {
+        Some(files) => info!(cert = %files.cert.display(), "TLS on"),
+        None => info!("TLS off: gRPC in plaintext"),
+    }
     info!(
         address = %local_addr,
         session = %droid.info.session_id,
@@ -189,6 +203,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
                 &config,
                 dispatcher,
                 droid.clone(),
+                logs,
                 health_service,
                 &shutdown,
             );

@@ -8,11 +8,17 @@ use std::{path::PathBuf, time::Duration};
 use cantina::client::{Clients, connect};
 use cantina_server::{RunningServer, config::Config};
 
-/// A configuration for tests: a free port, a short grace period.
+/// A configuration for tests: a free port, a short grace period, session
+/// logs in a folder of its own. Also installs log capture in this test
+/// process (once), so in-process servers capture their logs as the binary
+/// does.
 pub fn test_config() -> Config {
+    cantina_server::telemetry::init_capture_only("info");
+    let log_dir = tempfile::tempdir().expect("a temporary folder").keep();
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         shutdown_grace: Duration::from_millis(300),
+        log_dir,
         ..Config::default()
     }
 }

@@ -12,6 +12,7 @@
 //! match the longest command phrase, then single words, then shortcuts
 //! ([`registry`]), check the argument count, parse, and only then run.
 
+mod debug;
 mod help;
 mod mode;
 mod quit;
@@ -35,17 +36,20 @@ pub enum Category {
     System,
     /// Behaviour modes.
     Modes,
+    /// Logging and diagnostics.
+    Debug,
 }
 
 impl Category {
     /// Every category, in display order.
-    pub const ALL: &'static [Category] = &[Category::System, Category::Modes];
+    pub const ALL: &'static [Category] = &[Category::System, Category::Modes, Category::Debug];
 
     /// The category's name, as `ListCommands` and `help` show it.
     pub fn as_str(self) -> &'static str {
         match self {
             Category::System => "system",
             Category::Modes => "modes",
+            Category::Debug => "debug",
         }
     }
 }
@@ -139,6 +143,7 @@ pub fn all() -> Vec<&'static CommandSpec> {
         &mode::DISENGAGE,
         &mode::AMBIENT,
         &mode::IDLE,
+        &debug::SPEC,
     ]
 }
 
@@ -155,6 +160,8 @@ pub enum Command {
     Reset(reset::Reset),
     /// `quit`.
     Quit(quit::Quit),
+    /// `debug level`.
+    Debug(debug::DebugLevel),
 }
 
 impl Command {
@@ -166,6 +173,7 @@ impl Command {
             Command::Mode(cmd) => cmd.apply(ctx).await,
             Command::Reset(cmd) => cmd.apply(ctx).await,
             Command::Quit(cmd) => cmd.apply(ctx),
+            Command::Debug(cmd) => cmd.apply(ctx),
         }
     }
 }

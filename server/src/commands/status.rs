@@ -42,7 +42,7 @@ impl Status {
         let uptime = info.uptime();
 
         let mut text = format!(
-            "Cantina {} · session {}\n{:<11} {}\n{:<11} {}\n{:<11} {} ({})\n",
+            "Cantina {} · session {}\n{:<11} {}\n{:<11} {}\n{:<11} {} ({}{})\n",
             info.version,
             info.session_id,
             "mode",
@@ -56,6 +56,7 @@ impl Status {
             } else {
                 "no token"
             },
+            if info.tls { ", TLS" } else { "" },
         );
         if subsystems.is_empty() {
             text.push_str(&format!("{:<11} none", "subsystems"));
@@ -84,6 +85,7 @@ impl Status {
             "mode": mode.as_str(),
             "listen": info.listen.to_string(),
             "token_required": info.token_required,
+            "tls": info.tls,
             "subsystems": subsystems.iter().map(|r| json!({
                 "name": r.name,
                 "status": r.status.as_str(),

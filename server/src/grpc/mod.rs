@@ -6,12 +6,14 @@
 
 mod auth;
 mod command;
+mod logs;
 mod system;
 
 use std::sync::Arc;
 
 use cantina::v1::{
-    command_service_server::CommandServiceServer, system_service_server::SystemServiceServer,
+    command_service_server::CommandServiceServer, log_service_server::LogServiceServer,
+    system_service_server::SystemServiceServer,
 };
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -22,6 +24,7 @@ use tonic_health::pb::health_server::{Health, HealthServer};
 
 pub use auth::Auth;
 pub use command::CommandApi;
+pub use logs::{LogApi, set_filter as set_log_filter};
 pub use system::{MISSED_TOPIC, SystemApi};
 
 use crate::{
@@ -50,7 +53,39 @@ pub enum RouterError {
     /// The reflection service rejected the descriptors (a build problem).
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The TLS files changed since the configuration was checked (TLS).
+    #[error("TLS: {0}")]
+    TlsFiles(String),
+    /// The transport refused the TLS identity (TLS).
+    #[error("TLS: {0}")]
+    Tls(#[from] tonic::transport::Error),
 }
+
+// --- TLS -------------------------------------------------------------------
+
+/// A server builder that speaks TLS when the configuration says so. The
+/// files were checked with the configuration; they are read again here.
+fn server_builder(config: &Config) -> Result<Server, RouterError> {
+    let Some(files) = &config.tls else {
+        return Ok(Server::builder());
+    };
+    let pem = files.load().map_err(|problems| {
+        RouterError::TlsFiles(
+            problems
+                .into_iter()
+                .map(|(_, problem)| problem)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
+    let identity = tonic::transport::Identity::from_pem(pem.cert, pem.key);
+    Ok(
+        Server::builder()
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?,
+    )
+}
+
+// --- end TLS ---------------------------------------------------------------
 
 /// Reflection over the whole contract, advertising only `served`: the
 /// descriptors of services that later releases implement stay resolvable, but
@@ -76,6 +111,7 @@ pub async fn serve(
     config: &Config,
     commands: Arc<Dispatcher>,
     droid: Arc<crate::droid::Droid>,
+    logs: crate::logs::Logs,
     health: HealthServer<impl Health>,
     shutdown: &Shutdown,
 ) -> Result<Result<(), tonic::transport::Error>, RouterError> {
@@ -84,6 +120,10 @@ pub async fn serve(
     let commands = CommandServiceServer::new(CommandApi::new(commands))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
+    let log_service =
+        LogServiceServer::new(LogApi::new(logs, droid.bus.clone(), droid.shutdown.clone()))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
     let system = SystemServiceServer::new(SystemApi::new(droid))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
@@ -92,12 +132,13 @@ pub async fn serve(
     let served = [
         <CommandServiceServer<CommandApi> as NamedService>::NAME,
         <SystemServiceServer<SystemApi> as NamedService>::NAME,
+        <LogServiceServer<LogApi> as NamedService>::NAME,
         <HealthServer<()> as NamedService>::NAME,
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
     ];
 
-    let router = Server::builder()
+    let router = server_builder(config)?
         .timeout(config.request_timeout)
         .concurrency_limit_per_connection(config.concurrency_limit)
         .load_shed(true)
@@ -105,7 +146,8 @@ pub async fn serve(
         .add_service(reflection(&served).build_v1()?)
         .add_service(reflection(&served).build_v1alpha()?)
         .add_service(InterceptedService::new(commands, auth.clone()))
-        .add_service(InterceptedService::new(system, auth));
+        .add_service(InterceptedService::new(system, auth.clone()))
+        .add_service(InterceptedService::new(log_service, auth));
 
     Ok(router
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.wait_owned())
