@@ -444,3 +444,30 @@ async fn set_log_level_and_debug_level_change_capture_at_run_time() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn logs_need_the_token_when_one_is_set() {
+    let mut config = common::test_config();
+    config.token = Some("s3cret".into());
+    let server = TestServer::with_config(config).await;
+    let missing = logs(&server)
+        .await
+        .tail_logs(TailLogsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::Unauthenticated);
+    let wrong = LogServiceClient::new(server.client_with_token("guess").await.channel)
+        .set_log_level(SetLogLevelRequest {
+            filter: "info".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), Code::Unauthenticated);
+    let right = LogServiceClient::new(server.client_with_token("s3cret").await.channel)
+        .tail_logs(TailLogsRequest {
+            tail: 1,
+            ..Default::default()
+        })
+        .await;
+    assert!(right.is_ok());
+}

@@ -295,3 +295,145 @@ pub fn render(out: &mut String, entry: &Entry, format: LogFileFormat) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(dir: &Path, files: usize, bytes: u64) -> FileSettings {
+        FileSettings {
+            dir: dir.to_path_buf(),
+            name: "cantina-session-20261122-120000.log".into(),
+            format: LogFileFormat::Text,
+            flush_interval: Duration::from_millis(10),
+            retention_files: files,
+            retention_bytes: bytes,
+            max_pending: 100,
+        }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn retention_deletes_the_oldest_files_beyond_the_count() {
+        let dir = tempfile::tempdir().unwrap();
+        for day in 1..=4 {
+            fs::write(
+                dir.path()
+                    .join(format!("cantina-session-2026110{day}-000000.log")),
+                "x\n",
+            )
+            .unwrap();
+        }
+        fs::write(dir.path().join("notes.txt"), "not a session log").unwrap();
+        let (tx, thread) = spawn(settings(dir.path(), 3, 1 << 30), |_| {});
+        tx.send(Msg::Close).unwrap();
+        thread.join().unwrap();
+        // Nothing was written yet, so no file of this session was created...
+        assert_eq!(names(dir.path()).len(), 5);
+        let (tx, thread) = spawn(settings(dir.path(), 3, 1 << 30), |_| {});
+        let record = Arc::new(crate::logs::Record {
+            timestamp: std::time::SystemTime::now(),
+            level: tracing::Level::INFO,
+            target: "cantina_server::droid",
+            message: "hello".into(),
+            fields: vec![("k", "v".into())],
+            correlation_id: None,
+        });
+        tx.send(Msg::Entry(Arc::new(Entry {
+            seq: 1,
+            record,
+            service: "droid",
+            repeated: 0,
+        })))
+        .unwrap();
+        tx.send(Msg::Close).unwrap();
+        thread.join().unwrap();
+        // ...and creating it pruned down to three session files, oldest first.
+        assert_eq!(
+            names(dir.path()),
+            [
+                "cantina-session-20261103-000000.log",
+                "cantina-session-20261104-000000.log",
+                "cantina-session-20261122-120000.log",
+                "notes.txt",
+            ]
+        );
+        let text =
+            fs::read_to_string(dir.path().join("cantina-session-20261122-120000.log")).unwrap();
+        assert!(text.ends_with("] INFO  droid hello k=v\n"), "{text}");
+    }
+
+    #[test]
+    fn retention_keeps_the_total_size_under_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        for day in 1..=3 {
+            fs::write(
+                dir.path()
+                    .join(format!("cantina-session-2026110{day}-000000.log")),
+                vec![b'x'; 1000],
+            )
+            .unwrap();
+        }
+        let (tx, thread) = spawn(settings(dir.path(), 0, 2100), |_| {});
+        let record = Arc::new(crate::logs::Record {
+            timestamp: std::time::SystemTime::now(),
+            level: tracing::Level::WARN,
+            target: "x",
+            message: "m".into(),
+            fields: Vec::new(),
+            correlation_id: None,
+        });
+        tx.send(Msg::Entry(Arc::new(Entry {
+            seq: 1,
+            record,
+            service: "x",
+            repeated: 3,
+        })))
+        .unwrap();
+        tx.send(Msg::Close).unwrap();
+        thread.join().unwrap();
+        let kept = names(dir.path());
+        assert_eq!(kept.len(), 3, "{kept:?}");
+        assert!(!kept.contains(&"cantina-session-20261101-000000.log".to_string()));
+    }
+
+    #[test]
+    fn json_lines_carry_every_field() {
+        let record = Arc::new(crate::logs::Record {
+            timestamp: std::time::SystemTime::UNIX_EPOCH,
+            level: tracing::Level::ERROR,
+            target: "cantina_server::bus",
+            message: "boom".into(),
+            fields: vec![("subscriber", "eyes".into())],
+            correlation_id: Some(Arc::from("c-1")),
+        });
+        let entry = Entry {
+            seq: 9,
+            record,
+            service: "bus",
+            repeated: 2,
+        };
+        let mut line = String::new();
+        render(&mut line, &entry, LogFileFormat::Json);
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(json["seq"], 9);
+        assert_eq!(json["level"], "ERROR");
+        assert_eq!(json["fields"]["subscriber"], "eyes");
+        assert_eq!(json["correlation_id"], "c-1");
+        assert_eq!(json["repeated"], 2);
+        let mut text = String::new();
+        render(&mut text, &entry, LogFileFormat::Text);
+        assert_eq!(
+            text,
+            "[1970-01-01T00:00:00.000Z] ERROR bus boom subscriber=eyes correlation_id=c-1 repeated=2\n"
+        );
+    }
+}
