@@ -1,5 +1,6 @@
 //! Dedup without loss: an entry identical to one seen within the window (same
-//! service, level and message) is not emitted again; it is counted, and when
+//! service, level, message and fields: with structured logging, two lines
+//! that differ only in their fields are different lines) is not emitted again; it is counted, and when
 //! the window closes one entry carrying the count (`repeated`) is emitted.
 //! A pure core: time comes in as an argument, so tests are data in, data out.
 
@@ -19,6 +20,7 @@ struct Key {
     service: &'static str,
     level: Level,
     message: String,
+    fields: Vec<(&'static str, String)>,
 }
 
 #[derive(Debug)]
@@ -80,6 +82,7 @@ impl Dedup {
             service,
             level: record.level,
             message: record.message.clone(),
+            fields: record.fields.clone(),
         };
         if let Some(open) = self.open.get_mut(&key) {
             open.folded += 1;
@@ -211,6 +214,23 @@ mod tests {
             after,
             [("port busy".to_string(), 4), ("port busy".to_string(), 0)]
         );
+    }
+
+    #[test]
+    fn lines_that_differ_only_in_their_fields_are_not_repeats() {
+        let t0 = Instant::now();
+        let mut dedup = Dedup::new(Duration::from_secs(30), 100);
+        let with = |value: &str| {
+            Arc::new(Record {
+                fields: vec![("command", value.to_string())],
+                ..(*record(Level::INFO, "running command")).clone()
+            })
+        };
+        let mut out = Vec::new();
+        dedup.take(with("engage"), "commands", t0, &mut out);
+        dedup.take(with("quit"), "commands", t0, &mut out);
+        dedup.take(with("quit"), "commands", t0, &mut out);
+        assert_eq!(out.len(), 2, "engage and quit are different lines; the second quit repeats");
     }
 
     #[test]
