@@ -230,7 +230,11 @@ mod tests {
         dedup.take(with("engage"), "commands", t0, &mut out);
         dedup.take(with("quit"), "commands", t0, &mut out);
         dedup.take(with("quit"), "commands", t0, &mut out);
-        assert_eq!(out.len(), 2, "engage and quit are different lines; the second quit repeats");
+        assert_eq!(
+            out.len(),
+            2,
+            "engage and quit are different lines; the second quit repeats"
+        );
     }
 
     #[test]
