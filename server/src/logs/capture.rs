@@ -86,7 +86,11 @@ where
             return;
         }
         let metadata = event.metadata();
-        let mut visitor = RecordVisitor::default();
+        let mut visitor = RecordVisitor {
+            message: String::new(),
+            fields: Vec::with_capacity(metadata.fields().len().saturating_sub(1)),
+            correlation_id: None,
+        };
         event.record(&mut visitor);
         let correlation_id = visitor.correlation_id.map(Arc::from).or_else(|| {
             ctx.event_scope(event)?.find_map(|span| {
@@ -125,17 +129,37 @@ where
 }
 
 /// Collects an event's message and fields as text.
-#[derive(Default)]
 struct RecordVisitor {
     message: String,
     fields: Vec<(&'static str, String)>,
     correlation_id: Option<String>,
 }
 
+thread_local! {
+    /// Where values are formatted before being copied out at their exact
+    /// size: formatting straight into a new `String` grows it step by step
+    /// (several allocations, and up to twice the memory, for every record
+    /// the ring then keeps).
+    static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// `value` rendered with `Debug`, in a string of exactly its length.
+fn exact(value: &dyn fmt::Debug) -> String {
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut buffer) => {
+            buffer.clear();
+            let _ = write!(buffer, "{value:?}");
+            String::from(buffer.as_str())
+        }
+        // Re-entered (a value whose Debug logs): format directly.
+        Err(_) => format!("{value:?}"),
+    })
+}
+
 impl Visit for RecordVisitor {
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
-            "message" => self.message.push_str(value),
+            "message" => self.message = value.to_string(),
             "correlation_id" => self.correlation_id = Some(value.to_string()),
             name => self.fields.push((name, value.to_string())),
         }
@@ -143,11 +167,9 @@ impl Visit for RecordVisitor {
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         match field.name() {
-            "message" => {
-                let _ = write!(self.message, "{value:?}");
-            }
-            "correlation_id" => self.correlation_id = Some(format!("{value:?}")),
-            name => self.fields.push((name, format!("{value:?}"))),
+            "message" => self.message = exact(value),
+            "correlation_id" => self.correlation_id = Some(exact(value)),
+            name => self.fields.push((name, exact(value))),
         }
     }
 }

@@ -5,38 +5,45 @@
 //! A pure core: time comes in as an argument, so tests are data in, data out.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque, hash_map::DefaultHasher},
+    hash::{Hash, Hasher},
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use tracing::Level;
-
 use super::capture::Record;
 
-/// What identifies a repeat.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct Key {
-    service: &'static str,
-    level: Level,
-    message: String,
-    fields: Vec<(&'static str, String)>,
-}
-
+/// An open window: the record that opened it (what later ones are compared
+/// with), when, and the repeats folded so far.
 #[derive(Debug)]
 struct Window {
+    first: Arc<Record>,
+    service: &'static str,
     opened: Instant,
-    /// Repeats folded so far, and the last of them (whose fields and time
-    /// the summary carries).
     folded: u32,
     last: Option<Arc<Record>>,
 }
 
-/// The dedup state.
+impl Window {
+    fn same(&self, service: &'static str, record: &Record) -> bool {
+        self.service == service
+            && self.first.level == record.level
+            && self.first.message == record.message
+            && self.first.fields == record.fields
+    }
+}
+
+/// The dedup state. Per record it touches only the record's own window (a
+/// hash look-up, no copies); windows close in opening order, from a queue,
+/// so closing never scans.
 #[derive(Debug)]
 pub struct Dedup {
     window: Duration,
-    open: HashMap<Key, Window>,
+    /// Open windows by the hash of what identifies a repeat.
+    open: HashMap<u64, Window>,
+    /// Hashes in opening order (a window reopened later appears again; stale
+    /// places are skipped when reached).
+    order: VecDeque<(Instant, u64)>,
     /// Open windows at most: past this the oldest are closed early, so a
     /// flood of distinct messages cannot grow the map without bound.
     limit: usize,
@@ -51,101 +58,99 @@ pub struct Emit {
     pub repeated: u32,
 }
 
+fn key(service: &'static str, record: &Record) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    service.hash(&mut hasher);
+    record.level.hash(&mut hasher);
+    record.message.hash(&mut hasher);
+    record.fields.hash(&mut hasher);
+    hasher.finish()
+}
+
 impl Dedup {
     /// Folds repeats within `window`; a zero window folds nothing.
     pub fn new(window: Duration, limit: usize) -> Self {
         Self {
             window,
             open: HashMap::new(),
+            order: VecDeque::new(),
             limit: limit.max(1),
         }
     }
 
-    /// Takes a record seen at `now`; returns what to emit for it (nothing
-    /// when it is a repeat) after whatever summaries closed windows owe.
-    pub fn take(
-        &mut self,
-        record: Arc<Record>,
-        service: &'static str,
-        now: Instant,
-        out: &mut Vec<Emit>,
-    ) {
-        self.expire(now, out);
+    /// Takes a record seen at `now`; pushes what to emit for it (nothing
+    /// when it is a repeat, a summary first when its own window had closed).
+    pub fn take(&mut self, record: Arc<Record>, service: &'static str, now: Instant, out: &mut Vec<Emit>) {
         if self.window.is_zero() {
-            out.push(Emit {
-                record,
-                repeated: 0,
-            });
+            out.push(Emit { record, repeated: 0 });
             return;
         }
-        let key = Key {
-            service,
-            level: record.level,
-            message: record.message.clone(),
-            fields: record.fields.clone(),
-        };
-        if let Some(open) = self.open.get_mut(&key) {
-            open.folded += 1;
-            open.last = Some(record);
-            return;
+        let hash = key(service, &record);
+        if let Some(open) = self.open.get_mut(&hash) {
+            if !open.same(service, &record) {
+                // A hash collision: too rare to fold for; just emit.
+                out.push(Emit { record, repeated: 0 });
+                return;
+            }
+            if now.duration_since(open.opened) < self.window {
+                open.folded += 1;
+                open.last = Some(record);
+                return;
+            }
+            // Its window is over: settle it, then this one opens a new one.
+            let closed = self.open.remove(&hash).expect("present");
+            out.extend(summary(closed));
         }
-        if self.open.len() >= self.limit {
+        while self.open.len() >= self.limit {
             self.close_oldest(out);
         }
         self.open.insert(
-            key,
+            hash,
             Window {
+                first: record.clone(),
+                service,
                 opened: now,
                 folded: 0,
                 last: None,
             },
         );
-        out.push(Emit {
-            record,
-            repeated: 0,
-        });
+        self.order.push_back((now, hash));
+        out.push(Emit { record, repeated: 0 });
     }
 
-    /// Closes the windows that are over at `now`, emitting their summaries.
+    /// Closes the windows that are over at `now`, emitting their summaries
+    /// (called on a tick; it only looks at the windows that are due).
     pub fn expire(&mut self, now: Instant, out: &mut Vec<Emit>) {
-        if self.open.is_empty() {
-            return;
-        }
-        let window = self.window;
-        let mut closed: Vec<Window> = Vec::new();
-        self.open.retain(|_, w| {
-            let over = now.duration_since(w.opened) >= window;
-            if over {
-                closed.push(std::mem::replace(
-                    w,
-                    Window {
-                        opened: now,
-                        folded: 0,
-                        last: None,
-                    },
-                ));
+        while let Some(&(opened, hash)) = self.order.front() {
+            if now.duration_since(opened) < self.window {
+                break;
             }
-            !over
-        });
-        closed.sort_by_key(|w| w.opened);
-        out.extend(closed.into_iter().filter_map(summary));
+            self.order.pop_front();
+            if self.open.get(&hash).is_some_and(|w| w.opened == opened) {
+                let closed = self.open.remove(&hash).expect("present");
+                out.extend(summary(closed));
+            }
+        }
     }
 
     /// Closes every window (at shutdown), emitting their summaries.
     pub fn flush(&mut self, out: &mut Vec<Emit>) {
-        let mut closed: Vec<Window> = self.open.drain().map(|(_, w)| w).collect();
-        closed.sort_by_key(|w| w.opened);
-        out.extend(closed.into_iter().filter_map(summary));
+        while let Some((opened, hash)) = self.order.pop_front() {
+            if self.open.get(&hash).is_some_and(|w| w.opened == opened) {
+                let closed = self.open.remove(&hash).expect("present");
+                out.extend(summary(closed));
+            }
+        }
+        self.open.clear();
     }
 
     fn close_oldest(&mut self, out: &mut Vec<Emit>) {
-        let oldest = self
-            .open
-            .iter()
-            .min_by_key(|(_, w)| w.opened)
-            .map(|(k, _)| k.clone());
-        if let Some(window) = oldest.and_then(|k| self.open.remove(&k)) {
-            out.extend(summary(window));
+        while let Some((opened, hash)) = self.order.pop_front() {
+            if self.open.get(&hash).is_some_and(|w| w.opened == opened) {
+                let closed = self.open.remove(&hash).expect("present");
+                out.extend(summary(closed));
+                return;
+            }
         }
     }
 }
@@ -160,6 +165,8 @@ fn summary(window: Window) -> Option<Emit> {
 #[cfg(test)]
 mod tests {
     use std::time::SystemTime;
+
+    use tracing::Level;
 
     use super::*;
 
