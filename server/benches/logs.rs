@@ -776,7 +776,7 @@ struct MemoryFigures {
 #[derive(Debug, Default)]
 struct Breakdown {
     entries: usize,
-    /// `Arc<Entry>` blocks.
+    /// Entry blocks (none: entries are kept by value).
     entry_blocks: usize,
     /// `Arc<Record>` blocks.
     record_blocks: usize,
@@ -794,17 +794,16 @@ struct Breakdown {
 }
 
 impl Breakdown {
-    fn of(ring: &[Arc<Entry>], ring_size: usize) -> Self {
+    fn of(ring: &[Entry], ring_size: usize) -> Self {
         // An Arc's block: two counters, then the value.
         let arc = |size: usize| 2 * size_of::<usize>() + size;
         let mut b = Breakdown {
             entries: ring.len(),
-            backing: ring_size * size_of::<Arc<Entry>>(),
+            backing: ring_size * size_of::<Entry>(),
             ..Default::default()
         };
         for entry in ring {
             let r = &entry.record;
-            b.entry_blocks += arc(size_of::<Entry>());
             b.record_blocks += arc(size_of::<Record>());
             b.message_capacity += r.message.capacity();
             b.message_len += r.message.len();
@@ -921,7 +920,7 @@ fn ring_memory(runtime: &Runtime) -> Result<MemoryFigures, String> {
         ));
     }
     let empty_service = m1.minus(m0);
-    let backing = (ring_size * size_of::<Arc<Entry>>()) as i64;
+    let backing = (ring_size * size_of::<Entry>()) as i64;
     let entries = m4.minus(m1);
     Ok(MemoryFigures {
         ring_size,
@@ -1323,7 +1322,7 @@ fn main() -> ExitCode {
         thousands(b.backing as f64)
     );
     println!(
-        "- Bottom-up, requested bytes per entry: Arc<Entry> {}, Arc<Record> {}, message {} (capacity; {} used), fields vector {} ({:.1} fields), field strings {} (capacity; {} used), backing {}; {} blocks; total {} for the ring (measured: {}).",
+        "- Bottom-up, requested bytes per entry: Entry blocks {}, Arc<Record> {}, message {} (capacity; {} used), fields vector {} ({:.1} fields), field strings {} (capacity; {} used), backing {}; {} blocks; total {} for the ring (measured: {}).",
         b.entry_blocks / b.entries,
         b.record_blocks / b.entries,
         b.message_capacity / b.entries,

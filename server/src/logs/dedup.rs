@@ -80,16 +80,28 @@ impl Dedup {
 
     /// Takes a record seen at `now`; pushes what to emit for it (nothing
     /// when it is a repeat, a summary first when its own window had closed).
-    pub fn take(&mut self, record: Arc<Record>, service: &'static str, now: Instant, out: &mut Vec<Emit>) {
+    pub fn take(
+        &mut self,
+        record: Arc<Record>,
+        service: &'static str,
+        now: Instant,
+        out: &mut Vec<Emit>,
+    ) {
         if self.window.is_zero() {
-            out.push(Emit { record, repeated: 0 });
+            out.push(Emit {
+                record,
+                repeated: 0,
+            });
             return;
         }
         let hash = key(service, &record);
         if let Some(open) = self.open.get_mut(&hash) {
             if !open.same(service, &record) {
                 // A hash collision: too rare to fold for; just emit.
-                out.push(Emit { record, repeated: 0 });
+                out.push(Emit {
+                    record,
+                    repeated: 0,
+                });
                 return;
             }
             if now.duration_since(open.opened) < self.window {
@@ -115,7 +127,10 @@ impl Dedup {
             },
         );
         self.order.push_back((now, hash));
-        out.push(Emit { record, repeated: 0 });
+        out.push(Emit {
+            record,
+            repeated: 0,
+        });
     }
 
     /// Closes the windows that are over at `now`, emitting their summaries

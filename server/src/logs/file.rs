@@ -11,7 +11,7 @@ use std::{
     fs::{self, File, OpenOptions},
     io::{BufWriter, Write},
     path::{Path, PathBuf},
-    sync::{Arc, mpsc},
+    sync::mpsc,
     thread::JoinHandle,
     time::Duration,
 };
@@ -22,7 +22,7 @@ use crate::config::LogFileFormat;
 /// Messages to the writer thread.
 pub enum Msg {
     /// An entry to write.
-    Entry(Arc<Entry>),
+    Entry(Entry),
     /// Write everything, close the file, and end the thread.
     Close,
 }
@@ -72,7 +72,7 @@ struct Writer<R> {
     settings: FileSettings,
     report: R,
     file: Option<BufWriter<File>>,
-    pending: VecDeque<Arc<Entry>>,
+    pending: VecDeque<Entry>,
     /// Entries dropped from `pending` while writing failed for long.
     lost: u64,
     failing: Option<String>,
@@ -128,7 +128,7 @@ impl<R: Fn(Health)> Writer<R> {
         }
     }
 
-    fn queue(&mut self, entry: Arc<Entry>) {
+    fn queue(&mut self, entry: Entry) {
         if self.pending.len() >= self.settings.max_pending {
             self.pending.pop_front();
             self.lost += 1;
@@ -298,6 +298,8 @@ pub fn render(out: &mut String, entry: &Entry, format: LogFileFormat) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     fn settings(dir: &Path, files: usize, bytes: u64) -> FileSettings {
@@ -347,12 +349,12 @@ mod tests {
             fields: vec![("k", "v".into())],
             correlation_id: None,
         });
-        tx.send(Msg::Entry(Arc::new(Entry {
+        tx.send(Msg::Entry(Entry {
             seq: 1,
             record,
             service: "droid",
             repeated: 0,
-        })))
+        }))
         .unwrap();
         tx.send(Msg::Close).unwrap();
         thread.join().unwrap();
@@ -391,12 +393,12 @@ mod tests {
             fields: Vec::new(),
             correlation_id: None,
         });
-        tx.send(Msg::Entry(Arc::new(Entry {
+        tx.send(Msg::Entry(Entry {
             seq: 1,
             record,
             service: "x",
             repeated: 3,
-        })))
+        }))
         .unwrap();
         tx.send(Msg::Close).unwrap();
         thread.join().unwrap();

@@ -67,7 +67,8 @@ pub fn service_of(target: &'static str) -> &'static str {
         .unwrap_or_else(|| target.split("::").next().unwrap_or(target))
 }
 
-/// One numbered log entry.
+/// One numbered log entry. Kept by value in the ring (cloning it clones one
+/// `Arc`): a box of its own per entry would cost a heap block each.
 #[derive(Clone, Debug)]
 pub struct Entry {
     /// Strictly increasing for the server's life.
@@ -96,8 +97,8 @@ struct Inner {
     dir: PathBuf,
     file_name: String,
     session_id: String,
-    ring: Mutex<VecDeque<Arc<Entry>>>,
-    followers: broadcast::Sender<Arc<Entry>>,
+    ring: Mutex<VecDeque<Entry>>,
+    followers: broadcast::Sender<Entry>,
     next_seq: AtomicU64,
     running: Mutex<Option<Running>>,
     file: Mutex<Option<PathBuf>>,
@@ -149,7 +150,7 @@ impl Logs {
     }
 
     /// The entries in the ring now, oldest first.
-    pub fn snapshot(&self) -> Vec<Arc<Entry>> {
+    pub fn snapshot(&self) -> Vec<Entry> {
         self.inner
             .ring
             .lock()
@@ -161,7 +162,7 @@ impl Logs {
 
     /// Follows new entries; a follower that falls behind by more than the
     /// follower buffer is told how many it missed (`Lagged`).
-    pub fn follow(&self) -> broadcast::Receiver<Arc<Entry>> {
+    pub fn follow(&self) -> broadcast::Receiver<Entry> {
         self.inner.followers.subscribe()
     }
 
@@ -173,12 +174,12 @@ impl Logs {
         repeated: u32,
         file: &std::sync::mpsc::Sender<file::Msg>,
     ) {
-        let entry = Arc::new(Entry {
+        let entry = Entry {
             seq: self.inner.next_seq.fetch_add(1, Relaxed),
             record,
             service,
             repeated,
-        });
+        };
         {
             let mut ring = self.inner.ring.lock().expect("ring lock");
             if ring.len() == self.inner.settings.ring_size {
@@ -282,7 +283,9 @@ impl Subsystem for Logs {
     fn start(&self, status: StatusHandle) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
             let settings = &self.inner.settings;
-            let records = capture::attach(10_000);
+            // Room for bursts (a second of a busy droid): a record waiting
+            // here costs a pointer; one dropped is a line lost.
+            let records = capture::attach(65_536);
             let (control_tx, control_rx) = tokio::sync::mpsc::channel(1);
             let (health_tx, mut health_rx) = tokio::sync::mpsc::unbounded_channel();
             let (file_tx, writer) = file::spawn(
