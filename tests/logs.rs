@@ -16,7 +16,7 @@ use cantina::v1::{
     log_service_client::LogServiceClient,
 };
 use cantina_server::bus::Topic;
-use common::TestServer;
+use common::{TestServer, next_in as next};
 use tokio_stream::StreamExt;
 use tonic::{Code, Streaming};
 
@@ -31,14 +31,6 @@ async fn tail(server: &TestServer, request: TailLogsRequest) -> Streaming<LogEnt
         .await
         .unwrap()
         .into_inner()
-}
-
-async fn next(stream: &mut Streaming<LogEntry>) -> LogEntry {
-    tokio::time::timeout(Duration::from_secs(5), stream.next())
-        .await
-        .expect("an entry arrives")
-        .expect("the stream is open")
-        .expect("not an error")
 }
 
 fn marker() -> String {

@@ -5,11 +5,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use cantina::v1::{LogEntry, TailLogsRequest, log_service_client::LogServiceClient};
-use common::TestServer;
-use tokio_stream::StreamExt;
+use common::{TestServer, next_in as next};
 use tonic::Streaming;
 
 async fn tail(server: &TestServer, request: TailLogsRequest) -> Streaming<LogEntry> {
@@ -18,14 +15,6 @@ async fn tail(server: &TestServer, request: TailLogsRequest) -> Streaming<LogEnt
         .await
         .unwrap()
         .into_inner()
-}
-
-async fn next(stream: &mut Streaming<LogEntry>) -> LogEntry {
-    tokio::time::timeout(Duration::from_secs(5), stream.next())
-        .await
-        .expect("an entry arrives")
-        .expect("the stream is open")
-        .expect("not an error")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use cantina::v1::{
     WatchEventsRequest, system_service_client::SystemServiceClient,
 };
 use cantina_server::bus::Topic;
-use common::TestServer;
+use common::{TestServer, next_in as next};
 use tokio_stream::StreamExt;
 use tonic::{Code, Streaming};
 use tonic_health::pb::{
@@ -31,14 +31,6 @@ async fn watch(server: &TestServer, topics: &[&str]) -> Streaming<BusEvent> {
         .await
         .unwrap()
         .into_inner()
-}
-
-async fn next(stream: &mut Streaming<BusEvent>) -> BusEvent {
-    tokio::time::timeout(Duration::from_secs(5), stream.next())
-        .await
-        .expect("an event arrives")
-        .expect("the stream is open")
-        .expect("not an error")
 }
 
 fn payload(event: &BusEvent) -> serde_json::Value {

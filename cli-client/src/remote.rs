@@ -76,15 +76,7 @@ impl Remote {
             line: line.to_string(),
             correlation_id: self.correlation_id.clone().unwrap_or_default(),
         };
-        // The client is a cheap handle on the shared channel; cloning it keeps
-        // these methods `&self`.
-        let response = self
-            .client
-            .clone()
-            .dispatch(request)
-            .await
-            .map_err(|s| self.failure(s))?;
-        Ok(response.into_inner())
+        self.answer(self.client.clone().dispatch(request).await)
     }
 
     /// The commands the server offers, optionally of one category.
@@ -92,24 +84,12 @@ impl Remote {
         let request = ListCommandsRequest {
             category: category.to_string(),
         };
-        let response = self
-            .client
-            .clone()
-            .list_commands(request)
-            .await
-            .map_err(|s| self.failure(s))?;
-        Ok(response.into_inner())
+        self.answer(self.client.clone().list_commands(request).await)
     }
 
     /// The state of the whole droid.
     pub async fn get_status(&self) -> Result<SystemStatus, Failure> {
-        let response = self
-            .system
-            .clone()
-            .get_status(GetStatusRequest {})
-            .await
-            .map_err(|s| self.failure(s))?;
-        Ok(response.into_inner())
+        self.answer(self.system.clone().get_status(GetStatusRequest {}).await)
     }
 
     /// Opens the stream of bus events whose topic matches one of `topics`
@@ -118,13 +98,7 @@ impl Remote {
         let request = WatchEventsRequest {
             topics: topics.to_vec(),
         };
-        let response = self
-            .system
-            .clone()
-            .watch_events(request)
-            .await
-            .map_err(|s| self.failure(s))?;
-        Ok(response.into_inner())
+        self.answer(self.system.clone().watch_events(request).await)
     }
 
     /// Opens a stream of the server's log entries.
@@ -132,13 +106,7 @@ impl Remote {
         &self,
         request: TailLogsRequest,
     ) -> Result<Streaming<LogEntry>, Failure> {
-        let response = self
-            .logs
-            .clone()
-            .tail_logs(request)
-            .await
-            .map_err(|s| self.failure(s))?;
-        Ok(response.into_inner())
+        self.answer(self.logs.clone().tail_logs(request).await)
     }
 
     /// Changes what the server logs.
@@ -146,13 +114,15 @@ impl Remote {
         let request = SetLogLevelRequest {
             filter: filter.to_string(),
         };
-        let response = self
-            .logs
-            .clone()
-            .set_log_level(request)
-            .await
-            .map_err(|s| self.failure(s))?;
-        Ok(response.into_inner())
+        self.answer(self.logs.clone().set_log_level(request).await)
+    }
+
+    /// The message of a call, or the failure it becomes: the cloned client
+    /// is a cheap handle on the shared channel, which keeps the methods `&self`.
+    fn answer<T>(&self, result: Result<tonic::Response<T>, tonic::Status>) -> Result<T, Failure> {
+        result
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.failure(s))
     }
 
     /// Where the server is, as messages name it.

@@ -80,3 +80,13 @@ pub fn bin(name: &str) -> PathBuf {
     );
     path
 }
+
+/// The next message of a server stream, within 5 s.
+pub async fn next_in<T>(stream: &mut tonic::Streaming<T>) -> T {
+    use tokio_stream::StreamExt;
+    tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("a message arrives")
+        .expect("the stream is open")
+        .expect("not an error")
+}
