@@ -227,7 +227,12 @@ pub async fn connect_with(
     let mut endpoint = Endpoint::from_shared(uri.clone())
         .map_err(|_| ConnectError::BadAddress(address.to_string()))?
         .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        // A long `logs -f` or `events` over a network that drops silently
+        // notices within a minute and reconnects, instead of hanging.
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
     if endpoint.uri().scheme_str() == Some("https") {
         let tls = match tls_ca {
             Some(pem) => {

@@ -142,6 +142,10 @@ pub async fn serve(
         .timeout(config.request_timeout)
         .concurrency_limit_per_connection(config.concurrency_limit)
         .load_shed(true)
+        // Pings find peers that vanished without closing (a laptop's Wi-Fi
+        // gone), so their event and log streams end instead of lingering.
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
         .add_service(health)
         .add_service(reflection(&served).build_v1()?)
         .add_service(reflection(&served).build_v1alpha()?)
