@@ -92,7 +92,7 @@ async fn watch(
                 }
             }
             Ok(None) => return Ok(End::ServerClosed),
-            Err(status) => return Err(remote.stream_failure(status)),
+            Err(status) => return Err(remote.failure(status)),
         }
     }
 }

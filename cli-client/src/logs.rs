@@ -177,7 +177,7 @@ async fn pump(
         let entry = match stream.message().await {
             Ok(Some(entry)) => entry,
             Ok(None) => return StreamEnd::Finished,
-            Err(status) => return StreamEnd::Broken(remote.stream_failure(status)),
+            Err(status) => return StreamEnd::Broken(remote.failure(status)),
         };
         // The connection works again: the next outage starts its waits short.
         backoff.reset();
@@ -253,7 +253,7 @@ async fn latest(remote: &Remote) -> Result<Option<LogEntry>, Failure> {
             Ok(Some(entry)) if entry.skipped == 0 => latest = Some(entry),
             Ok(Some(_)) => {}
             Ok(None) => return Ok(latest),
-            Err(status) => return Err(remote.stream_failure(status)),
+            Err(status) => return Err(remote.failure(status)),
         }
     }
 }

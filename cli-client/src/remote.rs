@@ -130,26 +130,12 @@ impl Remote {
         &self.address
     }
 
-    /// Why an open stream broke. Mid-stream, tonic reports a transport
-    /// failure with whatever code the HTTP/2 error maps to (INTERNAL,
-    /// UNKNOWN, CANCELLED…), never with a status the server sent, so the
-    /// attached transport error alone tells a lost connection apart.
-    pub fn stream_failure(&self, status: Status) -> Failure {
-        if status.source().is_some() {
-            Failure::Disconnected {
-                address: self.address.clone(),
-                status,
-            }
-        } else {
-            Failure::Server(status)
-        }
-    }
-
-    /// Tells a lost connection apart from an error the server sent: tonic
-    /// attaches the transport error as the source of the former only.
-    fn failure(&self, status: Status) -> Failure {
-        // Any code: a plaintext call to a TLS server breaks the connection at
-        // once, which tonic reports as UNKNOWN or INTERNAL (h2 protocol error).
+    /// Why a call or an open stream failed: a lost connection, or an error
+    /// the server sent. tonic attaches the transport error as the source of
+    /// the former only, whatever code the HTTP/2 error maps to (INTERNAL,
+    /// UNKNOWN, CANCELLED…; a plaintext call to a TLS server breaks at once
+    /// as UNKNOWN or INTERNAL), so the source alone tells them apart.
+    pub fn failure(&self, status: Status) -> Failure {
         if status.source().is_some() {
             Failure::Disconnected {
                 address: self.address.clone(),
