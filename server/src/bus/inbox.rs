@@ -146,17 +146,9 @@ impl Inbox {
     /// Takes the missed count, if any, else the most urgent queued event;
     /// `None` when nothing is queued.
     pub fn try_take(&self) -> Option<Item> {
-        let mut q = self.lanes.lock().expect("inbox lock");
-        if q.missed > 0 {
-            return Some(Item::Missed(std::mem::take(&mut q.missed)));
-        }
-        for class in TopicClass::BY_URGENCY {
-            if let Some(event) = q.lanes[class as usize].pop_front() {
-                q.len -= 1;
-                return Some(Item::Event(event));
-            }
-        }
-        None
+        let mut one = Vec::with_capacity(1);
+        fill(&mut self.lanes.lock().expect("inbox lock"), &mut one, 1);
+        one.pop()
     }
 
     /// Waits for the next item; `None` once the inbox is closed and drained.
@@ -175,19 +167,7 @@ impl Inbox {
         loop {
             {
                 let mut q = self.lanes.lock().expect("inbox lock");
-                if q.missed > 0 {
-                    batch.push(Item::Missed(std::mem::take(&mut q.missed)));
-                }
-                'fill: for class in TopicClass::BY_URGENCY {
-                    while batch.len() < max {
-                        let Some(event) = q.lanes[class as usize].pop_front() else {
-                            continue 'fill;
-                        };
-                        q.len -= 1;
-                        batch.push(Item::Event(event));
-                    }
-                    break;
-                }
+                fill(&mut q, batch, max);
                 if !batch.is_empty() || self.closed.load(Ordering::Acquire) {
                     return;
                 }
@@ -215,6 +195,23 @@ impl Inbox {
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.notify.notify_one();
+    }
+}
+
+/// Moves up to `max` items from `q` into `batch`: the missed count first
+/// (it counts as one), then events, most urgent class first.
+fn fill(q: &mut Lanes, batch: &mut Vec<Item>, max: usize) {
+    if q.missed > 0 && batch.len() < max {
+        batch.push(Item::Missed(std::mem::take(&mut q.missed)));
+    }
+    for class in TopicClass::BY_URGENCY {
+        while batch.len() < max {
+            let Some(event) = q.lanes[class as usize].pop_front() else {
+                break;
+            };
+            q.len -= 1;
+            batch.push(Item::Event(event));
+        }
     }
 }
 

@@ -24,7 +24,7 @@ mod monitor;
 mod topic;
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{BTreeMap, VecDeque},
     fmt,
     future::Future,
     panic::AssertUnwindSafe,
@@ -376,11 +376,6 @@ impl Bus {
                 per_topic: Topic::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
             }),
         }
-    }
-
-    /// The bus's settings.
-    pub fn config(&self) -> &BusConfig {
-        &self.inner.config
     }
 
     /// Publishes an event on `topic` from `source`; see [`Bus::publish`].
@@ -1066,17 +1061,6 @@ impl Bus {
             vetoed: i.vetoed.load(Relaxed),
             failures: i.failures.load(Relaxed),
         }
-    }
-
-    /// Published events per topic, for topics that had any.
-    pub fn per_topic(&self) -> HashMap<Topic, u64> {
-        Topic::ALL
-            .iter()
-            .filter_map(|t| {
-                let n = self.inner.per_topic[*t as usize].load(Relaxed);
-                (n > 0).then_some((*t, n))
-            })
-            .collect()
     }
 }
 

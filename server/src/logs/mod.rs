@@ -101,7 +101,6 @@ struct Inner {
     followers: broadcast::Sender<Entry>,
     next_seq: AtomicU64,
     running: Mutex<Option<Running>>,
-    file: Mutex<Option<PathBuf>>,
 }
 
 /// The log service; cheap to clone.
@@ -129,7 +128,6 @@ impl Logs {
                 followers,
                 next_seq: AtomicU64::new(1),
                 running: Mutex::new(None),
-                file: Mutex::new(None),
             }),
         }
     }
@@ -137,16 +135,6 @@ impl Logs {
     /// The session id entries carry.
     pub fn session_id(&self) -> &str {
         &self.inner.session_id
-    }
-
-    /// The session file, once writing has worked.
-    pub fn file(&self) -> Option<PathBuf> {
-        self.inner.file.lock().expect("file lock").clone()
-    }
-
-    /// Where the session file goes.
-    pub fn file_path(&self) -> PathBuf {
-        self.inner.dir.join(&self.inner.file_name)
     }
 
     /// The entries in the ring now, oldest first.
@@ -303,12 +291,10 @@ impl Subsystem for Logs {
                 },
             );
             // The writer's health becomes the subsystem's status.
-            let this = self.clone();
             tokio::spawn(async move {
                 while let Some(health) = health_rx.recv().await {
                     match health {
                         file::Health::Writing(path) => {
-                            *this.inner.file.lock().expect("file lock") = Some(path.clone());
                             if status.current() == ServiceStatus::Degraded {
                                 status
                                     .set(
@@ -325,7 +311,6 @@ impl Subsystem for Logs {
                 }
             });
             let task = tokio::spawn(self.clone().process(records, control_rx, file_tx, writer));
-            *self.inner.file.lock().expect("file lock") = Some(self.file_path());
             *self.inner.running.lock().expect("running lock") = Some(Running {
                 control: control_tx,
                 task,
