@@ -5,17 +5,11 @@ mod common;
 
 use std::process::Output;
 
-use common::{TestServer, bin};
+use common::TestServer;
 use tokio::{io::AsyncWriteExt, process::Command};
 
 fn cantina(server: &TestServer) -> Command {
-    let mut command = Command::new(bin("cantina"));
-    command
-        .args(["--server", &server.address])
-        .env_remove("CANTINA_TOKEN")
-        .env_remove("CANTINA_SERVER")
-        .env("NO_COLOR", "1");
-    command
+    common::cantina(&server.address)
 }
 
 async fn run(server: &TestServer, args: &[&str]) -> Output {

@@ -7,22 +7,11 @@ mod common;
 
 use std::{process::Stdio, time::Duration};
 
-use common::{TestServer, bin};
+use common::{TestServer, cantina};
 use tokio::{
     io::{AsyncBufReadExt, BufReader, Lines},
-    process::{ChildStdout, Command},
+    process::ChildStdout,
 };
-
-fn cantina(address: &str) -> Command {
-    let mut command = Command::new(bin("cantina"));
-    command
-        .args(["--server", address])
-        .env_remove("CANTINA_TOKEN")
-        .env_remove("CANTINA_SERVER")
-        .env("NO_COLOR", "1")
-        .kill_on_drop(true);
-    command
-}
 
 async fn line_with(lines: &mut Lines<BufReader<ChildStdout>>, needle: &str) -> String {
     tokio::time::timeout(Duration::from_secs(10), async {

@@ -12,7 +12,7 @@ use cantina::{
     v1::DispatchRequest,
 };
 use cantina_server::config::{Origin, Sources, TlsFiles};
-use common::{TestServer, bin, test_config};
+use common::{TestServer, test_config};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use tempfile::TempDir;
 use tonic::Code;
@@ -358,14 +358,8 @@ async fn the_cli_speaks_tls_with_the_ca() {
     let server = tls_server(&pki, None).await;
     let address = format!("https://localhost:{}", port(&server));
     let cantina_at = |server: &str, args: &[&str]| {
-        let mut command = tokio::process::Command::new(bin("cantina"));
-        command
-            .args(["--server", server])
-            .args(args)
-            .env_remove("CANTINA_TOKEN")
-            .env_remove("CANTINA_SERVER")
-            .env_remove("CANTINA_TLS_CA")
-            .env("NO_COLOR", "1");
+        let mut command = common::cantina(server);
+        command.args(args);
         command
     };
     let cantina = |args: &[&str]| cantina_at(&address, args);

@@ -1,37 +1,15 @@
 //! The `cantina` binary where no server is needed: its help, its completion
 //! scripts, and how it fails when nothing listens at the address. (How it
-//! talks to a server is in `fake_server.rs`, and against the real one in the
-//! workspace's end-to-end tests.)
+//! talks to a real server is in the workspace's end-to-end tests.)
+
+mod common;
 
 use std::{
     io::Write,
-    net::TcpListener,
-    process::{Command, Output, Stdio},
+    process::{Command, Stdio},
 };
 
-/// Runs `cantina` with `args`, free of the caller's `CANTINA_*` settings.
-fn cantina(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cantina"))
-        .args(args)
-        .env_remove("CANTINA_SERVER")
-        .env_remove("CANTINA_TOKEN")
-        .stdin(Stdio::null())
-        .output()
-        .expect("the cantina binary runs")
-}
-
-/// An address where nothing listens: a port the OS just handed out and that
-/// was closed again at once.
-fn dead_address() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    drop(listener);
-    address
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::{cantina, dead_address, text};
 
 #[test]
 fn completions_print_a_bash_script_for_cantina() {

@@ -3,35 +3,9 @@
 //! resuming and the server's answers are covered by the workspace's
 //! end-to-end tests against the real server.)
 
-use std::{
-    net::TcpListener,
-    process::{Command, Output, Stdio},
-};
+mod common;
 
-/// Runs `cantina` with `args`, free of the caller's `CANTINA_*` settings.
-fn cantina(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cantina"))
-        .args(args)
-        .env_remove("CANTINA_SERVER")
-        .env_remove("CANTINA_TOKEN")
-        .env_remove("CANTINA_TLS_CA")
-        .stdin(Stdio::null())
-        .output()
-        .expect("the cantina binary runs")
-}
-
-/// An address where nothing listens: a port the OS just handed out and that
-/// was closed again at once.
-fn dead_address() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    drop(listener);
-    address
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::{cantina, dead_address, text};
 
 #[test]
 fn logs_help_lists_the_flags_and_the_defaults() {

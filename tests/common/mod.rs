@@ -64,6 +64,20 @@ impl TestServer {
     }
 }
 
+/// The `cantina` CLI pointed at `address`, free of the caller's
+/// `CANTINA_*` settings and colours, killed if the test drops it.
+pub fn cantina(address: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(bin("cantina"));
+    command
+        .args(["--server", address])
+        .env_remove("CANTINA_TOKEN")
+        .env_remove("CANTINA_SERVER")
+        .env_remove("CANTINA_TLS_CA")
+        .env("NO_COLOR", "1")
+        .kill_on_drop(true);
+    command
+}
+
 /// The path of a workspace binary (`cantina`, `cantina-server`). `cargo test
 /// --workspace` builds them, because their packages have integration tests.
 pub fn bin(name: &str) -> PathBuf {
