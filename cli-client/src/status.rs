@@ -158,9 +158,24 @@ fn audio_block(audio: &AudioStatus) -> String {
 fn eyes_block(eyes: &EyesStatus) -> String {
     let mut pairs = vec![
         ("port", or_none(&eyes.port).to_string()),
-        ("connected", yes_no(eyes.connected).to_string()),
+        (
+            "connected",
+            if eyes.connected {
+                "yes"
+            } else {
+                "no (LOST: reconnecting)"
+            }
+            .to_string(),
+        ),
         ("virtual", yes_no(eyes.r#virtual).to_string()),
-        ("pattern", or_none(&eyes.pattern).to_string()),
+        (
+            "pattern",
+            format!(
+                "{}{}",
+                or_none(&eyes.pattern),
+                if eyes.testing { " (eye test)" } else { "" }
+            ),
+        ),
         ("brightness", format!("{:.2}", eyes.brightness)),
     ];
     // An empty last error is the normal case; a `-` line would only be noise.
@@ -325,6 +340,7 @@ mod tests {
                 pattern: "happy".into(),
                 brightness: 0.8,
                 last_error: "write timed out".into(),
+                testing: false,
             }),
             plans: vec![PlanSummary {
                 plan_id: "p-1".into(),
@@ -373,7 +389,7 @@ audio:
 
 eyes:
   port:        /dev/ttyACM0
-  connected:   no
+  connected:   no (LOST: reconnecting)
   virtual:     no
   pattern:     happy
   brightness:  0.80

@@ -114,6 +114,30 @@ pub const SETTINGS: &[Setting] = &[
         "Serial port of the eyes' Arduino, `auto`, or `virtual`",
     ),
     setting(
+        "eyes_answer_timeout",
+        "CANTINA_EYES_ANSWER_TIMEOUT",
+        Some("1s"),
+        "How long the eyes' board may take to answer a command before it counts as lost",
+    ),
+    setting(
+        "eyes_boot_timeout",
+        "CANTINA_EYES_BOOT_TIMEOUT",
+        Some("3s"),
+        "How long to wait for the board's ready line after opening its port",
+    ),
+    setting(
+        "eyes_heartbeat",
+        "CANTINA_EYES_HEARTBEAT",
+        Some("2s"),
+        "When the eyes are quiet this long, check that the board still answers (0s: never)",
+    ),
+    setting(
+        "eyes_retry_max",
+        "CANTINA_EYES_RETRY_MAX",
+        Some("3s"),
+        "Longest wait between attempts to reopen a lost board (the wait doubles from 250ms)",
+    ),
+    setting(
         "log_level",
         "CANTINA_LOG_LEVEL",
         Some("info"),
@@ -318,6 +342,22 @@ impl fmt::Display for AudioOutput {
     }
 }
 
+/// How the eyes' serial link behaves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EyesSettings {
+    /// How long the board may take to answer a command.
+    pub answer_timeout: Duration,
+    /// How long to wait for the ready line after opening the port.
+    pub boot_timeout: Duration,
+    /// Quiet time after which the link is checked; zero for never.
+    pub heartbeat: Duration,
+    /// Longest wait between reconnection attempts.
+    pub retry_max: Duration,
+    /// How long each `eye test` pattern shows: 1 s, as the original; not a
+    /// setting, tests shorten it.
+    pub test_step: Duration,
+}
+
 /// Where the eyes are.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EyesPort {
@@ -489,6 +529,8 @@ pub struct Config {
     pub audio_output: AudioOutput,
     /// Where the eyes are.
     pub eyes_port: EyesPort,
+    /// How the eyes' link behaves.
+    pub eyes: EyesSettings,
     /// The tracing filter directives.
     pub log_level: String,
     /// How log lines look on stderr.
@@ -611,6 +653,10 @@ impl Sources {
         let music_dir = v.optional("music_dir", parse_path).flatten().flatten();
         let audio_output = v.parse("audio_output", parse_audio_output);
         let eyes_port = v.parse("eyes_port", parse_eyes_port);
+        let eyes_answer_timeout = v.parse("eyes_answer_timeout", |s| parse_duration(s, false));
+        let eyes_boot_timeout = v.parse("eyes_boot_timeout", |s| parse_duration(s, true));
+        let eyes_heartbeat = v.parse("eyes_heartbeat", |s| parse_duration(s, true));
+        let eyes_retry_max = v.parse("eyes_retry_max", |s| parse_duration(s, false));
         let log_level = v.parse("log_level", |s| {
             tracing_subscriber::EnvFilter::try_new(s)
                 .map(|_| s.to_string())
@@ -693,6 +739,13 @@ impl Sources {
             music_dir,
             audio_output: audio_output.expect("validated"),
             eyes_port: eyes_port.expect("validated"),
+            eyes: EyesSettings {
+                answer_timeout: eyes_answer_timeout.expect("validated"),
+                boot_timeout: eyes_boot_timeout.expect("validated"),
+                heartbeat: eyes_heartbeat.expect("validated"),
+                retry_max: eyes_retry_max.expect("validated"),
+                test_step: Duration::from_secs(1),
+            },
             log_level: log_level.expect("validated"),
             log_format: log_format.expect("validated"),
             request_timeout: request_timeout.expect("validated"),
@@ -1046,6 +1099,18 @@ impl Config {
                     .map(|p| quote(&p.display().to_string())),
                 "audio_output" => Some(quote(&self.audio_output.to_string())),
                 "eyes_port" => Some(quote(&self.eyes_port.to_string())),
+                "eyes_answer_timeout" => Some(quote(
+                    &humantime::format_duration(self.eyes.answer_timeout).to_string(),
+                )),
+                "eyes_boot_timeout" => Some(quote(
+                    &humantime::format_duration(self.eyes.boot_timeout).to_string(),
+                )),
+                "eyes_heartbeat" => Some(quote(
+                    &humantime::format_duration(self.eyes.heartbeat).to_string(),
+                )),
+                "eyes_retry_max" => Some(quote(
+                    &humantime::format_duration(self.eyes.retry_max).to_string(),
+                )),
                 "log_level" => Some(quote(&self.log_level)),
                 "log_format" => Some(quote(match self.log_format {
                     LogFormat::Pretty => "pretty",

@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use crate::{
     bus::{Bus, Topic},
+    eyes::Eyes,
     lifecycle::{StartError, Subsystem, Supervisor},
     modes::{Mode, ModeChange, ModeError, Modes},
     shutdown::Shutdown,
@@ -77,22 +78,29 @@ pub struct Droid {
     pub modes: Modes,
     /// The subsystems and their state.
     pub supervisor: Supervisor,
+    /// The LED eyes (also one of the subsystems).
+    pub eyes: Eyes,
     /// Triggered by `quit` and by signals.
     pub shutdown: Shutdown,
 }
 
 impl Droid {
-    /// Starts the subsystems in order and moves from STARTUP to IDLE.
+    /// Starts the subsystems in order and moves from STARTUP to IDLE; the
+    /// eyes follow the mode.
     pub async fn boot(
         info: ServerInfo,
         bus: Bus,
+        eyes: Eyes,
         subsystems: Vec<Arc<dyn Subsystem>>,
         health: Option<HealthReporter>,
         shutdown: Shutdown,
     ) -> Result<Arc<Droid>, StartError> {
+        let modes = Modes::new(bus.clone());
+        modes.add_hook("eyes", eyes.mode_hook());
         let droid = Arc::new(Droid {
             info,
-            modes: Modes::new(bus.clone()),
+            modes,
+            eyes,
             supervisor: Supervisor::new(subsystems, bus.clone(), health),
             bus,
             shutdown,

@@ -8,13 +8,14 @@
 //!
 //! Map: [`config`] (settings), [`bus`] (the event bus), [`commands`] (the
 //! console: registry, one file per command), [`grpc`] (the only module that
-//! knows proto types), [`droid`] (shared state), [`modes`], [`lifecycle`]
+//! knows proto types), [`droid`] (shared state), [`modes`], [`eyes`], [`lifecycle`]
 //! (subsystems), [`shutdown`], [`telemetry`].
 
 pub mod bus;
 pub mod commands;
 pub mod config;
 pub mod droid;
+pub mod eyes;
 pub mod grpc;
 pub mod lifecycle;
 pub mod logs;
@@ -33,6 +34,7 @@ use crate::{
     commands::Dispatcher,
     config::Config,
     droid::{Droid, ServerInfo},
+    eyes::Eyes,
     lifecycle::{StartError, Subsystem},
     logs::Logs,
     shutdown::Shutdown,
@@ -156,13 +158,16 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     );
     // Start order, logging first; stop is the reverse, so the logs hear
     // everything the others say while stopping.
+    let eyes = Eyes::new(config.eyes_port.clone(), config.eyes.clone(), bus.clone());
     let subsystems: Vec<Arc<dyn Subsystem>> = vec![
         Arc::new(logs.clone()),
         Arc::new(BusMonitor::new(bus.clone(), config.bus_metrics_interval)),
+        Arc::new(eyes.clone()),
     ];
     let droid = Droid::boot(
         info,
         bus,
+        eyes,
         subsystems,
         Some(health.clone()),
         shutdown.clone(),

@@ -19,6 +19,8 @@ pub fn test_config() -> Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         shutdown_grace: Duration::from_millis(300),
         log_dir,
+        // Deterministic whatever serial ports the machine has.
+        eyes_port: cantina_server::config::EyesPort::Virtual,
         ..Config::default()
     }
 }

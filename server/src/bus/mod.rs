@@ -169,6 +169,12 @@ tokio::task_local! {
     static CORRELATION: Arc<str>;
 }
 
+/// The correlation id of the command running on this task, if any: for work
+/// handed to another thread that publishes on the command's behalf.
+pub fn current_correlation() -> Option<Arc<str>> {
+    CORRELATION.try_with(Arc::clone).ok()
+}
+
 /// Runs `future` with `id` as the correlation id of every event it publishes
 /// without one of its own.
 pub async fn with_correlation<F: Future>(id: String, future: F) -> F::Output {

@@ -120,6 +120,10 @@ topics! {
     EyesConnectionLost = "eyes.connection.lost", Critical;
     /// The eyes' board answers again.
     EyesConnectionRecovered = "eyes.connection.recovered", Critical;
+    /// `eye test` began cycling the patterns.
+    EyesTestStarted = "eyes.test.started", Normal;
+    /// `eye test` ended (completed, cancelled or failed).
+    EyesTestFinished = "eyes.test.finished", Normal;
     /// A plan started.
     PlanStarted = "plan.started", Normal;
     /// A plan step started.

@@ -81,10 +81,17 @@ fn overview(specs: &[&'static CommandSpec]) -> Reply {
         .map(|s| format!("{} {}", s.shortcuts.join("/"), s.name))
         .collect();
     text.push_str(&format!("\nshortcuts: {}\n", shortcuts.join(", ")));
+    if specs.iter().any(|s| s.category == Category::Eyes) {
+        text.push_str(&format!(
+            "eye patterns: {}\n",
+            crate::eyes::Pattern::names()
+        ));
+    }
     text.push_str("Type 'help <command>' for details.");
     let data = json!({
         "categories": Category::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
         "commands": specs.iter().map(|s| describe(s)).collect::<Vec<_>>(),
+        "eye_patterns": crate::eyes::Pattern::ALL.map(|p| p.as_str()),
     });
     Reply::with_data(text, data)
 }

@@ -13,6 +13,7 @@
 //! ([`registry`]), check the argument count, parse, and only then run.
 
 mod debug;
+mod eye;
 mod help;
 mod mode;
 mod quit;
@@ -36,19 +37,27 @@ pub enum Category {
     System,
     /// Behaviour modes.
     Modes,
+    /// The LED eyes.
+    Eyes,
     /// Logging and diagnostics.
     Debug,
 }
 
 impl Category {
     /// Every category, in display order.
-    pub const ALL: &'static [Category] = &[Category::System, Category::Modes, Category::Debug];
+    pub const ALL: &'static [Category] = &[
+        Category::System,
+        Category::Modes,
+        Category::Eyes,
+        Category::Debug,
+    ];
 
     /// The category's name, as `ListCommands` and `help` show it.
     pub fn as_str(self) -> &'static str {
         match self {
             Category::System => "system",
             Category::Modes => "modes",
+            Category::Eyes => "eyes",
             Category::Debug => "debug",
         }
     }
@@ -143,6 +152,10 @@ pub fn all() -> Vec<&'static CommandSpec> {
         &mode::DISENGAGE,
         &mode::AMBIENT,
         &mode::IDLE,
+        &eye::PATTERN,
+        &eye::BRIGHTNESS,
+        &eye::TEST,
+        &eye::STATUS,
         &debug::SPEC,
     ]
 }
@@ -162,6 +175,8 @@ pub enum Command {
     Quit(quit::Quit),
     /// `debug level`.
     Debug(debug::DebugLevel),
+    /// `eye pattern`, `eye brightness`, `eye test`, `eye status`.
+    Eye(eye::Eye),
 }
 
 impl Command {
@@ -174,6 +189,7 @@ impl Command {
             Command::Reset(cmd) => cmd.apply(ctx).await,
             Command::Quit(cmd) => cmd.apply(ctx),
             Command::Debug(cmd) => cmd.apply(ctx),
+            Command::Eye(cmd) => cmd.apply(ctx).await,
         }
     }
 }

@@ -5,8 +5,8 @@
 use std::{pin::Pin, sync::Arc, time::SystemTime};
 
 use cantina::v1::{
-    self as pb, BusEvent, GetStatusRequest, SetModeRequest, SetModeResponse, SubsystemStatus,
-    SystemStatus, WatchEventsRequest, system_service_server::SystemService,
+    self as pb, BusEvent, EyesStatus, GetStatusRequest, SetModeRequest, SetModeResponse,
+    SubsystemStatus, SystemStatus, WatchEventsRequest, system_service_server::SystemService,
 };
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
@@ -125,9 +125,9 @@ impl SystemService for SystemApi {
             mode: mode_to_proto(droid.modes.current()) as i32,
             session_id: droid.info.session_id.clone(),
             subsystems,
-            // Absent until their subsystems exist.
+            // Absent until its subsystem exists.
             audio: None,
-            eyes: None,
+            eyes: Some(eyes_to_proto(&droid.eyes.state())),
             plans: Vec::new(),
             started_at: Some(droid.info.started_at.into()),
             bus: Some(cantina::json::struct_from_json(droid.bus.metrics())),
@@ -183,5 +183,18 @@ impl SystemService for SystemApi {
             changed: change.changed(),
             message: change.describe(),
         }))
+    }
+}
+
+/// What the eyes show, for GetStatus.
+fn eyes_to_proto(state: &crate::eyes::EyesState) -> EyesStatus {
+    EyesStatus {
+        port: state.port.clone(),
+        connected: state.connected,
+        r#virtual: state.is_virtual,
+        pattern: state.pattern.as_str().to_string(),
+        brightness: state.brightness,
+        last_error: state.last_error.clone().unwrap_or_default(),
+        testing: state.testing,
     }
 }

@@ -1,0 +1,230 @@
+//! The wire under the eyes' actor: a real serial port (the `serialport`
+//! crate) or the virtual board inside the server. Either way the actor
+//! writes bytes, and what the board sends back arrives in the actor's inbox
+//! as [`Msg::Received`], tagged with the link's id so that a stale link's
+//! bytes are told apart from the current one's.
+
+use std::{
+    io::{self, Read, Write},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
+};
+
+use serialport::{ClearBuffer, DataBits, FlowControl, Parity, SerialPort, StopBits};
+
+use super::{actor::Msg, firmware::Firmware};
+
+/// The firmware's line speed.
+pub const BAUD: u32 = 115_200;
+
+/// One byte on an 8N1 line: a start bit, eight data bits, a stop bit.
+pub fn byte_time(baud: u32) -> Duration {
+    Duration::from_nanos(10 * 1_000_000_000 / u64::from(baud))
+}
+
+/// How long the reader waits in one read before checking whether it should
+/// stop: bounds how long dropping a link takes.
+const READ_POLL: Duration = Duration::from_millis(50);
+
+/// An open link to a board.
+pub struct Link {
+    /// Tags this link's messages.
+    pub id: u64,
+    writer: Writer,
+    stop: Arc<AtomicBool>,
+    reader: Option<JoinHandle<()>>,
+}
+
+enum Writer {
+    Serial(Box<dyn SerialPort>),
+    Virtual(mpsc::Sender<Vec<u8>>),
+}
+
+impl Link {
+    /// Opens the serial port at `path` at 115,200 baud 8N1 and starts
+    /// reading it. Opening resets most Arduinos; the actor waits for the
+    /// ready line.
+    pub fn serial(
+        path: &str,
+        id: u64,
+        inbox: mpsc::Sender<Msg>,
+        write_timeout: Duration,
+    ) -> Result<Link, String> {
+        let port = serialport::new(path, BAUD)
+            .data_bits(DataBits::Eight)
+            .parity(Parity::None)
+            .stop_bits(StopBits::One)
+            .flow_control(FlowControl::None)
+            .timeout(write_timeout)
+            .open()
+            .map_err(|e| describe_open_error(path, &e))?;
+        // Whatever a previous session left in the buffers is not an answer.
+        let _ = port.clear(ClearBuffer::All);
+        let mut reader = port
+            .try_clone()
+            .map_err(|e| format!("cannot read {path}: {e}"))?;
+        reader
+            .set_timeout(READ_POLL)
+            .map_err(|e| format!("cannot read {path}: {e}"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = thread::Builder::new()
+            .name("eyes-serial-rx".into())
+            .spawn({
+                let stop = stop.clone();
+                move || {
+                    let mut buf = [0u8; 256];
+                    while !stop.load(Ordering::Relaxed) {
+                        let failure = match reader.read(&mut buf) {
+                            Ok(0) => "the port was closed (end of file)".to_string(),
+                            Ok(n) => {
+                                let _ = inbox.send(Msg::Received {
+                                    link: id,
+                                    bytes: buf[..n].to_vec(),
+                                });
+                                continue;
+                            }
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                                ) =>
+                            {
+                                continue;
+                            }
+                            Err(e) => format!("reading the port failed: {e}"),
+                        };
+                        let _ = inbox.send(Msg::Failed {
+                            link: id,
+                            error: failure,
+                        });
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the serial reader: {e}"))?;
+        Ok(Link {
+            id,
+            writer: Writer::Serial(port),
+            stop,
+            reader: Some(reader),
+        })
+    }
+
+    /// Starts the virtual board: the firmware model on a thread, answering
+    /// at the pace of a 115,200-baud line. It boots at once.
+    pub fn virtual_board(id: u64, inbox: mpsc::Sender<Msg>) -> Link {
+        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = thread::Builder::new()
+            .name("eyes-virtual".into())
+            .spawn(move || run_virtual(id, &rx, &inbox))
+            .ok();
+        Link {
+            id,
+            writer: Writer::Virtual(tx),
+            stop,
+            reader,
+        }
+    }
+
+    /// Sends bytes to the board.
+    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match &mut self.writer {
+            Writer::Serial(port) => port.write_all(bytes),
+            Writer::Virtual(tx) => tx.send(bytes.to_vec()).map_err(|_| {
+                io::Error::new(io::ErrorKind::BrokenPipe, "the virtual board stopped")
+            }),
+        }
+    }
+}
+
+impl Drop for Link {
+    /// Closes the port and waits for the reader, so that the port can be
+    /// opened again at once (it is opened exclusively).
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Dropping the writer closes the port or ends the virtual board.
+        self.writer = Writer::Virtual(mpsc::channel().0);
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+/// The virtual board: every byte "arrives" one byte-time after the one
+/// before, is handled by the firmware model, and the answers go back no
+/// faster than the line carries them.
+fn run_virtual(id: u64, rx: &mpsc::Receiver<Vec<u8>>, inbox: &mpsc::Sender<Msg>) {
+    let tick = byte_time(BAUD);
+    let mut firmware = Firmware::new();
+    let send = |bytes: Vec<u8>| inbox.send(Msg::Received { link: id, bytes }).is_ok();
+    if !send(super::firmware::READY.to_vec()) {
+        return;
+    }
+    let mut wire_in = Instant::now();
+    let mut wire_out = Instant::now();
+    while let Ok(bytes) = rx.recv() {
+        let mut answers = Vec::new();
+        for b in bytes {
+            wire_in = wire_in.max(Instant::now()) + tick;
+            if let Some(answer) = firmware.receive(b) {
+                wire_out = wire_out.max(wire_in) + tick * answer.len() as u32;
+                answers.extend_from_slice(answer);
+            }
+        }
+        if answers.is_empty() {
+            continue;
+        }
+        if let Some(wait) = wire_out.checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        }
+        if !send(answers) {
+            return;
+        }
+    }
+}
+
+/// Says what went wrong opening a port, and what to do.
+fn describe_open_error(path: &str, e: &serialport::Error) -> String {
+    match e.kind() {
+        serialport::ErrorKind::NoDevice => {
+            format!("no device at {path} (is the board plugged in?)")
+        }
+        serialport::ErrorKind::Io(io::ErrorKind::NotFound) => {
+            format!("no device at {path} (is the board plugged in?)")
+        }
+        serialport::ErrorKind::Io(io::ErrorKind::PermissionDenied) => format!(
+            "permission denied opening {path}: add the server's user to the port's group (often `dialout`)"
+        ),
+        _ if e.description.contains("busy") || e.description.contains("Busy") => {
+            format!("{path} is in use by another program (a serial monitor?): {e}")
+        }
+        _ => format!("cannot open {path}: {e}"),
+    }
+}
+
+/// The serial ports present, as the protocol's port choice needs them.
+pub fn list_ports() -> Vec<super::protocol::PortInfo> {
+    serialport::available_ports()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            let (usb, manufacturer) = match p.port_type {
+                serialport::SerialPortType::UsbPort(usb) => {
+                    (Some((usb.vid, usb.pid)), usb.manufacturer)
+                }
+                _ => (None, None),
+            };
+            super::protocol::PortInfo {
+                path: p.port_name,
+                usb,
+                manufacturer,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,360 @@
+//! The eyes: two LED matrices on the droid's Arduino, driven over serial in
+//! the firmware's protocol (EYES-PROTOCOL.md).
+//!
+//! [`Eyes`] is the handle (cheap to clone, async) and the [`Subsystem`]; the
+//! actor ([`actor`]) owns the serial port on an OS thread of its own, sends
+//! one command after another, matches each `+`/`-` answer to its command,
+//! and notices a lost board (write error, no answer, port gone), reopening it
+//! with backoff and re-applying the pattern and brightness. What the eyes
+//! show is published in a `watch` ([`EyesState`]) and as `eyes.*` events.
+//!
+//! With no Arduino (`virtual`, or `auto` finding none) the eyes run against
+//! a board emulated inside the server ([`link`]) that answers like the
+//! firmware, at the wire's pace, and is marked virtual in status and logs.
+//! [`sim`] is the same firmware ([`firmware`]) on a real pseudo-terminal, for
+//! tests and demos; [`protocol`] is the protocol as plain data.
+
+mod actor;
+pub mod firmware;
+mod link;
+pub mod protocol;
+pub mod sim;
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+        mpsc,
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use serde::Serialize;
+use tokio::sync::{oneshot, watch};
+use tracing::warn;
+
+use crate::{
+    bus::{self, Bus},
+    config::{EyesPort, EyesSettings},
+    lifecycle::{BoxFuture, ServiceStatus, StatusHandle, Subsystem},
+    modes::{Mode, ModeHook},
+};
+use actor::{Msg, Request};
+pub use protocol::{DEFAULT_BRIGHTNESS, Pattern};
+
+/// Requests that may wait for the actor at once; more are refused.
+const MAX_QUEUED: usize = 256;
+
+/// What the eyes show and how they are connected.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EyesState {
+    /// The serial port in use, or `virtual`.
+    pub port: String,
+    /// True when the eyes are the emulated board inside the server.
+    #[serde(rename = "virtual")]
+    pub is_virtual: bool,
+    /// Whether the board answers.
+    pub connected: bool,
+    /// What the eyes show (as the board confirmed it).
+    pub pattern: Pattern,
+    /// Brightness, 0.0–1.0 (as the board confirmed it).
+    pub brightness: f64,
+    /// The last thing that went wrong, for people.
+    pub last_error: Option<String>,
+    /// Whether `eye test` is cycling the patterns.
+    pub testing: bool,
+}
+
+impl EyesState {
+    fn initial(port: &EyesPort) -> Self {
+        Self {
+            port: port.to_string(),
+            is_virtual: matches!(port, EyesPort::Virtual),
+            connected: false,
+            pattern: Pattern::Startup,
+            brightness: DEFAULT_BRIGHTNESS,
+            last_error: None,
+            testing: false,
+        }
+    }
+}
+
+/// Why an eyes request failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EyesError {
+    /// The board is lost, the eyes are stopped, or too much is queued.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The firmware answered `-`.
+    #[error(
+        "the eyes' board answered '-' (unknown command) to '{command}': its firmware does not know that command; check that it is the eyes firmware of EYES-PROTOCOL.md"
+    )]
+    Rejected {
+        /// The command character.
+        command: char,
+    },
+    /// The firmware did not answer in time; the link is being reopened.
+    #[error(
+        "the eyes' board did not answer '{command}' within {}: the link is being reopened (is the board powered and on this port?)",
+        humantime::format_duration(*.after)
+    )]
+    Timeout {
+        /// The command character.
+        command: char,
+        /// The answer timeout.
+        after: Duration,
+    },
+    /// The request does not fit what the eyes are doing.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// The eyes' handle and subsystem.
+#[derive(Clone)]
+pub struct Eyes {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    port: EyesPort,
+    settings: EyesSettings,
+    bus: Bus,
+    state: watch::Sender<EyesState>,
+    running: Mutex<Option<Running>>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// A started actor.
+struct Running {
+    tx: mpsc::Sender<Msg>,
+    thread: JoinHandle<()>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl Eyes {
+    /// Eyes on `port`, announcing on `bus`; nothing runs until started.
+    pub fn new(port: EyesPort, settings: EyesSettings, bus: Bus) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                state: watch::Sender::new(EyesState::initial(&port)),
+                port,
+                settings,
+                bus,
+                running: Mutex::new(None),
+                queued: Arc::default(),
+            }),
+        }
+    }
+
+    /// What the eyes show now.
+    pub fn state(&self) -> EyesState {
+        self.inner.state.borrow().clone()
+    }
+
+    /// Follows what the eyes show.
+    pub fn subscribe(&self) -> watch::Receiver<EyesState> {
+        self.inner.state.subscribe()
+    }
+
+    /// Shows `pattern` (cancelling a running `eye test`); returns once the
+    /// board confirmed it.
+    pub async fn set_pattern(&self, pattern: Pattern) -> Result<(), EyesError> {
+        self.call(|reply, correlation| Request::Pattern {
+            pattern,
+            reply,
+            correlation,
+        })
+        .await
+    }
+
+    /// Sets the brightness (0.0–1.0, clamped); returns once the board
+    /// confirmed it.
+    pub async fn set_brightness(&self, brightness: f64) -> Result<(), EyesError> {
+        self.call(|reply, correlation| Request::Brightness {
+            brightness,
+            reply,
+            correlation,
+        })
+        .await
+    }
+
+    /// Makes `pattern` what the eyes rest on (the mode's pattern). Unlike
+    /// [`set_pattern`](Self::set_pattern) it is kept while the board is
+    /// lost, shown when it comes back, and does not interrupt `eye test`.
+    pub async fn follow(&self, pattern: Pattern) -> Result<(), EyesError> {
+        self.call(|reply, correlation| Request::Follow {
+            pattern,
+            reply,
+            correlation,
+        })
+        .await
+    }
+
+    /// Starts `eye test`: the eight glyphs, one second each, then the
+    /// pattern from before. Returns at once.
+    pub async fn start_test(&self) -> Result<(), EyesError> {
+        self.call(|reply, correlation| Request::StartTest { reply, correlation })
+            .await
+    }
+
+    /// Cancels a running `eye test`, restoring the pattern from before;
+    /// false when none was running.
+    pub async fn stop_test(&self) -> Result<bool, EyesError> {
+        self.call(|reply, correlation| Request::StopTest { reply, correlation })
+            .await
+    }
+
+    /// The hook that makes the eyes follow the droid's mode. A lost board
+    /// does not fail the mode change: the pattern is shown when it returns.
+    pub fn mode_hook(&self) -> ModeHook {
+        let eyes = self.clone();
+        Arc::new(move |_, to| {
+            let eyes = eyes.clone();
+            Box::pin(async move {
+                if let Err(e) = eyes.follow(pattern_for(to)).await {
+                    warn!(mode = %to, error = %e, "the eyes could not follow the mode");
+                }
+                Ok(())
+            })
+        })
+    }
+
+    async fn call<T>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<Result<T, EyesError>>, Option<Arc<str>>) -> Request,
+    ) -> Result<T, EyesError> {
+        let tx = self
+            .inner
+            .running
+            .lock()
+            .expect("eyes lock")
+            .as_ref()
+            .map(|r| r.tx.clone())
+            .ok_or_else(|| {
+                EyesError::Unavailable(
+                    "the eyes are not running (stopped, or restarting after 'reset'); try again in a moment".into(),
+                )
+            })?;
+        let queued = &self.inner.queued;
+        if queued.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED {
+            queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(EyesError::Unavailable(format!(
+                "the eyes are busy: {MAX_QUEUED} requests are already waiting for the board"
+            )));
+        }
+        let (reply, answer) = oneshot::channel();
+        if tx
+            .send(Msg::Request(request(reply, bus::current_correlation())))
+            .is_err()
+        {
+            queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(EyesError::Unavailable("the eyes stopped".into()));
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(EyesError::Unavailable(
+                "the eyes stopped before the board answered".into(),
+            ))
+        })
+    }
+}
+
+/// The pattern the eyes rest on in each mode.
+pub fn pattern_for(mode: Mode) -> Pattern {
+    match mode {
+        Mode::Startup => Pattern::Startup,
+        Mode::Idle => Pattern::Idle,
+        Mode::Ambient => Pattern::Happy,
+        Mode::Interactive => Pattern::Engaged,
+    }
+}
+
+/// The subsystem status that a state means.
+fn status_of(state: &EyesState) -> (ServiceStatus, String) {
+    if state.connected && state.is_virtual {
+        (
+            ServiceStatus::Running,
+            "virtual eyes (no Arduino): patterns are emulated and logged".into(),
+        )
+    } else if state.connected {
+        (ServiceStatus::Running, format!("board on {}", state.port))
+    } else {
+        (
+            ServiceStatus::Degraded,
+            format!(
+                "board lost on {}: {}; reconnecting",
+                state.port,
+                state.last_error.as_deref().unwrap_or("not answering")
+            ),
+        )
+    }
+}
+
+impl Subsystem for Eyes {
+    fn name(&self) -> &'static str {
+        "eyes"
+    }
+
+    /// The droid performs without its eyes.
+    fn critical(&self) -> bool {
+        false
+    }
+
+    fn start(&self, status: StatusHandle) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            inner.state.send_replace(EyesState::initial(&inner.port));
+            let (tx, rx) = mpsc::channel();
+            let (first, first_outcome) = oneshot::channel();
+            let actor = actor::Actor::new(actor::Setup {
+                port: inner.port.clone(),
+                settings: inner.settings.clone(),
+                bus: inner.bus.clone(),
+                state: inner.state.clone(),
+                inbox: rx,
+                outbox: tx.clone(),
+                queued: inner.queued.clone(),
+                first_outcome: first,
+            });
+            let thread = std::thread::Builder::new()
+                .name("eyes".into())
+                .spawn(move || actor.run())
+                .map_err(|e| format!("cannot start the eyes' thread: {e}"))?;
+            // The first attempt to reach the board ends in a bounded time
+            // (open, boot line or its timeout, first answers).
+            let _ = first_outcome.await;
+            let mut rx = inner.state.subscribe();
+            let mut last = status_of(&rx.borrow_and_update());
+            status.set(last.0, last.1.clone()).await;
+            let watcher = tokio::spawn(async move {
+                while rx.changed().await.is_ok() {
+                    let now = status_of(&rx.borrow_and_update());
+                    if now != last {
+                        status.set(now.0, now.1.clone()).await;
+                        last = now;
+                    }
+                }
+            });
+            *inner.running.lock().expect("eyes lock") = Some(Running {
+                tx,
+                thread,
+                watcher,
+            });
+            Ok(())
+        })
+    }
+
+    fn stop(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let running = self.inner.running.lock().expect("eyes lock").take();
+            if let Some(running) = running {
+                running.watcher.abort();
+                let _ = running.tx.send(Msg::Stop);
+                let _ = tokio::task::spawn_blocking(move || running.thread.join()).await;
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
