@@ -185,6 +185,9 @@ async fn help_lists_every_command_and_describes_one() {
         "engage",
         "quit",
         "shortcuts: h/? help, st status",
+        "eyes",
+        "eye pattern <idle|",
+        "eye patterns: idle, startup, engaged",
     ] {
         assert!(
             overview.message.contains(word),
@@ -193,7 +196,7 @@ async fn help_lists_every_command_and_describes_one() {
         );
     }
     let commands = data(&overview)["commands"].as_array().unwrap().len();
-    assert_eq!(commands, 9);
+    assert_eq!(commands, 13);
 
     let one = dispatch(&server, "help e").await.unwrap();
     assert!(
@@ -310,6 +313,10 @@ async fn list_commands_describes_every_command_by_category() {
             "disengage",
             "ambient",
             "idle",
+            "eye pattern",
+            "eye brightness",
+            "eye test",
+            "eye status",
             "debug level"
         ]
     );
@@ -343,7 +350,7 @@ async fn list_commands_describes_every_command_by_category() {
         .unwrap_err();
     assert_eq!(unknown.code(), Code::InvalidArgument);
     assert!(
-        unknown.message().contains("system, modes, debug"),
+        unknown.message().contains("system, modes, eyes, debug"),
         "{}",
         unknown.message()
     );

@@ -411,3 +411,28 @@ async fn the_cli_drives_the_simulator_program_through_unplug_and_replug() {
     .await;
     server.server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_quiet_link_is_checked_so_a_hung_board_is_noticed_without_commands() {
+    let (board, _dir) = board();
+    let events = board.events();
+    let mut config = config(board.link().to_path_buf());
+    config.eyes.heartbeat = Duration::from_millis(100);
+    let server = TestServer::with_config(config).await;
+    commands(&events, 3);
+    // Nothing to do: the heartbeat re-sends the brightness.
+    assert_eq!(commands(&events, 2), "77");
+    board.set_muted(true);
+    let took = eventually(Duration::from_secs(2), || async {
+        !eyes_status(&server).await.0.connected
+    })
+    .await;
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    let (eyes, _) = eyes_status(&server).await;
+    assert!(
+        eyes.last_error.contains("no answer to '7'"),
+        "{}",
+        eyes.last_error
+    );
+    server.server.stop().await.unwrap();
+}

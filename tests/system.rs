@@ -60,7 +60,8 @@ async fn get_status_reports_the_whole_droid() {
         names,
         [
             ("logs", ServiceStatus::Running, false),
-            ("bus", ServiceStatus::Running, true)
+            ("bus", ServiceStatus::Running, true),
+            ("eyes", ServiceStatus::Running, false)
         ]
     );
     let metrics = cantina::json::struct_to_json(status.bus.as_ref().unwrap());
@@ -72,10 +73,13 @@ async fn get_status_reports_the_whole_droid() {
         metrics["topics"]["system.started"].as_u64().unwrap() >= 1,
         "{metrics}"
     );
-    assert!(
-        status.audio.is_none() && status.eyes.is_none(),
-        "absent subsystems are unset"
+    assert!(status.audio.is_none(), "absent subsystems are unset");
+    let eyes = status.eyes.unwrap();
+    assert_eq!(
+        (eyes.port.as_str(), eyes.connected, eyes.r#virtual),
+        ("virtual", true, true)
     );
+    assert_eq!((eyes.pattern.as_str(), eyes.brightness), ("idle", 0.8));
 }
 
 #[tokio::test]
@@ -281,12 +285,12 @@ async fn status_changes_are_events_and_move_health() {
         .unwrap()
         .into_inner();
     assert!(
-        reply.message.contains("restarted logs, bus"),
+        reply.message.contains("restarted logs, bus, eyes"),
         "{}",
         reply.message
     );
     let mut statuses = Vec::new();
-    while statuses.len() < 8 {
+    while statuses.len() < 12 {
         let event = next(&mut events).await;
         let p = payload(&event);
         statuses.push(format!(
@@ -299,6 +303,8 @@ async fn status_changes_are_events_and_move_health() {
     assert_eq!(
         statuses,
         [
+            "eyes STOPPING",
+            "eyes STOPPED",
             "bus STOPPING",
             "bus STOPPED",
             "logs STOPPING",
@@ -307,6 +313,8 @@ async fn status_changes_are_events_and_move_health() {
             "logs RUNNING",
             "bus STARTING",
             "bus RUNNING",
+            "eyes STARTING",
+            "eyes RUNNING",
         ]
     );
 

@@ -745,17 +745,26 @@ impl Actor {
                 correlation,
             } => {
                 self.base = pattern;
-                if down || self.test.is_some() {
-                    // Shown when the board is back, or when the test ends.
-                    let _ = reply.send(Ok(()));
+                if self.phase == Phase::Up && self.test.is_none() {
+                    self.waiting.push_back(job(
+                        Effect::Pattern(pattern, Source::Mode),
+                        self.brightness,
+                        Some(reply),
+                        correlation,
+                    ));
                     return;
                 }
-                self.waiting.push_back(job(
-                    Effect::Pattern(pattern, Source::Mode),
-                    self.brightness,
-                    Some(reply),
-                    correlation,
-                ));
+                if self.phase == Phase::Probing && self.test.is_none() {
+                    self.waiting.push_back(job(
+                        Effect::Pattern(pattern, Source::Mode),
+                        self.brightness,
+                        None,
+                        correlation,
+                    ));
+                }
+                // Otherwise it is shown when the board is back or has
+                // booted (the state is re-sent then), or when the test ends.
+                let _ = reply.send(Ok(()));
             }
             Request::StartTest { reply, correlation } => {
                 let answer = if down {

@@ -426,7 +426,7 @@ mod tests {
             Some(("/dev/pts/7".into(), "the only serial port"))
         );
         assert_eq!(
-            pick(&[serial.clone()]),
+            pick(std::slice::from_ref(&serial)),
             None,
             "a motherboard UART is not the eyes"
         );

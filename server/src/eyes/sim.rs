@@ -1100,6 +1100,13 @@ mod tests {
     }
 
     #[test]
+    fn the_board_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<SimBoard>();
+        shareable::<SimEvent>();
+    }
+
+    #[test]
     fn byte_time_is_ten_bits_rounded_up() {
         assert_eq!(byte_time(115_200), Duration::from_nanos(86_806));
         assert_eq!(byte_time(9_600), Duration::from_nanos(1_041_667));
@@ -1396,60 +1403,6 @@ mod tests {
         assert_eq!(
             SimBoard::start(SimOptions::default()).unwrap_err().kind(),
             ErrorKind::InvalidInput
-        );
-    }
-}
-#[cfg(test)]
-mod scratch_measure {
-    use super::*;
-    use std::io::{Read, Write};
-    fn cpu() -> Duration {
-        let s = fs::read_to_string("/proc/self/stat").unwrap();
-        let f: Vec<&str> = s.rsplit(')').next().unwrap().split_whitespace().collect();
-        let t: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-        Duration::from_millis(t * 10)
-    }
-    #[test]
-    #[ignore]
-    fn measure() {
-        let dir = tempfile::tempdir().unwrap();
-        let board = SimBoard::start(SimOptions {
-            link: dir.path().join("e"),
-            boot_delay: Duration::from_millis(10),
-            baud: 115200,
-        })
-        .unwrap();
-        let mut port = serialport::new(board.link().to_string_lossy(), 115200)
-            .timeout(Duration::from_secs(5))
-            .open_native()
-            .unwrap();
-        let mut b = [0u8; 3];
-        port.read_exact(&mut b).unwrap();
-        let n = 2000;
-        let (t, c) = (Instant::now(), cpu());
-        for _ in 0..n {
-            port.write_all(b"S\n").unwrap();
-            port.read_exact(&mut b).unwrap();
-        }
-        let e = t.elapsed();
-        println!(
-            "stop-and-wait: {:.0} cmd/s, rtt {:?} (ideal {:?}), cpu {:?}",
-            n as f64 / e.as_secs_f64(),
-            e / n,
-            board.byte_time() * 4,
-            cpu() - c
-        );
-        let n = 10000;
-        let (t, c) = (Instant::now(), cpu());
-        port.write_all(&b"S\n".repeat(n)).unwrap();
-        let mut all = vec![0u8; 3 * n];
-        port.read_exact(&mut all).unwrap();
-        let e = t.elapsed();
-        println!(
-            "pipelined: {:.0} cmd/s = {:.0} B/s out (limit 11520), cpu {:?}",
-            n as f64 / e.as_secs_f64(),
-            3.0 * n as f64 / e.as_secs_f64(),
-            cpu() - c
         );
     }
 }
