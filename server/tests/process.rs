@@ -28,6 +28,13 @@ fn spawn(extra: &[&str]) -> Process {
         .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
         .args(extra)
         .env_remove("CANTINA_TOKEN")
+        // Session files out of the source tree; the eyes whatever ports the
+        // machine has.
+        .env(
+            "CANTINA_LOG_DIR",
+            std::env::temp_dir().join("cantina-process-test-logs"),
+        )
+        .env("CANTINA_EYES_PORT", "virtual")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
