@@ -9,16 +9,7 @@ use serde_json::Value;
 use tonic::Code;
 
 async fn dispatch(server: &TestServer, line: &str) -> Result<DispatchResponse, tonic::Status> {
-    server
-        .client()
-        .await
-        .command
-        .dispatch(DispatchRequest {
-            line: line.into(),
-            correlation_id: String::new(),
-        })
-        .await
-        .map(|r| r.into_inner())
+    server.dispatch(line).await
 }
 
 fn data(response: &DispatchResponse) -> Value {

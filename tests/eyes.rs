@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cantina::v1::{DispatchRequest, GetStatusRequest, system_service_client::SystemServiceClient};
+use cantina::v1::{GetStatusRequest, system_service_client::SystemServiceClient};
 use cantina_server::{
     config::{Config, EyesPort},
     eyes::sim::{SimBoard, SimEvent, SimOptions},
@@ -86,16 +86,7 @@ fn wait_event(events: &mpsc::Receiver<SimEvent>, want: impl Fn(&SimEvent) -> boo
 }
 
 async fn dispatch(server: &TestServer, line: &str) -> Result<String, tonic::Status> {
-    server
-        .client()
-        .await
-        .command
-        .dispatch(DispatchRequest {
-            line: line.into(),
-            ..Default::default()
-        })
-        .await
-        .map(|r| r.into_inner().message)
+    server.dispatch(line).await.map(|r| r.message)
 }
 
 async fn eyes_health(server: &TestServer) -> ServingStatus {

@@ -56,6 +56,22 @@ impl TestServer {
         connect(&self.address, Some(token)).await.expect("connects")
     }
 
+    /// Dispatches a console line, without a correlation id.
+    pub async fn dispatch(
+        &self,
+        line: &str,
+    ) -> Result<cantina::v1::DispatchResponse, tonic::Status> {
+        self.client()
+            .await
+            .command
+            .dispatch(cantina::v1::DispatchRequest {
+                line: line.into(),
+                correlation_id: String::new(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
     /// The raw channel, for clients of services outside the contract.
     pub async fn channel(&self) -> tonic::transport::Channel {
         tonic::transport::Endpoint::from_shared(format!("http://{}", self.address))

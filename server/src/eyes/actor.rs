@@ -697,16 +697,24 @@ impl Actor {
                     .unwrap_or("not answering")
             ))
         };
+        let request = match request {
+            // These need the board.
+            Request::Pattern { reply, .. }
+            | Request::Brightness { reply, .. }
+            | Request::StartTest { reply, .. }
+                if down =>
+            {
+                let _ = reply.send(Err(unavailable()));
+                return;
+            }
+            other => other,
+        };
         match request {
             Request::Pattern {
                 pattern,
                 reply,
                 correlation,
             } => {
-                if down {
-                    let _ = reply.send(Err(unavailable()));
-                    return;
-                }
                 if self.test.is_some() {
                     self.test.take();
                     self.finish_test_event("cancelled by 'eye pattern'", correlation.clone());
@@ -723,10 +731,6 @@ impl Actor {
                 reply,
                 correlation,
             } => {
-                if down {
-                    let _ = reply.send(Err(unavailable()));
-                    return;
-                }
                 let brightness = if brightness.is_nan() {
                     0.0
                 } else {
@@ -767,9 +771,7 @@ impl Actor {
                 let _ = reply.send(Ok(()));
             }
             Request::StartTest { reply, correlation } => {
-                let answer = if down {
-                    Err(unavailable())
-                } else if self.test.is_some() {
+                let answer = if self.test.is_some() {
                     Err(EyesError::Conflict(
                         "an eye test is already running; 'eye test stop' ends it".into(),
                     ))
