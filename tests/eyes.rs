@@ -15,6 +15,7 @@ use std::{
 
 use cantina::v1::{GetStatusRequest, system_service_client::SystemServiceClient};
 use cantina_server::{
+    bus::TopicSet,
     config::{Config, EyesPort},
     eyes::sim::{SimBoard, SimEvent, SimOptions},
 };
@@ -294,6 +295,25 @@ async fn a_pulled_board_is_reported_lost_and_recovers_with_its_pattern() {
     assert_eq!(subsystem.status, cantina::v1::ServiceStatus::Running as i32);
     dispatch(&server, "eye pattern sad").await.unwrap();
     assert_eq!(board.state().glyph, 'D');
+
+    // The loss and the recovery were announced, once each.
+    let topics = TopicSet::parse(&["eyes.connection.*"]).unwrap();
+    let announced: Vec<_> = server
+        .server
+        .droid()
+        .bus
+        .history(Some(topics), 100)
+        .iter()
+        .map(|e| (e.topic.as_str(), e.payload["port"].clone()))
+        .collect();
+    let port = serde_json::Value::from(board.link().display().to_string());
+    assert_eq!(
+        announced,
+        [
+            ("eyes.connection.lost", port.clone()),
+            ("eyes.connection.recovered", port)
+        ]
+    );
     server.server.stop().await.unwrap();
 }
 

@@ -461,14 +461,7 @@ impl Actor {
             retry: now + self.backoff,
         };
         self.backoff = (self.backoff * 2).min(self.setup.settings.retry_max.max(FIRST_RETRY));
-        let unavailable = format!(
-            "the eyes' board is not connected ({error}); reconnecting{}",
-            if self.setup.port == EyesPort::Virtual {
-                ""
-            } else {
-                ": check the USB cable and CANTINA_EYES_PORT"
-            }
-        );
+        let unavailable = not_connected(&error);
         for job in self.sent.drain(..).chain(self.waiting.drain(..)) {
             if let Some(reply) = job.reply {
                 let _ = reply.send(Err(EyesError::Unavailable(unavailable.clone())));
@@ -687,14 +680,13 @@ impl Actor {
     fn request(&mut self, request: Request) {
         let down = matches!(self.phase, Phase::Down { .. });
         let unavailable = || {
-            EyesError::Unavailable(format!(
-                "the eyes' board is not connected ({}); reconnecting: check the USB cable and CANTINA_EYES_PORT",
+            EyesError::Unavailable(not_connected(
                 self.setup
                     .state
                     .borrow()
                     .last_error
                     .as_deref()
-                    .unwrap_or("not answering")
+                    .unwrap_or("not answering"),
             ))
         };
         let request = match request {
@@ -928,6 +920,13 @@ impl Actor {
         self.setup.state.send_modify(|s| s.connected = false);
         self.outcome();
     }
+}
+
+/// Why a command cannot reach the board, and what to do.
+fn not_connected(error: &str) -> String {
+    format!(
+        "the eyes' board is not connected: {error}. The server keeps reconnecting; check the USB cable and CANTINA_EYES_PORT"
+    )
 }
 
 fn job(
