@@ -139,9 +139,9 @@ async fn every_command_reaches_the_board_as_its_bytes() {
     let (board, _dir) = board();
     let events = board.events();
     let server = TestServer::with_config(config(board.link().to_path_buf())).await;
-    // Once the board is ready: its brightness (0.8 → 7) and startup glyph,
-    // then the IDLE mode's pattern.
-    assert_eq!(commands(&events, 3), "7II");
+    // Once the board is ready: the sync probe (answered `-`), the brightness (0.8 → 7) and the
+    // startup glyph, then the IDLE mode's pattern.
+    assert_eq!(commands(&events, 4), "?7II");
     assert_eq!(eyes_health(&server).await, ServingStatus::Serving);
 
     assert_eq!(
@@ -197,7 +197,7 @@ async fn a_refused_command_is_an_error_and_the_link_stays_up() {
     let (board, _dir) = board();
     let events = board.events();
     let server = TestServer::with_config(config(board.link().to_path_buf())).await;
-    commands(&events, 3);
+    commands(&events, 4);
     board.set_rejected("D");
     let error = dispatch(&server, "eye pattern sad").await.unwrap_err();
     assert_eq!(error.code(), Code::FailedPrecondition, "{error:?}");
@@ -220,7 +220,7 @@ async fn a_silent_board_is_lost_then_reopened_with_its_state() {
     let (board, _dir) = board();
     let events = board.events();
     let server = TestServer::with_config(config(board.link().to_path_buf())).await;
-    commands(&events, 3);
+    commands(&events, 4);
     dispatch(&server, "eye pattern thinking").await.unwrap();
     commands(&events, 1);
     board.set_muted(true);
@@ -235,7 +235,7 @@ async fn a_silent_board_is_lost_then_reopened_with_its_state() {
     // The server reopens the port: the board resets, boots, and gets its
     // brightness and pattern again.
     wait_event(&events, |e| *e == SimEvent::Opened);
-    assert_eq!(commands(&events, 2), "7T");
+    assert_eq!(commands(&events, 3), "?7T");
     eventually(Duration::from_secs(5), || async {
         eyes_status(&server).await.0.connected
     })
@@ -249,7 +249,7 @@ async fn a_pulled_board_is_reported_lost_and_recovers_with_its_pattern() {
     let (board, _dir) = board();
     let events = board.events();
     let server = TestServer::with_config(config(board.link().to_path_buf())).await;
-    commands(&events, 3);
+    commands(&events, 4);
     dispatch(&server, "eye pattern happy").await.unwrap();
     dispatch(&server, "eye brightness 0.3").await.unwrap();
     assert_eq!(commands(&events, 2), "H2");
@@ -281,9 +281,9 @@ async fn a_pulled_board_is_reported_lost_and_recovers_with_its_pattern() {
     board.plug().unwrap();
     wait_event(&events, |e| *e == SimEvent::Ready);
     assert_eq!(
-        commands(&events, 2),
-        "2H",
-        "brightness and pattern re-applied"
+        commands(&events, 3),
+        "?2H",
+        "synchronised, then brightness and pattern re-applied"
     );
     eventually(Duration::from_secs(5), || async {
         eyes_health(&server).await == ServingStatus::Serving
@@ -390,6 +390,7 @@ async fn the_cli_drives_the_simulator_program_through_unplug_and_replug() {
     let link = dir.path().join("eyes");
     let mut sim = SimProcess::start(&link);
     let server = TestServer::with_config(config(link)).await;
+    sim.expect(|l| l == "rx ? -");
     sim.expect(|l| l == "rx I +");
 
     let out = cantina(&server.address)
@@ -430,7 +431,7 @@ async fn a_quiet_link_is_checked_so_a_hung_board_is_noticed_without_commands() {
     let mut config = config(board.link().to_path_buf());
     config.eyes.heartbeat = Duration::from_millis(100);
     let server = TestServer::with_config(config).await;
-    commands(&events, 3);
+    commands(&events, 4);
     // Nothing to do: the heartbeat re-sends the brightness.
     assert_eq!(commands(&events, 2), "77");
     board.set_muted(true);
@@ -444,6 +445,32 @@ async fn a_quiet_link_is_checked_so_a_hung_board_is_noticed_without_commands() {
         eyes.last_error.contains("no answer to '7'"),
         "{}",
         eyes.last_error
+    );
+    server.server.stop().await.unwrap();
+}
+
+/// A board slower to boot than the boot timeout: its late ready line must
+/// not be taken for an answer (which would shift every answer after it).
+#[tokio::test]
+async fn a_board_slower_than_the_boot_timeout_is_synchronised_not_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = SimOptions::new(dir.path().join("eyes"));
+    options.boot_delay = Duration::from_millis(450);
+    let board = SimBoard::start(options).unwrap();
+    let events = board.events();
+    let mut config = config(board.link().to_path_buf());
+    config.eyes.boot_timeout = Duration::from_millis(300);
+    let server = TestServer::with_config(config).await;
+    // The first probe falls into the boot and is lost; the second is answered.
+    wait_event(&events, |e| *e == SimEvent::Ready);
+    assert_eq!(commands(&events, 4), "?7II");
+    dispatch(&server, "eye pattern happy").await.unwrap();
+    assert_eq!(commands(&events, 1), "H");
+    assert_eq!(board.state().glyph, 'H');
+    let lost = TopicSet::parse(&["eyes.connection.*"]).unwrap();
+    assert!(
+        server.server.droid().bus.history(Some(lost), 10).is_empty(),
+        "the link never flapped"
     );
     server.server.stop().await.unwrap();
 }

@@ -147,9 +147,8 @@ impl Eye {
                 let names: Vec<&str> = Pattern::TEST_CYCLE.iter().map(|p| p.as_str()).collect();
                 Reply::with_data(
                     format!(
-                        "eye test: {} (1 s each), then back to {}; 'eye test stop' cancels",
-                        names.join(", "),
-                        eyes.state().pattern
+                        "eye test: {} (1 s each), then the pattern from before; 'eye test stop' cancels",
+                        names.join(", ")
                     ),
                     json!({ "patterns": names, "step_ms": 1000 }),
                 )

@@ -11,14 +11,16 @@
 //! Arduino's 64-byte receive buffer. A missing answer means a lost board:
 //! the link is dropped and reopened with backoff, and once the board is
 //! back the brightness and pattern are sent again.
+//!
+//! Before trusting answers on a new link the actor synchronises: it sends a
+//! character the firmware does not know (`?`) and waits for its `-`,
+//! ignoring every `+` until then. A `+` alone cannot be told apart from a
+//! late ready line or an answer left over from before, and taking one for
+//! an answer would shift every answer after it onto the wrong command.
 
 use std::{
     collections::VecDeque,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-        mpsc,
-    },
+    sync::{Arc, mpsc},
     time::{Duration, Instant},
 };
 
@@ -42,6 +44,9 @@ pub const WINDOW: usize = 16;
 
 /// First wait before reopening a lost board; it doubles up to the setting.
 const FIRST_RETRY: Duration = Duration::from_millis(250);
+
+/// Sync probes sent before a silent board counts as lost.
+const SYNC_TRIES: u8 = 3;
 
 /// How often `auto` looks for a board while it uses the virtual eyes.
 const RESCAN: Duration = Duration::from_secs(5);
@@ -111,8 +116,6 @@ pub struct Setup {
     pub inbox: mpsc::Receiver<Msg>,
     /// Given to each link's reader.
     pub outbox: mpsc::Sender<Msg>,
-    /// Requests on their way; the actor counts them down.
-    pub queued: Arc<AtomicUsize>,
     /// Fired once the first attempt to reach the board has an outcome.
     pub first_outcome: oneshot::Sender<()>,
 }
@@ -124,9 +127,8 @@ enum Phase {
     Down { retry: Instant },
     /// Port open; waiting for the ready line until `deadline`.
     Booting { deadline: Instant },
-    /// No ready line came; the first answer to the re-sent state proves the
-    /// board is there.
-    Probing,
+    /// The sync probe `?` is out; the board is up once its `-` comes back.
+    Syncing { deadline: Instant, tries: u8 },
     /// The board answers.
     Up,
 }
@@ -178,6 +180,9 @@ struct Job {
     correlation: Option<Arc<str>>,
     /// When the answer is due, once sent.
     deadline: Option<Instant>,
+    /// For pattern requests: their order of arrival, so that a confirmation
+    /// never overrides a newer resting pattern.
+    seq: u64,
 }
 
 /// A running `eye test`.
@@ -213,6 +218,12 @@ pub struct Actor {
     splitter: LineSplitter,
     /// The pattern the eyes rest on (set by commands and the mode).
     base: Pattern,
+    /// The request that set `base`, and the last request's number.
+    base_seq: u64,
+    next_seq: u64,
+    /// Ports `auto` tried that never answered like the eyes' board: not
+    /// taken again (opening one resets whatever device it is).
+    rejected: Vec<String>,
     /// The confirmed brightness.
     brightness: f64,
     test: Option<Test>,
@@ -244,6 +255,9 @@ impl Actor {
             waiting: VecDeque::new(),
             splitter: LineSplitter::default(),
             base: state.pattern,
+            base_seq: 0,
+            next_seq: 0,
+            rejected: Vec::new(),
             brightness: state.brightness,
             test: None,
             last_traffic: now,
@@ -254,9 +268,9 @@ impl Actor {
     /// Runs until [`Msg::Stop`].
     pub fn run(mut self) {
         self.attempt(Instant::now());
-        loop {
+        'run: loop {
             self.pump();
-            let msg = match self.next_deadline() {
+            let first = match self.next_deadline() {
                 Some(at) => {
                     match self
                         .setup
@@ -273,22 +287,31 @@ impl Actor {
                     Err(_) => break,
                 },
             };
-            match msg {
-                Some(Msg::Stop) => break,
-                Some(Msg::Request(request)) => {
-                    self.setup.queued.fetch_sub(1, Ordering::AcqRel);
-                    self.request(request);
+            // Everything already here is handled before any deadline is
+            // judged: an answer waiting behind requests is not a timeout.
+            let mut next = first;
+            while let Some(msg) = next {
+                if !self.handle(msg) {
+                    break 'run;
                 }
-                Some(Msg::Received { link, bytes }) if self.is_current(link) => {
-                    self.received(&bytes);
-                }
-                Some(Msg::Failed { link, error }) if self.is_current(link) => self.lose(error),
-                // A dropped link's leftovers.
-                Some(_) | None => {}
+                next = self.setup.inbox.try_recv().ok();
             }
             self.tick(Instant::now());
         }
         self.finish();
+    }
+
+    /// Handles one message; false to stop.
+    fn handle(&mut self, msg: Msg) -> bool {
+        match msg {
+            Msg::Stop => return false,
+            Msg::Request(request) => self.request(request),
+            Msg::Received { link, bytes } if self.is_current(link) => self.received(&bytes),
+            Msg::Failed { link, error } if self.is_current(link) => self.lose(error),
+            // A dropped link's leftovers.
+            Msg::Received { .. } | Msg::Failed { .. } => {}
+        }
+        true
     }
 
     fn is_current(&self, link: u64) -> bool {
@@ -301,7 +324,7 @@ impl Actor {
         match self.phase {
             Phase::Down { retry } => due.push(retry),
             Phase::Booting { deadline } => due.push(deadline),
-            Phase::Probing => {}
+            Phase::Syncing { deadline, .. } => due.push(deadline),
             Phase::Up => {
                 if let Some(test) = &self.test {
                     due.push(test.next);
@@ -339,11 +362,18 @@ impl Actor {
             Phase::Down { retry } if retry <= now => self.attempt(now),
             Phase::Booting { deadline } if deadline <= now => {
                 // Boards that do not reset on open never print the ready
-                // line: the answers to the re-sent state decide.
+                // line: the sync probe decides.
                 debug!(port = %self.port, "no ready line from the eyes' board; probing it");
-                self.phase = Phase::Probing;
-                self.reapply();
-                self.send_waiting(true);
+                self.sync(now, 1);
+            }
+            Phase::Syncing { deadline, tries } if deadline <= now => {
+                if tries < SYNC_TRIES {
+                    self.sync(now, tries + 1);
+                } else {
+                    self.lose(format!(
+                        "the board does not answer (no reply to {SYNC_TRIES} probes after opening the port)"
+                    ));
+                }
             }
             Phase::Up => {
                 if self.test.as_ref().is_some_and(|t| t.next <= now) {
@@ -374,7 +404,8 @@ impl Actor {
             EyesPort::Virtual => None,
             EyesPort::Path(path) => Some(path.display().to_string()),
             EyesPort::Auto => {
-                let ports = link::list_ports();
+                let mut ports = link::list_ports();
+                ports.retain(|p| !self.rejected.contains(&p.path));
                 match protocol::choose_port(&ports) {
                     Some((port, why)) => {
                         info!(port = %port.path, chosen_by = why, "found the eyes' board");
@@ -431,18 +462,47 @@ impl Actor {
         if !matches!(self.setup.port, EyesPort::Auto) || !self.is_virtual {
             return;
         }
-        if !self.sent.is_empty() || protocol::choose_port(&link::list_ports()).is_none() {
+        let mut ports = link::list_ports();
+        ports.retain(|p| !self.rejected.contains(&p.path));
+        let found = protocol::choose_port(&ports).map(|(p, _)| p.path.clone());
+        let Some(path) = found.filter(|_| self.sent.is_empty()) else {
             self.rescan = Some(now + RESCAN);
             return;
-        }
-        info!("a board for the eyes appeared: leaving the virtual eyes");
+        };
+        info!(port = %path, "a board for the eyes appeared: leaving the virtual eyes");
         self.link = None;
+        self.setup.state.send_modify(|s| {
+            s.connected = false;
+            s.port = path;
+            s.is_virtual = false;
+        });
         self.phase = Phase::Down { retry: now };
         self.attempt(now);
     }
 
+    /// `auto` took a port that never answered like the eyes: leave it alone
+    /// and use the virtual eyes again.
+    fn reject_port(&mut self, now: Instant, error: &str) -> bool {
+        if !matches!(self.setup.port, EyesPort::Auto) || self.had_board || self.is_virtual {
+            return false;
+        }
+        warn!(port = %self.port, error = %error, "this port does not answer like the eyes' board; leaving it alone and using the virtual eyes");
+        self.rejected.push(self.port.clone());
+        self.link = None;
+        self.phase = Phase::Down { retry: now };
+        self.attempt(now);
+        true
+    }
+
     fn fail_attempt(&mut self, now: Instant, error: String, port: String) {
         self.link = None;
+        if port != "auto" && port != "virtual" {
+            self.port = port.clone();
+            self.is_virtual = false;
+            if self.reject_port(now, &error) {
+                return;
+            }
+        }
         let first = self.lost_at.is_none();
         if first {
             warn!(port = %port, error = %error, "the eyes' board cannot be reached; retrying with backoff");
@@ -489,6 +549,9 @@ impl Actor {
         }
         let now = Instant::now();
         self.link = None;
+        if !self.was_up && self.reject_port(now, &error) {
+            return;
+        }
         if self.was_up {
             warn!(port = %self.port, error = %error, "lost the eyes' board; reconnecting");
             self.emit(
@@ -589,20 +652,29 @@ impl Actor {
     }
 
     fn answer(&mut self, done: bool) {
-        if let Phase::Booting { .. } = self.phase {
-            if done {
-                self.up();
-                self.reapply();
+        match self.phase {
+            Phase::Booting { .. } => {
+                if done {
+                    // The ready line.
+                    self.sync(Instant::now(), 1);
+                }
+                return;
             }
-            return;
+            Phase::Syncing { .. } => {
+                // Only the probe's `-` counts; a `+` is a late ready line or
+                // an answer from before.
+                if !done {
+                    self.up();
+                    self.reapply();
+                }
+                return;
+            }
+            _ => {}
         }
         let Some(job) = self.sent.pop_front() else {
             debug!(port = %self.port, "an answer from the eyes' board that no command waits for");
             return;
         };
-        if self.phase == Phase::Probing {
-            self.up();
-        }
         if done {
             self.confirmed(job);
         } else {
@@ -610,8 +682,16 @@ impl Actor {
                 command: job.command as char,
             };
             warn!(port = %self.port, command = %(job.command as char), correlation_id = job.correlation.as_deref(), "the eyes' board refused a command");
-            if matches!(job.effect, Effect::Pattern(_, Source::Test)) {
-                self.end_test("failed: the board refused a pattern");
+            match job.effect {
+                Effect::Pattern(_, Source::Test) => {
+                    self.end_test("failed: the board refused a pattern");
+                }
+                // What shows may be a glyph of the test this command
+                // cancelled: back to the resting pattern.
+                Effect::Pattern(..) if self.setup.state.borrow().pattern != self.base => {
+                    self.restore_base();
+                }
+                _ => {}
             }
             self.setup
                 .state
@@ -622,13 +702,30 @@ impl Actor {
         }
     }
 
+    /// Sends the sync probe (`?`, which the firmware answers `-`).
+    fn sync(&mut self, now: Instant, tries: u8) {
+        self.phase = Phase::Syncing {
+            deadline: now + self.setup.settings.answer_timeout,
+            tries,
+        };
+        let written = match self.link.as_mut() {
+            Some(link) => link.write(&protocol::frame(protocol::SYNC)),
+            None => return,
+        };
+        self.last_traffic = now;
+        if let Err(e) = written {
+            self.lose(format!("writing to the port failed: {e}"));
+        }
+    }
+
     /// Applies what a confirmed command changed.
     fn confirmed(&mut self, job: Job) {
         let marker = if self.is_virtual { " (virtual)" } else { "" };
         match job.effect {
             Effect::Pattern(pattern, source) => {
-                if source == Source::Command {
+                if source == Source::Command && job.seq > self.base_seq {
                     self.base = pattern;
+                    self.base_seq = job.seq;
                 }
                 let previous = self.setup.state.borrow().pattern;
                 if previous != pattern {
@@ -678,16 +775,24 @@ impl Actor {
 
     /// Handles a request from the handle.
     fn request(&mut self, request: Request) {
-        let down = matches!(self.phase, Phase::Down { .. });
+        // Only a board that answers takes commands; while it (re)boots
+        // they would wait seconds, or fail, behind the sync.
+        let down = self.phase != Phase::Up;
         let unavailable = || {
-            EyesError::Unavailable(not_connected(
-                self.setup
-                    .state
-                    .borrow()
-                    .last_error
-                    .as_deref()
-                    .unwrap_or("not answering"),
-            ))
+            EyesError::Unavailable(match self.phase {
+                Phase::Down { .. } => not_connected(
+                    self.setup
+                        .state
+                        .borrow()
+                        .last_error
+                        .as_deref()
+                        .unwrap_or("not answering"),
+                ),
+                _ => format!(
+                    "the eyes' board on {} is starting (waiting for it to answer after opening its port); try again in a moment",
+                    self.port
+                ),
+            })
         };
         let request = match request {
             // These need the board.
@@ -711,12 +816,15 @@ impl Actor {
                     self.test.take();
                     self.finish_test_event("cancelled by 'eye pattern'", correlation.clone());
                 }
-                self.waiting.push_back(job(
+                self.next_seq += 1;
+                let mut job = job(
                     Effect::Pattern(pattern, Source::Command),
                     self.brightness,
                     Some(reply),
                     correlation,
-                ));
+                );
+                job.seq = self.next_seq;
+                self.waiting.push_back(job);
             }
             Request::Brightness {
                 brightness,
@@ -740,7 +848,9 @@ impl Actor {
                 reply,
                 correlation,
             } => {
+                self.next_seq += 1;
                 self.base = pattern;
+                self.base_seq = self.next_seq;
                 if self.phase == Phase::Up && self.test.is_none() {
                     self.waiting.push_back(job(
                         Effect::Pattern(pattern, Source::Mode),
@@ -750,16 +860,8 @@ impl Actor {
                     ));
                     return;
                 }
-                if self.phase == Phase::Probing && self.test.is_none() {
-                    self.waiting.push_back(job(
-                        Effect::Pattern(pattern, Source::Mode),
-                        self.brightness,
-                        None,
-                        correlation,
-                    ));
-                }
-                // Otherwise it is shown when the board is back or has
-                // booted (the state is re-sent then), or when the test ends.
+                // Otherwise it is shown once the board answers (the state is
+                // re-sent then), or when the test ends.
                 let _ = reply.send(Ok(()));
             }
             Request::StartTest { reply, correlation } => {
@@ -858,29 +960,12 @@ impl Actor {
         ));
     }
 
-    /// Sends what waits while the link and the window allow.
+    /// Sends waiting commands while the board answers, up to the window.
     fn pump(&mut self) {
-        if self.phase == Phase::Up {
-            self.send_waiting(false);
-        }
-    }
-
-    /// Sends waiting commands up to the window; with `only_restore`, just the
-    /// re-sent state (while probing, nothing else goes out).
-    fn send_waiting(&mut self, only_restore: bool) {
-        while self.sent.len() < WINDOW {
+        while self.phase == Phase::Up && self.sent.len() < WINDOW {
             let Some(mut job) = self.waiting.pop_front() else {
                 return;
             };
-            let restore = job.reply.is_none()
-                && matches!(
-                    job.effect,
-                    Effect::Pattern(_, Source::Restore) | Effect::Brightness(_)
-                );
-            if only_restore && !restore {
-                self.waiting.push_front(job);
-                return;
-            }
             let Some(link) = self.link.as_mut() else {
                 self.waiting.push_front(job);
                 return;
@@ -941,5 +1026,6 @@ fn job(
         reply,
         correlation,
         deadline: None,
+        seq: 0,
     }
 }

@@ -5,6 +5,7 @@
 //! bytes are told apart from the current one's.
 
 use std::{
+    collections::VecDeque,
     io::{self, Read, Write},
     sync::{
         Arc,
@@ -157,8 +158,9 @@ impl Drop for Link {
 }
 
 /// The virtual board: every byte "arrives" one byte-time after the one
-/// before, is handled by the firmware model, and the answers go back no
-/// faster than the line carries them.
+/// before, is handled by the firmware model, and each answer goes back when
+/// the line would have carried it. Both directions run at once, as on a
+/// real (full-duplex) line.
 fn run_virtual(id: u64, rx: &mpsc::Receiver<Vec<u8>>, inbox: &mpsc::Sender<Msg>) {
     let tick = byte_time(BAUD);
     let mut firmware = Firmware::new();
@@ -168,23 +170,38 @@ fn run_virtual(id: u64, rx: &mpsc::Receiver<Vec<u8>>, inbox: &mpsc::Sender<Msg>)
     }
     let mut wire_in = Instant::now();
     let mut wire_out = Instant::now();
-    while let Ok(bytes) = rx.recv() {
-        let mut answers = Vec::new();
-        for b in bytes {
+    // Answers on their way back, with when their last byte arrives.
+    let mut pending: VecDeque<(Instant, &'static [u8])> = VecDeque::new();
+    loop {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        while let Some((at, answer)) = pending.front().copied() {
+            if at > now {
+                break;
+            }
+            due.extend_from_slice(answer);
+            pending.pop_front();
+        }
+        if !due.is_empty() && !send(due) {
+            return;
+        }
+        let incoming = match pending.front() {
+            Some((at, _)) => match rx.recv_timeout(at.saturating_duration_since(now)) {
+                Ok(bytes) => Some(bytes),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            },
+            None => match rx.recv() {
+                Ok(bytes) => Some(bytes),
+                Err(_) => return,
+            },
+        };
+        for b in incoming.into_iter().flatten() {
             wire_in = wire_in.max(Instant::now()) + tick;
             if let Some(answer) = firmware.receive(b) {
                 wire_out = wire_out.max(wire_in) + tick * answer.len() as u32;
-                answers.extend_from_slice(answer);
+                pending.push_back((wire_out, answer));
             }
-        }
-        if answers.is_empty() {
-            continue;
-        }
-        if let Some(wait) = wire_out.checked_duration_since(Instant::now()) {
-            thread::sleep(wait);
-        }
-        if !send(answers) {
-            return;
         }
     }
 }

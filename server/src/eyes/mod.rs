@@ -128,8 +128,19 @@ struct Inner {
 /// A started actor.
 struct Running {
     tx: mpsc::Sender<Msg>,
-    thread: JoinHandle<()>,
-    watcher: tokio::task::JoinHandle<()>,
+    thread: Option<JoinHandle<()>>,
+    watcher: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    /// The actor holds a sender of its own inbox (for its links' readers),
+    /// so it never sees the channel close: it is told to stop.
+    fn drop(&mut self) {
+        let _ = self.tx.send(Msg::Stop);
+        if let Some(watcher) = &self.watcher {
+            watcher.abort();
+        }
+    }
 }
 
 impl Eyes {
@@ -236,19 +247,17 @@ impl Eyes {
                     "the eyes are not running (stopped, or restarting after 'reset'); try again in a moment".into(),
                 )
             })?;
-        let queued = &self.inner.queued;
-        if queued.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED {
-            queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(EyesError::Unavailable(format!(
+        // Counts this request until its answer, wherever it waits.
+        let _slot = Outstanding::take(&self.inner.queued).ok_or_else(|| {
+            EyesError::Unavailable(format!(
                 "the eyes are busy: {MAX_QUEUED} requests are already waiting for the board"
-            )));
-        }
+            ))
+        })?;
         let (reply, answer) = oneshot::channel();
         if tx
             .send(Msg::Request(request(reply, bus::current_correlation())))
             .is_err()
         {
-            queued.fetch_sub(1, Ordering::AcqRel);
             return Err(EyesError::Unavailable("the eyes stopped".into()));
         }
         answer.await.unwrap_or_else(|_| {
@@ -256,6 +265,25 @@ impl Eyes {
                 "the eyes stopped before the board answered".into(),
             ))
         })
+    }
+}
+
+/// One request in flight, counted against [`MAX_QUEUED`] until dropped.
+struct Outstanding<'a>(&'a AtomicUsize);
+
+impl<'a> Outstanding<'a> {
+    fn take(count: &'a AtomicUsize) -> Option<Self> {
+        if count.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED {
+            count.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Self(count))
+    }
+}
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -313,15 +341,21 @@ impl Subsystem for Eyes {
                 state: inner.state.clone(),
                 inbox: rx,
                 outbox: tx.clone(),
-                queued: inner.queued.clone(),
                 first_outcome: first,
             });
             let thread = std::thread::Builder::new()
                 .name("eyes".into())
                 .spawn(move || actor.run())
                 .map_err(|e| format!("cannot start the eyes' thread: {e}"))?;
+            // Kept before waiting, so that a start given up on still stops
+            // the actor (dropping `Running` tells it to).
+            *inner.running.lock().expect("eyes lock") = Some(Running {
+                tx,
+                thread: Some(thread),
+                watcher: None,
+            });
             // The first attempt to reach the board ends in a bounded time
-            // (open, boot line or its timeout, first answers).
+            // (open, boot line or its timeout, sync).
             let _ = first_outcome.await;
             let mut rx = inner.state.subscribe();
             let mut last = status_of(&rx.borrow_and_update());
@@ -335,11 +369,9 @@ impl Subsystem for Eyes {
                     }
                 }
             });
-            *inner.running.lock().expect("eyes lock") = Some(Running {
-                tx,
-                thread,
-                watcher,
-            });
+            if let Some(running) = inner.running.lock().expect("eyes lock").as_mut() {
+                running.watcher = Some(watcher);
+            }
             Ok(())
         })
     }
@@ -347,10 +379,12 @@ impl Subsystem for Eyes {
     fn stop(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let running = self.inner.running.lock().expect("eyes lock").take();
-            if let Some(running) = running {
-                running.watcher.abort();
-                let _ = running.tx.send(Msg::Stop);
-                let _ = tokio::task::spawn_blocking(move || running.thread.join()).await;
+            if let Some(mut running) = running {
+                let thread = running.thread.take();
+                drop(running);
+                if let Some(thread) = thread {
+                    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+                }
             }
         })
     }

@@ -170,6 +170,10 @@ pub fn parse_brightness(text: &str) -> Result<f64, String> {
     Ok(value)
 }
 
+/// A character the firmware does not know, sent to synchronise: its `-`
+/// answer marks where the answers to our commands begin.
+pub const SYNC: u8 = b'?';
+
 /// The bytes of a one-character command: the character and a newline.
 pub fn frame(command: u8) -> [u8; 2] {
     [command, b'\n']

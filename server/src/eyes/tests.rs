@@ -168,3 +168,28 @@ async fn a_stopped_eyes_handle_answers_unavailable() {
     let err = eyes.set_pattern(Pattern::Happy).await.unwrap_err();
     assert!(err.to_string().contains("not running"), "{err}");
 }
+
+#[tokio::test]
+async fn a_mode_change_after_a_pattern_command_stays_the_resting_pattern() {
+    let (eyes, bus, supervisor) = started(EyesPort::Virtual).await;
+    let (shown, followed) = tokio::join!(
+        eyes.set_pattern(Pattern::Happy),
+        eyes.follow(Pattern::Engaged)
+    );
+    shown.unwrap();
+    followed.unwrap();
+    assert_eq!(eyes.state().pattern, Pattern::Engaged);
+    // The test ends by showing the resting pattern: the newer request's.
+    let finished = bus.wait_for(
+        TopicSet::parse(&["eyes.test.finished"]).unwrap(),
+        |_| true,
+        Duration::from_secs(10),
+    );
+    eyes.start_test().await.unwrap();
+    finished.await.unwrap();
+    let mut rx = eyes.subscribe();
+    rx.wait_for(|s| !s.testing && s.pattern == Pattern::Engaged)
+        .await
+        .unwrap();
+    supervisor.stop_all().await;
+}
