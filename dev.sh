@@ -3,8 +3,9 @@
 # Rust toolchain:
 #   ./dev.sh server [FLAGS…]   build and run the server with its embedded defaults
 #   ./dev.sh test [ARGS…]      install what the tests need, then run the whole suite
-# Anything else the commands need (Debian packages, the Python gRPC client the
-# reflection test drives) they install themselves, once.
+# Anything else the commands need (Debian packages: the ALSA headers for cpal,
+# ffmpeg for the tests' audio files; the Python gRPC client the reflection test
+# drives) they install themselves, once.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -47,13 +48,22 @@ test_python() {
     export CANTINA_TEST_PYTHON
 }
 
+# cpal's ALSA backend builds against the ALSA headers, found through pkg-config.
+build_deps() {
+    apt_install libasound2-dev pkg-config
+}
+
 case "${1:-}" in
     server)
         shift
+        build_deps
         exec cargo run --release --locked -p cantina-server -- "$@"
         ;;
     test)
         shift
+        build_deps
+        # The tests make their audio files (mp3, ogg, m4a …) with ffmpeg.
+        apt_install ffmpeg
         test_python
         # One build of everything (binaries included: tests run them), then the suite.
         cargo build --locked --workspace --all-targets

@@ -187,7 +187,7 @@ async fn help_lists_every_command_and_describes_one() {
         );
     }
     let commands = data(&overview)["commands"].as_array().unwrap().len();
-    assert_eq!(commands, 13);
+    assert_eq!(commands, 30);
 
     let one = dispatch(&server, "help e").await.unwrap();
     assert!(
@@ -304,6 +304,23 @@ async fn list_commands_describes_every_command_by_category() {
             "disengage",
             "ambient",
             "idle",
+            "play music",
+            "stop music",
+            "pause music",
+            "resume music",
+            "next music",
+            "queue music",
+            "list music",
+            "install music",
+            "volume",
+            "crossfade",
+            "duck",
+            "unduck",
+            "play sound",
+            "dj start",
+            "dj stop",
+            "dj next",
+            "dj queue",
             "eye pattern",
             "eye brightness",
             "eye test",
@@ -341,7 +358,9 @@ async fn list_commands_describes_every_command_by_category() {
         .unwrap_err();
     assert_eq!(unknown.code(), Code::InvalidArgument);
     assert!(
-        unknown.message().contains("system, modes, eyes, debug"),
+        unknown
+            .message()
+            .contains("system, modes, music, dj, eyes, debug"),
         "{}",
         unknown.message()
     );

@@ -33,12 +33,16 @@ async fn the_server_is_serving_and_needs_no_token_to_say_so() {
 async fn each_subsystem_has_its_health_and_absent_ones_are_not_serving() {
     let server = TestServer::start().await;
     let mut health = HealthClient::new(server.channel().await);
-    for name in [cantina::health::AUDIO, cantina::health::PLANS] {
+    for name in [cantina::health::PLANS] {
         let response = health.check(request(name)).await.unwrap().into_inner();
         assert_eq!(response.status(), ServingStatus::NotServing, "{name}");
     }
-    // The logs and the (virtual) eyes exist and run.
-    for name in [cantina::health::LOGS, cantina::health::EYES] {
+    // The logs, the (virtual) audio output and the (virtual) eyes exist and run.
+    for name in [
+        cantina::health::LOGS,
+        cantina::health::AUDIO,
+        cantina::health::EYES,
+    ] {
         let response = health.check(request(name)).await.unwrap().into_inner();
         assert_eq!(response.status(), ServingStatus::Serving, "{name}");
     }

@@ -61,6 +61,7 @@ async fn get_status_reports_the_whole_droid() {
         [
             ("logs", ServiceStatus::Running, false),
             ("bus", ServiceStatus::Running, true),
+            ("audio", ServiceStatus::Running, false),
             ("eyes", ServiceStatus::Running, false)
         ]
     );
@@ -73,7 +74,17 @@ async fn get_status_reports_the_whole_droid() {
         metrics["topics"]["system.started"].as_u64().unwrap() >= 1,
         "{metrics}"
     );
-    assert!(status.audio.is_none(), "absent subsystems are unset");
+    let audio = status.audio.unwrap();
+    assert_eq!(
+        (
+            audio.output.as_str(),
+            audio.connected,
+            audio.r#virtual,
+            audio.state.as_str()
+        ),
+        ("virtual", true, true, "stopped")
+    );
+    assert_eq!(audio.volume, 70);
     let eyes = status.eyes.unwrap();
     assert_eq!(
         (eyes.port.as_str(), eyes.connected, eyes.r#virtual),
@@ -285,12 +296,12 @@ async fn status_changes_are_events_and_move_health() {
         .unwrap()
         .into_inner();
     assert!(
-        reply.message.contains("restarted logs, bus, eyes"),
+        reply.message.contains("restarted logs, bus, audio, eyes"),
         "{}",
         reply.message
     );
     let mut statuses = Vec::new();
-    while statuses.len() < 12 {
+    while statuses.len() < 16 {
         let event = next(&mut events).await;
         let p = payload(&event);
         statuses.push(format!(
@@ -305,6 +316,8 @@ async fn status_changes_are_events_and_move_health() {
         [
             "eyes STOPPING",
             "eyes STOPPED",
+            "audio STOPPING",
+            "audio STOPPED",
             "bus STOPPING",
             "bus STOPPED",
             "logs STOPPING",
@@ -313,6 +326,8 @@ async fn status_changes_are_events_and_move_health() {
             "logs RUNNING",
             "bus STARTING",
             "bus RUNNING",
+            "audio STARTING",
+            "audio RUNNING",
             "eyes STARTING",
             "eyes RUNNING",
         ]

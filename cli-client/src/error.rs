@@ -64,7 +64,7 @@ impl Failure {
                 UNAVAILABLE
             }
             Failure::Server(status) => match status.code() {
-                Code::InvalidArgument => USAGE,
+                Code::InvalidArgument | Code::NotFound => USAGE,
                 Code::Unauthenticated | Code::PermissionDenied => NO_PERMISSION,
                 Code::Unavailable => UNAVAILABLE,
                 _ => 1,
@@ -182,6 +182,7 @@ mod tests {
     fn status_codes_map_to_exit_codes() {
         let code = |c: Code| Failure::Server(Status::new(c, "x")).code();
         assert_eq!(code(Code::InvalidArgument), 2);
+        assert_eq!(code(Code::NotFound), 2);
         assert_eq!(code(Code::Unauthenticated), 77);
         assert_eq!(code(Code::PermissionDenied), 77);
         assert_eq!(code(Code::Unavailable), 69);

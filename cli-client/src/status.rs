@@ -332,6 +332,8 @@ mod tests {
                 ducked: true,
                 duck_level: 0.3,
                 dj_mode: false,
+                connected: true,
+                ..AudioStatus::default()
             }),
             eyes: Some(EyesStatus {
                 port: "/dev/ttyACM0".into(),

@@ -108,6 +108,30 @@ pub const SETTINGS: &[Setting] = &[
         "`default`, a sound device name, `virtual`, or `wav:PATH`",
     ),
     setting(
+        "audio_sample_rate",
+        "CANTINA_AUDIO_SAMPLE_RATE",
+        Some("auto"),
+        "Output sample rate in Hz, or `auto` (the device's own; 48000 for the virtual and WAV outputs)",
+    ),
+    setting(
+        "audio_period",
+        "CANTINA_AUDIO_PERIOD",
+        Some("auto"),
+        "Frames the output asks for at a time, or `auto` (the device's own; 1024 for the virtual and WAV outputs)",
+    ),
+    setting(
+        "audio_retry_max",
+        "CANTINA_AUDIO_RETRY_MAX",
+        Some("3s"),
+        "Longest wait between attempts to reopen a lost audio output (the wait doubles from 250ms)",
+    ),
+    setting(
+        "dj_transition",
+        "CANTINA_DJ_TRANSITION",
+        Some("8s"),
+        "How long DJ mode's crossfades between tracks last",
+    ),
+    setting(
         "eyes_port",
         "CANTINA_EYES_PORT",
         Some("auto"),
@@ -527,6 +551,14 @@ pub struct Config {
     pub music_dir: Option<PathBuf>,
     /// Where the sound goes.
     pub audio_output: AudioOutput,
+    /// Output sample rate; `None`: the device's own.
+    pub audio_sample_rate: Option<u32>,
+    /// Output period in frames; `None`: the device's own.
+    pub audio_period: Option<u32>,
+    /// Longest wait between attempts to reopen a lost output.
+    pub audio_retry_max: Duration,
+    /// DJ mode's crossfade length.
+    pub dj_transition: Duration,
     /// Where the eyes are.
     pub eyes_port: EyesPort,
     /// How the eyes' link behaves.
@@ -652,6 +684,23 @@ impl Sources {
         let log_dir = v.parse("log_dir", parse_path_required);
         let music_dir = v.optional("music_dir", parse_path).flatten().flatten();
         let audio_output = v.parse("audio_output", parse_audio_output);
+        let auto_or = |low: u32, high: u32, what: &'static str| {
+            move |s: &str| -> Result<Option<u32>, String> {
+                if s.eq_ignore_ascii_case("auto") {
+                    return Ok(None);
+                }
+                match s.parse::<u32>() {
+                    Ok(n) if (low..=high).contains(&n) => Ok(Some(n)),
+                    _ => Err(format!(
+                        "use `auto` or a whole number of {what} from {low} to {high}"
+                    )),
+                }
+            }
+        };
+        let audio_sample_rate = v.parse("audio_sample_rate", auto_or(8_000, 192_000, "Hz"));
+        let audio_period = v.parse("audio_period", auto_or(16, 4096, "frames"));
+        let audio_retry_max = v.parse("audio_retry_max", |s| parse_duration(s, false));
+        let dj_transition = v.parse("dj_transition", |s| parse_duration(s, false));
         let eyes_port = v.parse("eyes_port", parse_eyes_port);
         let eyes_answer_timeout = v.parse("eyes_answer_timeout", |s| parse_duration(s, false));
         let eyes_boot_timeout = v.parse("eyes_boot_timeout", |s| parse_duration(s, true));
@@ -738,6 +787,10 @@ impl Sources {
             log_dir: log_dir.expect("validated"),
             music_dir,
             audio_output: audio_output.expect("validated"),
+            audio_sample_rate: audio_sample_rate.expect("validated"),
+            audio_period: audio_period.expect("validated"),
+            audio_retry_max: audio_retry_max.expect("validated"),
+            dj_transition: dj_transition.expect("validated"),
             eyes_port: eyes_port.expect("validated"),
             eyes: EyesSettings {
                 answer_timeout: eyes_answer_timeout.expect("validated"),
@@ -1098,6 +1151,22 @@ impl Config {
                     .as_ref()
                     .map(|p| quote(&p.display().to_string())),
                 "audio_output" => Some(quote(&self.audio_output.to_string())),
+                "audio_sample_rate" => Some(quote(
+                    &self
+                        .audio_sample_rate
+                        .map_or("auto".to_string(), |n| n.to_string()),
+                )),
+                "audio_period" => Some(quote(
+                    &self
+                        .audio_period
+                        .map_or("auto".to_string(), |n| n.to_string()),
+                )),
+                "audio_retry_max" => Some(quote(
+                    &humantime::format_duration(self.audio_retry_max).to_string(),
+                )),
+                "dj_transition" => Some(quote(
+                    &humantime::format_duration(self.dj_transition).to_string(),
+                )),
                 "eyes_port" => Some(quote(&self.eyes_port.to_string())),
                 "eyes_answer_timeout" => Some(quote(
                     &humantime::format_duration(self.eyes.answer_timeout).to_string(),

@@ -12,6 +12,7 @@ use tonic_health::server::HealthReporter;
 use tracing::{info, warn};
 
 use crate::{
+    audio::Audio,
     bus::{Bus, Topic},
     eyes::Eyes,
     lifecycle::{StartError, Subsystem, Supervisor},
@@ -80,6 +81,8 @@ pub struct Droid {
     pub supervisor: Supervisor,
     /// The LED eyes (also one of the subsystems).
     pub eyes: Eyes,
+    /// Music, speech and sounds (also one of the subsystems).
+    pub audio: Audio,
     /// Triggered by `quit` and by signals.
     pub shutdown: Shutdown,
 }
@@ -91,16 +94,19 @@ impl Droid {
         info: ServerInfo,
         bus: Bus,
         eyes: Eyes,
+        audio: Audio,
         subsystems: Vec<Arc<dyn Subsystem>>,
         health: Option<HealthReporter>,
         shutdown: Shutdown,
     ) -> Result<Arc<Droid>, StartError> {
         let modes = Modes::new(bus.clone());
         modes.add_hook("eyes", eyes.mode_hook());
+        modes.add_hook("music", audio.mode_hook());
         let droid = Arc::new(Droid {
             info,
             modes,
             eyes,
+            audio,
             supervisor: Supervisor::new(subsystems, bus.clone(), health),
             bus,
             shutdown,

@@ -35,6 +35,11 @@ fn spawn(extra: &[&str]) -> Process {
             std::env::temp_dir().join("cantina-process-test-logs"),
         )
         .env("CANTINA_EYES_PORT", "virtual")
+        .env("CANTINA_AUDIO_OUTPUT", "virtual")
+        .env(
+            "CANTINA_DATA_DIR",
+            std::env::temp_dir().join("cantina-process-test-data"),
+        )
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

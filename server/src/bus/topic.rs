@@ -100,8 +100,14 @@ topics! {
     MusicCrossfadeCompleted = "music.crossfade.completed", Normal;
     /// The library was rescanned.
     MusicLibraryUpdated = "music.library.updated", Normal;
+    /// DJ mode began.
+    MusicDjStarted = "music.dj.started", Normal;
+    /// DJ mode ended.
+    MusicDjStopped = "music.dj.stopped", Normal;
     /// Playback position, periodically.
     MusicPlaybackProgress = "music.playback.progress", Bulk;
+    /// A sound effect began (`play sound`).
+    AudioSoundStarted = "audio.sound.started", Normal;
     /// The audio output ran dry.
     AudioUnderrun = "audio.underrun", Bulk;
     /// The audio device was lost.

@@ -16,6 +16,7 @@ mod debug;
 mod eye;
 mod help;
 mod mode;
+mod music;
 mod quit;
 pub mod registry;
 mod reset;
@@ -37,6 +38,10 @@ pub enum Category {
     System,
     /// Behaviour modes.
     Modes,
+    /// Music and sounds.
+    Music,
+    /// DJ mode.
+    Dj,
     /// The LED eyes.
     Eyes,
     /// Logging and diagnostics.
@@ -48,6 +53,8 @@ impl Category {
     pub const ALL: &'static [Category] = &[
         Category::System,
         Category::Modes,
+        Category::Music,
+        Category::Dj,
         Category::Eyes,
         Category::Debug,
     ];
@@ -57,6 +64,8 @@ impl Category {
         match self {
             Category::System => "system",
             Category::Modes => "modes",
+            Category::Music => "music",
+            Category::Dj => "dj",
             Category::Eyes => "eyes",
             Category::Debug => "debug",
         }
@@ -152,6 +161,23 @@ pub fn all() -> Vec<&'static CommandSpec> {
         &mode::DISENGAGE,
         &mode::AMBIENT,
         &mode::IDLE,
+        &music::PLAY,
+        &music::STOP,
+        &music::PAUSE,
+        &music::RESUME,
+        &music::NEXT,
+        &music::QUEUE,
+        &music::LIST,
+        &music::INSTALL,
+        &music::VOLUME,
+        &music::CROSSFADE,
+        &music::DUCK,
+        &music::UNDUCK,
+        &music::SOUND,
+        &music::DJ_START,
+        &music::DJ_STOP,
+        &music::DJ_NEXT,
+        &music::DJ_QUEUE,
         &eye::PATTERN,
         &eye::BRIGHTNESS,
         &eye::TEST,
@@ -177,6 +203,8 @@ pub enum Command {
     Debug(debug::DebugLevel),
     /// `eye pattern`, `eye brightness`, `eye test`, `eye status`.
     Eye(eye::Eye),
+    /// The music and DJ commands.
+    Music(music::Music),
 }
 
 impl Command {
@@ -190,6 +218,7 @@ impl Command {
             Command::Quit(cmd) => cmd.apply(ctx),
             Command::Debug(cmd) => cmd.apply(ctx),
             Command::Eye(cmd) => cmd.apply(ctx).await,
+            Command::Music(cmd) => cmd.apply(ctx).await,
         }
     }
 }
@@ -260,6 +289,9 @@ pub enum CommandError {
     /// The command does not fit the droid's current state.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// What the command names does not exist (no track matches).
+    #[error("{0}")]
+    NotFound(String),
 }
 
 fn unknown_message(input: &str, suggestions: &[&'static CommandSpec]) -> String {

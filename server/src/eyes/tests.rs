@@ -87,16 +87,18 @@ async fn the_eye_test_cycles_eight_glyphs_and_restores_the_pattern() {
         |_| true,
         Duration::from_secs(10),
     );
+    let restored = bus.wait_for(
+        TopicSet::parse(&["eyes.pattern.changed"]).unwrap(),
+        |e| e.payload["source"] == "restore",
+        Duration::from_secs(10),
+    );
     eyes.start_test().await.unwrap();
     assert!(eyes.state().testing);
     let again = eyes.start_test().await.unwrap_err();
     assert!(matches!(again, EyesError::Conflict(_)), "{again}");
     assert_eq!(finished.await.unwrap().payload["outcome"], "completed");
-    // The restore is confirmed just after the event.
-    let mut rx = eyes.subscribe();
-    rx.wait_for(|s| s.pattern == Pattern::Sad && !s.testing)
-        .await
-        .unwrap();
+    assert_eq!(restored.await.unwrap().payload["pattern"], "sad");
+    assert_eq!(eyes.state().pattern, Pattern::Sad);
     let shown: Vec<String> = events(&bus, "eyes.pattern.changed")
         .iter()
         .filter(|e| e["source"] == "test" || e["source"] == "restore")

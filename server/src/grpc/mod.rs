@@ -43,6 +43,7 @@ impl From<CommandError> for Status {
             | CommandError::BadArgs { .. } => Status::invalid_argument(message),
             CommandError::Unavailable(_) => Status::unavailable(message),
             CommandError::FailedPrecondition(_) => Status::failed_precondition(message),
+            CommandError::NotFound(_) => Status::not_found(message),
         }
     }
 }

@@ -5,8 +5,9 @@
 use std::{pin::Pin, sync::Arc, time::SystemTime};
 
 use cantina::v1::{
-    self as pb, BusEvent, EyesStatus, GetStatusRequest, SetModeRequest, SetModeResponse,
-    SubsystemStatus, SystemStatus, WatchEventsRequest, system_service_server::SystemService,
+    self as pb, AudioStatus, BusEvent, EyesStatus, GetStatusRequest, SetModeRequest,
+    SetModeResponse, SubsystemStatus, SystemStatus, WatchEventsRequest,
+    system_service_server::SystemService,
 };
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
@@ -125,8 +126,7 @@ impl SystemService for SystemApi {
             mode: mode_to_proto(droid.modes.current()) as i32,
             session_id: droid.info.session_id.clone(),
             subsystems,
-            // Absent until its subsystem exists.
-            audio: None,
+            audio: Some(audio_to_proto(&droid.audio.state())),
             eyes: Some(eyes_to_proto(&droid.eyes.state())),
             plans: Vec::new(),
             started_at: Some(droid.info.started_at.into()),
@@ -196,5 +196,29 @@ fn eyes_to_proto(state: &crate::eyes::EyesState) -> EyesStatus {
         brightness: state.brightness,
         last_error: state.last_error.clone().unwrap_or_default(),
         testing: state.testing,
+    }
+}
+
+/// What the audio is doing, for GetStatus.
+fn audio_to_proto(state: &crate::audio::AudioState) -> AudioStatus {
+    let track = state.track.as_ref();
+    AudioStatus {
+        output: state.output.clone(),
+        r#virtual: state.is_virtual,
+        state: state.state.to_string(),
+        track: track.map(|t| t.title.clone()).unwrap_or_default(),
+        artist: track.and_then(|t| t.artist.clone()).unwrap_or_default(),
+        position: track.map(|_| duration(state.position)),
+        duration: track.and_then(|t| t.duration).map(duration),
+        volume: u32::from(state.volume),
+        ducked: state.ducked.is_some(),
+        duck_level: state.ducked.map_or(0.0, f64::from),
+        dj_mode: state.dj,
+        connected: state.connected,
+        sample_rate: state.sample_rate,
+        underruns: state.underruns,
+        queue: state.queue.clone(),
+        library_size: state.library_size as u32,
+        last_error: state.last_error.clone().unwrap_or_default(),
     }
 }

@@ -1,0 +1,362 @@
+//! The music commands: `play music`, `stop music`, `pause music`, `resume
+//! music`, `next music`, `queue music`, `list music`, `install music`,
+//! `volume`, `crossfade`, `duck`, `unduck`, `play sound`, and DJ mode
+//! (`dj start`, `dj stop`, `dj next`, `dj queue`). Each declares its words
+//! here and hands the work to the audio's handle.
+
+use std::path::PathBuf;
+
+use super::{Category, Command, CommandError, CommandSpec, Context, Reply};
+use crate::audio::AudioError;
+
+/// A music command, parsed and checked.
+#[derive(Debug)]
+pub enum Music {
+    Play(String),
+    Stop,
+    Pause,
+    Resume,
+    Next,
+    Queue(String),
+    List,
+    Install(PathBuf),
+    Volume(u8),
+    Crossfade(String, Option<f64>),
+    Duck(Option<f32>, Option<u32>),
+    Unduck(Option<u32>),
+    Sound(String),
+    DjStart,
+    DjStop,
+    DjNext,
+    DjQueue(String),
+}
+
+macro_rules! spec {
+    ($name:ident, $words:literal, $aliases:expr, $shortcuts:expr, $usage:literal, $desc:literal, $cat:ident, $min:literal, $max:expr, $parse:expr) => {
+        #[doc = concat!("Declaration of `", $words, "`.")]
+        pub static $name: CommandSpec = CommandSpec {
+            name: $words,
+            aliases: $aliases,
+            shortcuts: $shortcuts,
+            usage: $usage,
+            description: $desc,
+            category: Category::$cat,
+            min_args: $min,
+            max_args: $max,
+            parse: $parse,
+        };
+    };
+}
+
+/// The rest of the line as one query (`play music cantina band`).
+fn query(args: &[String]) -> String {
+    args.join(" ")
+}
+
+spec!(
+    PLAY,
+    "play music",
+    &["play"],
+    &["p"],
+    "play music <number|title|query>",
+    "play a track: its number in 'list music', its exact title, or the best match",
+    Music,
+    1,
+    None,
+    |_, args| Ok(Command::Music(Music::Play(query(&args))))
+);
+spec!(
+    STOP,
+    "stop music",
+    &["stop"],
+    &["s"],
+    "stop music",
+    "stop the music (and DJ mode)",
+    Music,
+    0,
+    Some(0),
+    |_, _| Ok(Command::Music(Music::Stop))
+);
+spec!(
+    PAUSE,
+    "pause music",
+    &["pause"],
+    &[],
+    "pause music",
+    "pause the music where it is",
+    Music,
+    0,
+    Some(0),
+    |_, _| Ok(Command::Music(Music::Pause))
+);
+spec!(
+    RESUME,
+    "resume music",
+    &["resume"],
+    &[],
+    "resume music",
+    "carry on from where the music was paused",
+    Music,
+    0,
+    Some(0),
+    |_, _| Ok(Command::Music(Music::Resume))
+);
+spec!(
+    NEXT,
+    "next music",
+    &["next"],
+    &["n"],
+    "next music",
+    "play the next queued track, or a random other one",
+    Music,
+    0,
+    Some(0),
+    |_, _| Ok(Command::Music(Music::Next))
+);
+spec!(
+    QUEUE,
+    "queue music",
+    &["queue"],
+    &[],
+    "queue music <number|title|query>",
+    "add a track to the queue",
+    Music,
+    1,
+    None,
+    |_, args| Ok(Command::Music(Music::Queue(query(&args))))
+);
+spec!(
+    LIST,
+    "list music",
+    &["list"],
+    &["l"],
+    "list music",
+    "the numbered track list",
+    Music,
+    0,
+    Some(0),
+    |_, _| Ok(Command::Music(Music::List))
+);
+spec!(
+    INSTALL,
+    "install music",
+    &[],
+    &[],
+    "install music <folder>",
+    "copy the audio files of a folder into the library and rescan",
+    Music,
+    1,
+    Some(1),
+    |_, args| Ok(Command::Music(Music::Install(PathBuf::from(&args[0]))))
+);
+spec!(
+    VOLUME,
+    "volume",
+    &[],
+    &["v"],
+    "volume <0–100>",
+    "set the master volume",
+    Music,
+    1,
+    Some(1),
+    parse_volume
+);
+spec!(
+    CROSSFADE,
+    "crossfade",
+    &[],
+    &["xf"],
+    "crossfade <number|title|query> [seconds]",
+    "fade from the current track into another, equal-power (3 s unless told)",
+    Music,
+    1,
+    None,
+    parse_crossfade
+);
+spec!(
+    DUCK,
+    "duck",
+    &[],
+    &[],
+    "duck [level 0.0–1.0] [fade_ms]",
+    "lower the music to a level (0.5) over a fade (500 ms)",
+    Music,
+    0,
+    Some(2),
+    parse_duck
+);
+spec!(
+    UNDUCK,
+    "unduck",
+    &[],
+    &[],
+    "unduck [fade_ms]",
+    "bring the music back to full level over a fade (500 ms)",
+    Music,
+    0,
+    Some(1),
+    parse_unduck
+);
+spec!(
+    SOUND,
+    "play sound",
+    &[],
+    &[],
+    "play sound <file>",
+    "play a sound effect over the music",
+    Music,
+    1,
+    None,
+    |_, args| Ok(Command::Music(Music::Sound(query(&args))))
+);
+spec!(
+    DJ_START,
+    "dj start",
+    &[],
+    &["dj"],
+    "dj start",
+    "DJ mode: random tracks, crossfading on their own",
+    Dj,
+    0,
+    Some(0),
+    |_, _| Ok(Command::Music(Music::DjStart))
+);
+spec!(
+    DJ_STOP,
+    "dj stop",
+    &[],
+    &["djs"],
+    "dj stop",
+    "end DJ mode (the track plays to its end)",
+    Dj,
+    0,
+    Some(0),
+    |_, _| Ok(Command::Music(Music::DjStop))
+);
+spec!(
+    DJ_NEXT,
+    "dj next",
+    &[],
+    &["djn"],
+    "dj next",
+    "crossfade into the next track now",
+    Dj,
+    0,
+    Some(0),
+    |_, _| Ok(Command::Music(Music::DjNext))
+);
+spec!(
+    DJ_QUEUE,
+    "dj queue",
+    &[],
+    &["djq"],
+    "dj queue <number|title|query>",
+    "play this track next in DJ mode",
+    Dj,
+    1,
+    None,
+    |_, args| Ok(Command::Music(Music::DjQueue(query(&args))))
+);
+
+fn parse_volume(spec: &'static CommandSpec, args: Vec<String>) -> Result<Command, CommandError> {
+    match args[0].parse::<u8>() {
+        Ok(v) if v <= 100 => Ok(Command::Music(Music::Volume(v))),
+        _ => Err(CommandError::BadArgs {
+            spec,
+            problem: format!(
+                "'{}' is not a volume; use a whole number from 0 to 100",
+                args[0]
+            ),
+        }),
+    }
+}
+
+fn parse_crossfade(spec: &'static CommandSpec, args: Vec<String>) -> Result<Command, CommandError> {
+    // A last word that is a number is the length, unless it is the only word
+    // (then it is a track number).
+    let (track, seconds) = match args.split_last() {
+        Some((last, rest)) if !rest.is_empty() && last.parse::<f64>().is_ok() => {
+            let seconds: f64 = last.parse().expect("checked");
+            if !(seconds > 0.0 && seconds <= 600.0) {
+                return Err(CommandError::BadArgs {
+                    spec,
+                    problem: format!(
+                        "a crossfade of {last} s is out of range; use 0.1 to 600 seconds"
+                    ),
+                });
+            }
+            (query(rest), Some(seconds))
+        }
+        _ => (query(&args), None),
+    };
+    Ok(Command::Music(Music::Crossfade(track, seconds)))
+}
+
+fn parse_level(spec: &'static CommandSpec, text: &str) -> Result<f32, CommandError> {
+    match text.parse::<f32>() {
+        Ok(level) if (0.0..=1.0).contains(&level) => Ok(level),
+        _ => Err(CommandError::BadArgs {
+            spec,
+            problem: format!(
+                "'{text}' is not a level; use a number from 0.0 (silent) to 1.0 (full)"
+            ),
+        }),
+    }
+}
+
+fn parse_fade(spec: &'static CommandSpec, text: &str) -> Result<u32, CommandError> {
+    match text.parse::<u32>() {
+        Ok(ms) if ms <= 60_000 => Ok(ms),
+        _ => Err(CommandError::BadArgs {
+            spec,
+            problem: format!("'{text}' is not a fade time; use whole milliseconds from 0 to 60000"),
+        }),
+    }
+}
+
+fn parse_duck(spec: &'static CommandSpec, args: Vec<String>) -> Result<Command, CommandError> {
+    let level = args.first().map(|a| parse_level(spec, a)).transpose()?;
+    let fade = args.get(1).map(|a| parse_fade(spec, a)).transpose()?;
+    Ok(Command::Music(Music::Duck(level, fade)))
+}
+
+fn parse_unduck(spec: &'static CommandSpec, args: Vec<String>) -> Result<Command, CommandError> {
+    let fade = args.first().map(|a| parse_fade(spec, a)).transpose()?;
+    Ok(Command::Music(Music::Unduck(fade)))
+}
+
+impl From<AudioError> for CommandError {
+    fn from(e: AudioError) -> Self {
+        match e {
+            AudioError::Unavailable(m) => CommandError::Unavailable(m),
+            AudioError::NotFound(m) => CommandError::NotFound(m),
+            AudioError::Refused(m) => CommandError::FailedPrecondition(m),
+        }
+    }
+}
+
+impl Music {
+    pub(super) async fn apply(self, ctx: &Context<'_>) -> Result<Reply, CommandError> {
+        let audio = &ctx.droid.audio;
+        let (message, data) = match self {
+            Music::Play(q) => audio.play(q).await?,
+            Music::Stop => audio.stop().await?,
+            Music::Pause => audio.pause().await?,
+            Music::Resume => audio.resume().await?,
+            Music::Next => audio.next().await?,
+            Music::Queue(q) => audio.queue(q).await?,
+            Music::List => audio.list().await?,
+            Music::Install(dir) => audio.install(dir).await?,
+            Music::Volume(v) => audio.volume(v).await?,
+            Music::Crossfade(q, s) => audio.crossfade(q, s).await?,
+            Music::Duck(level, fade) => audio.duck(level, fade).await?,
+            Music::Unduck(fade) => audio.unduck(fade).await?,
+            Music::Sound(file) => audio.play_sound(file).await?,
+            Music::DjStart => audio.dj_start().await?,
+            Music::DjStop => audio.dj_stop().await?,
+            Music::DjNext => audio.dj_next().await?,
+            Music::DjQueue(q) => audio.dj_queue(q).await?,
+        };
+        Ok(Reply::with_data(message, data))
+    }
+}
