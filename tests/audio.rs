@@ -341,3 +341,89 @@ async fn a_fresh_machine_gets_the_generated_demo_library() {
     assert_eq!(status(&server).await.state, "playing");
     server.server.stop().await.unwrap();
 }
+
+async fn audio_health(
+    server: &TestServer,
+) -> tonic_health::pb::health_check_response::ServingStatus {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    HealthClient::new(server.channel().await)
+        .check(HealthCheckRequest {
+            service: "cantina.audio".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status()
+}
+
+#[tokio::test]
+async fn an_output_that_cannot_be_written_is_reported_and_reopened_when_it_can() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let dir = tempfile::tempdir().unwrap();
+    fixtures::make(
+        dir.path(),
+        "A - Tone",
+        Format::Wav,
+        440.0,
+        2.0,
+        &Tags::none(),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("renders");
+    let wav = out_dir.join("show.wav");
+    let mut config = config(dir.path());
+    config.audio_output = AudioOutput::Wav(wav.clone());
+    config.audio_retry_max = Duration::from_millis(200);
+    let server = TestServer::with_config(config).await;
+
+    let lost = status(&server).await;
+    assert!(!lost.connected);
+    assert!(
+        lost.last_error.contains("renders/show.wav"),
+        "{}",
+        lost.last_error
+    );
+    assert_eq!(audio_health(&server).await, ServingStatus::NotServing);
+    let refused = server.dispatch("play music 1").await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable);
+    assert!(
+        refused.message().contains("being reopened"),
+        "{}",
+        refused.message()
+    );
+
+    // The folder appears: the output opens on its next attempt.
+    let recovered = server.server.droid().bus.wait_for(
+        TopicSet::parse(&["audio.device.recovered"]).unwrap(),
+        |_| true,
+        Duration::from_secs(5),
+    );
+    std::fs::create_dir_all(&out_dir).unwrap();
+    recovered.await.expect("the output comes back");
+    assert!(status(&server).await.connected);
+    assert_eq!(audio_health(&server).await, ServingStatus::Serving);
+    scanned(&server, 1).await;
+    server.dispatch("play music 1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.server.stop().await.unwrap();
+    let written = hound::WavReader::open(&wav).expect("a valid WAV file");
+    assert!(written.duration() > 48_000 / 10, "the mix was written");
+}
+
+#[tokio::test]
+async fn a_full_disk_is_reported_and_the_server_runs_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.audio_output = AudioOutput::Wav("/dev/full".into());
+    let server = TestServer::with_config(config).await;
+    let audio = status(&server).await;
+    assert!(!audio.connected);
+    assert!(
+        audio.last_error.contains("No space left on device"),
+        "{}",
+        audio.last_error
+    );
+    let eyes = server.dispatch("eye pattern happy").await.unwrap();
+    assert_eq!(eyes.message, "eyes show happy (virtual eyes)");
+    server.server.stop().await.unwrap();
+}

@@ -373,7 +373,12 @@ pub fn open_wav(path: &Path, format: Format, slot: Arc<MixerSlot>) -> Result<Out
     };
     let file = fs::File::create(path)
         .map_err(|e| format!("cannot write the WAV output {}: {e}", path.display()))?;
-    let writer = hound::WavWriter::new(BufWriter::new(file), spec)
+    let mut writer = hound::WavWriter::new(BufWriter::new(file), spec)
+        .map_err(|e| format!("cannot write the WAV output {}: {e}", path.display()))?;
+    // The header reaches the disk now: a full disk fails here, not in the
+    // first period.
+    writer
+        .flush()
         .map_err(|e| format!("cannot write the WAV output {}: {e}", path.display()))?;
     paced(
         OutputKind::Wav(path.to_path_buf()),

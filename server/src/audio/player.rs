@@ -132,6 +132,8 @@ pub struct Player {
     last_error: Option<String>,
     scans: mpsc::Receiver<Result<library::Scan, String>>,
     scans_tx: mpsc::Sender<Result<library::Scan, String>>,
+    /// A scan is running.
+    scanning: bool,
     last_progress: Instant,
     underruns_reported: u64,
     correlation: Option<Arc<str>>,
@@ -186,6 +188,7 @@ impl Player {
             last_error: None,
             scans,
             scans_tx,
+            scanning: false,
             last_progress: now,
             underruns_reported: 0,
             correlation: None,
@@ -511,7 +514,10 @@ impl Player {
 
     async fn request(&mut self, request: Request) -> Result<Answer, AudioError> {
         match request {
-            Request::List {} => Ok(self.list()),
+            Request::List {} => {
+                self.not_scanning()?;
+                Ok(self.list())
+            }
             Request::Play { query } => {
                 self.output_up()?;
                 let track = self.find(&query)?;
@@ -607,6 +613,7 @@ impl Player {
     }
 
     fn find(&self, query: &str) -> Result<Track, AudioError> {
+        self.not_scanning()?;
         library::find(&self.tracks, query)
             .map(|i| self.tracks[i].clone())
             .map_err(|e| AudioError::NotFound(e.to_string()))
@@ -971,7 +978,25 @@ impl Player {
 
     /// Scans the library in the background (generating the demo library
     /// first when no folder is configured).
-    fn rescan(&self) {
+    /// Refuses, saying why, while the first scan (or the demo library's
+    /// generation) has not finished: an empty list then would be a lie.
+    fn not_scanning(&self) -> Result<(), AudioError> {
+        if self.scanning && self.tracks.is_empty() {
+            return Err(AudioError::Unavailable(format!(
+                "the music library in {} is still being scanned{}; try again in a moment",
+                self.settings.library_dir().display(),
+                if self.settings.music_dir.is_none() {
+                    " (the demo library is generated on first run)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        Ok(())
+    }
+
+    fn rescan(&mut self) {
+        self.scanning = true;
         let dir = self.settings.library_dir();
         let demo = self.settings.music_dir.is_none();
         let tx = self.scans_tx.clone();
@@ -990,6 +1015,7 @@ impl Player {
     }
 
     fn scanned(&mut self, scan: Result<library::Scan, String>) {
+        self.scanning = false;
         match scan {
             Ok(scan) => {
                 for skipped in &scan.skipped {
