@@ -140,10 +140,22 @@ fn audio_block(audio: &AudioStatus) -> String {
         (true, level) if level > 0.0 => format!("yes ({level:.2})"),
         (true, _) => "yes".to_string(),
     };
-    let pairs = [
-        ("output", output.to_string()),
+    let mut output = output.to_string();
+    if audio.sample_rate > 0 {
+        output.push_str(&format!(", {} Hz", audio.sample_rate));
+    }
+    if !audio.connected {
+        output.push_str(" (LOST: reopening)");
+    }
+    let track = match (audio.track.as_str(), audio.artist.as_str()) {
+        ("", _) => NONE.to_string(),
+        (title, "") => title.to_string(),
+        (title, artist) => format!("{artist} - {title}"),
+    };
+    let mut pairs = vec![
+        ("output", output),
         ("state", or_none(&audio.state).to_string()),
-        ("track", or_none(&audio.track).to_string()),
+        ("track", track),
         ("position", position),
         ("volume", audio.volume.to_string()),
         ("ducked", ducked),
@@ -152,6 +164,19 @@ fn audio_block(audio: &AudioStatus) -> String {
             if audio.dj_mode { "on" } else { "off" }.to_string(),
         ),
     ];
+    // Quiet unless there is something to say.
+    if !audio.queue.is_empty() {
+        pairs.push(("queue", audio.queue.join(", ")));
+    }
+    if audio.library_size > 0 {
+        pairs.push(("library", format!("{} tracks", audio.library_size)));
+    }
+    if audio.underruns > 0 {
+        pairs.push(("underruns", audio.underruns.to_string()));
+    }
+    if !audio.last_error.is_empty() {
+        pairs.push(("last_error", audio.last_error.clone()));
+    }
     format!("audio:\n{}", key_values(&pairs, "  "))
 }
 
