@@ -427,3 +427,116 @@ async fn a_full_disk_is_reported_and_the_server_runs_on() {
     assert_eq!(eyes.message, "eyes show happy (virtual eyes)");
     server.server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn stopping_during_a_crossfade_silences_both_tracks() {
+    let dir = tempfile::tempdir().unwrap();
+    fixtures::make(
+        dir.path(),
+        "A - Low",
+        Format::Wav,
+        440.0,
+        8.0,
+        &Tags::none(),
+    )
+    .unwrap();
+    fixtures::make(
+        dir.path(),
+        "B - High",
+        Format::Wav,
+        880.0,
+        8.0,
+        &Tags::none(),
+    )
+    .unwrap();
+    let renders = tempfile::tempdir().unwrap();
+    let wav = renders.path().join("mix.wav");
+    let mut config = config(dir.path());
+    config.audio_output = AudioOutput::Wav(wav.clone());
+    let server = TestServer::with_config(config).await;
+    scanned(&server, 2).await;
+    server.dispatch("play music low").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.dispatch("crossfade high 10").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.dispatch("stop music").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    server.server.stop().await.unwrap();
+    let samples: Vec<f32> = hound::WavReader::open(&wav)
+        .unwrap()
+        .into_samples::<f32>()
+        .map(Result::unwrap)
+        .collect();
+    let tail = &samples[samples.len() - 48_000 / 5 * 2..];
+    assert!(
+        tail.iter().all(|s| *s == 0.0),
+        "after 'stop music' nothing sounds, not even the track that was fading out"
+    );
+    assert!(
+        samples.iter().any(|s| s.abs() > 0.1),
+        "music was written before"
+    );
+}
+
+#[tokio::test]
+async fn dj_mode_on_an_empty_library_says_so_and_stays_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::with_config(config(dir.path())).await;
+    scanned(&server, 0).await;
+    let refused = server.dispatch("dj start").await.unwrap_err();
+    assert!(
+        refused.message().contains("install music"),
+        "{}",
+        refused.message()
+    );
+    assert!(!status(&server).await.dj_mode);
+    server.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_queued_track_that_vanished_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    fixtures::make(
+        dir.path(),
+        "A - One",
+        Format::Wav,
+        440.0,
+        0.3,
+        &Tags::none(),
+    )
+    .unwrap();
+    let two = fixtures::make(
+        dir.path(),
+        "B - Two",
+        Format::Wav,
+        550.0,
+        0.3,
+        &Tags::none(),
+    )
+    .unwrap();
+    fixtures::make(
+        dir.path(),
+        "C - Three",
+        Format::Wav,
+        660.0,
+        5.0,
+        &Tags::none(),
+    )
+    .unwrap();
+    let server = TestServer::with_config(config(dir.path())).await;
+    scanned(&server, 3).await;
+    let bus = server.server.droid().bus.clone();
+    let three = bus.wait_for(
+        TopicSet::parse(&["music.playback.started"]).unwrap(),
+        |e| e.payload["track"] == "C - Three",
+        Duration::from_secs(5),
+    );
+    server.dispatch("play music one").await.unwrap();
+    server.dispatch("queue music two").await.unwrap();
+    server.dispatch("queue music three").await.unwrap();
+    std::fs::remove_file(two).unwrap();
+    three.await.expect("the track after the missing one plays");
+    let audio = status(&server).await;
+    assert!(audio.last_error.contains("B - Two"), "{}", audio.last_error);
+    server.server.stop().await.unwrap();
+}

@@ -254,8 +254,18 @@ impl Decoder {
             });
         }
         let info = pipeline.info.clone();
-        let (producer, consumer) = RingBuffer::new(ring_frames * CHANNELS);
+        let (mut producer, consumer) = RingBuffer::new(ring_frames * CHANNELS);
         let shared = Arc::new(DecoderShared::default());
+        // The first chunk is already decoded: into the ring with it now, so
+        // that a caller waiting for the first period to start the voice
+        // finds it there at once instead of waiting for the new thread.
+        let n = producer.slots().min(pipeline.out.len()) / CHANNELS * CHANNELS;
+        if n > 0 && producer.push_entire_slice(&pipeline.out[..n]).is_ok() {
+            pipeline.out.drain(..n);
+            shared
+                .frames_out
+                .fetch_add((n / CHANNELS) as u64, Ordering::Release);
+        }
         let finished = shared.finished.clone();
         // Nap long enough for the mixer to free a useful share of the ring,
         // short enough to refill well before it runs dry (and to stop promptly).
@@ -314,8 +324,8 @@ impl Decoder {
     /// Waits until `frames` stereo frames are in the ring (capped at the
     /// ring's size) or the stream has finished (a short file), so the caller
     /// can hand the voice to the mixer with its first period ready. Returns
-    /// `false` if `timeout` passed first. Polls every millisecond: this runs
-    /// on a control thread, never the audio callback.
+    /// `false` if `timeout` passed first. Polls every 100 µs: this runs on a
+    /// control thread, never the audio callback.
     pub fn wait_buffered(
         &self,
         consumer: &Consumer<f32>,
@@ -331,7 +341,9 @@ impl Decoder {
             if Instant::now() >= deadline {
                 return false;
             }
-            thread::sleep(Duration::from_millis(1));
+            // Short: the next chunk takes tens of microseconds, and a play
+            // command waits on this.
+            thread::sleep(Duration::from_micros(100));
         }
     }
 

@@ -379,7 +379,17 @@ impl Subsystem for Audio {
                 // and the decoders.
                 running.watcher.abort();
                 drop(running.tx);
-                let _ = tokio::time::timeout(Duration::from_secs(5), running.task).await;
+                let mut task = running.task;
+                if tokio::time::timeout(Duration::from_secs(5), &mut task)
+                    .await
+                    .is_err()
+                {
+                    // Stuck: cut it off, so that it lets go of the device
+                    // before the next start opens it.
+                    warn!("the audio task did not stop within 5 s; aborting it");
+                    task.abort();
+                    let _ = task.await;
+                }
             }
         })
     }

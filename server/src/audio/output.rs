@@ -20,7 +20,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread::{self, JoinHandle},
     time::{Duration, Instant},
@@ -118,6 +118,7 @@ pub struct Output {
     period_frames: u32,
     channels: u16,
     failure: Arc<Mutex<Option<String>>>,
+    xruns: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -143,6 +144,11 @@ impl Output {
         self.channels
     }
 
+    /// Glitches the device reported and survived (ALSA xruns …).
+    pub fn xruns(&self) -> u64 {
+        self.xruns.load(Ordering::Relaxed)
+    }
+
     /// Why the output stopped working, if it did.
     pub fn failure(&self) -> Option<String> {
         self.failure.lock().expect("failure lock").clone()
@@ -159,6 +165,9 @@ impl Drop for Output {
     }
 }
 
+/// What [`find_device`] says when the machine has no sound device at all.
+pub const NO_DEVICE: &str = "no default sound device";
+
 /// Finds the sound device: the default one, or one by (part of) its name.
 /// `None` asks for the default; the error says what exists.
 pub fn find_device(name: Option<&str>) -> Result<cpal::Device, String> {
@@ -166,7 +175,7 @@ pub fn find_device(name: Option<&str>) -> Result<cpal::Device, String> {
     match name {
         None => host
             .default_output_device()
-            .ok_or_else(|| "no default sound device".to_string()),
+            .ok_or_else(|| NO_DEVICE.to_string()),
         Some(wanted) => {
             let mut devices: Vec<(String, cpal::Device)> = host
                 .output_devices()
@@ -214,6 +223,7 @@ pub fn open_device(
 ) -> Result<Output, String> {
     let stop = Arc::new(AtomicBool::new(false));
     let failure = Arc::new(Mutex::new(None));
+    let xruns = Arc::new(AtomicU64::new(0));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let name = device_name.map(String::from);
     // The stream is made, played and dropped on this thread: cpal streams
@@ -223,8 +233,15 @@ pub fn open_device(
         .spawn({
             let stop = stop.clone();
             let failure = failure.clone();
+            let xruns = xruns.clone();
             move || {
-                let opened = build_stream(name.as_deref(), format, slot, failure.clone());
+                let opened = build_stream(
+                    name.as_deref(),
+                    format,
+                    slot,
+                    failure.clone(),
+                    xruns.clone(),
+                );
                 let stream = match opened {
                     Ok((stream, info)) => {
                         let _ = ready_tx.send(Ok(info));
@@ -251,6 +268,7 @@ pub fn open_device(
         period_frames,
         channels,
         failure,
+        xruns,
         stop,
         thread: Some(thread),
     })
@@ -263,6 +281,7 @@ fn build_stream(
     format: Format,
     slot: Arc<MixerSlot>,
     failure: Arc<Mutex<Option<String>>>,
+    xruns: Arc<AtomicU64>,
 ) -> Result<(cpal::Stream, StreamInfo), String> {
     let device = find_device(name)?;
     let device_name = device.to_string();
@@ -281,9 +300,20 @@ fn build_stream(
     let period = format.period_frames.unwrap_or(DEFAULT_PERIOD);
     let channels = config.channels;
     let on_error = move |e: cpal::Error| {
-        let mut failure = failure.lock().expect("failure lock");
-        if failure.is_none() {
-            *failure = Some(format!("the sound device failed: {e}"));
+        match e.kind() {
+            // The stream carries on after these: an xrun is a glitch (the
+            // mixer counts its own underruns), the others are notices.
+            cpal::ErrorKind::Xrun
+            | cpal::ErrorKind::DeviceChanged
+            | cpal::ErrorKind::RealtimeDenied => {
+                xruns.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {
+                let mut failure = failure.lock().expect("failure lock");
+                if failure.is_none() {
+                    *failure = Some(format!("the sound device failed: {e}"));
+                }
+            }
         }
     };
     let stream = match default.sample_format() {
@@ -335,7 +365,9 @@ fn stream<T: SizedSample + FromSample<f32>>(
             }
         },
         on_error,
-        None,
+        // A device that stops calling back without an error is noticed by
+        // the player's clock watch; this bounds ALSA's own waits.
+        Some(Duration::from_secs(2)),
     )
 }
 
@@ -362,8 +394,15 @@ pub fn open_virtual(format: Format, slot: Arc<MixerSlot>) -> Result<Output, Stri
     paced(OutputKind::Virtual, format, slot, None)
 }
 
-/// Starts writing the mix, in real time, to a 32-bit float WAV file.
-pub fn open_wav(path: &Path, format: Format, slot: Arc<MixerSlot>) -> Result<Output, String> {
+/// Starts writing the mix, in real time, to a 32-bit float WAV file; with
+/// `append`, after what an earlier run of this output wrote (a reopen after
+/// a failure keeps what was rendered before it).
+pub fn open_wav(
+    path: &Path,
+    format: Format,
+    slot: Arc<MixerSlot>,
+    append: bool,
+) -> Result<Output, String> {
     let rate = format.sample_rate.unwrap_or(DEFAULT_RATE);
     let spec = hound::WavSpec {
         channels: CHANNELS as u16,
@@ -371,15 +410,25 @@ pub fn open_wav(path: &Path, format: Format, slot: Arc<MixerSlot>) -> Result<Out
         bits_per_sample: 32,
         sample_format: hound::SampleFormat::Float,
     };
-    let file = fs::File::create(path)
-        .map_err(|e| format!("cannot write the WAV output {}: {e}", path.display()))?;
-    let mut writer = hound::WavWriter::new(BufWriter::new(file), spec)
-        .map_err(|e| format!("cannot write the WAV output {}: {e}", path.display()))?;
+    let fail =
+        |e: &dyn std::fmt::Display| format!("cannot write the WAV output {}: {e}", path.display());
+    let appended = if append {
+        hound::WavWriter::append(path)
+            .ok()
+            .filter(|w| w.spec() == spec)
+    } else {
+        None
+    };
+    let mut writer = match appended {
+        Some(writer) => writer,
+        None => {
+            let file = fs::File::create(path).map_err(|e| fail(&e))?;
+            hound::WavWriter::new(BufWriter::new(file), spec).map_err(|e| fail(&e))?
+        }
+    };
     // The header reaches the disk now: a full disk fails here, not in the
     // first period.
-    writer
-        .flush()
-        .map_err(|e| format!("cannot write the WAV output {}: {e}", path.display()))?;
+    writer.flush().map_err(|e| fail(&e))?;
     paced(
         OutputKind::Wav(path.to_path_buf()),
         format,
@@ -412,7 +461,7 @@ fn paced(
             let failure = failure.clone();
             move || {
                 let mut buffer = vec![0.0f32; period as usize * CHANNELS];
-                let started = Instant::now();
+                let mut started = Instant::now();
                 let mut periods: u64 = 0;
                 while !stop.load(Ordering::Acquire) {
                     slot.render(&mut buffer);
@@ -425,10 +474,17 @@ fn paced(
                         }
                     }
                     periods += 1;
-                    let due = started
+                    let mut due = started
                         + Duration::from_secs_f64(
                             periods as f64 * f64::from(period) / f64::from(rate),
                         );
+                    // After a stall (a suspended machine), carry on from now
+                    // rather than render the gap in a burst.
+                    if Instant::now() > due + Duration::from_millis(200) {
+                        started = Instant::now();
+                        periods = 0;
+                        due = started;
+                    }
                     // Parking may end early (an unpark, or spuriously).
                     while let Some(wait) = due.checked_duration_since(Instant::now()) {
                         if stop.load(Ordering::Acquire) {
@@ -452,6 +508,7 @@ fn paced(
         period_frames: period,
         channels: CHANNELS as u16,
         failure,
+        xruns: Arc::default(),
         stop,
         thread: Some(thread),
     })

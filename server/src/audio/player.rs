@@ -40,6 +40,11 @@ const CLICK_FADE: Duration = Duration::from_millis(30);
 const VOLUME_RAMP: Duration = Duration::from_millis(100);
 /// DJ mode avoids the last this many tracks.
 const DJ_MEMORY: usize = 10;
+/// An output whose clock stands this long is taken as lost.
+const STALL: Duration = Duration::from_millis(1500);
+/// Effects that may sound at once (the mixer has 16 voices; music needs 2).
+const MAX_EFFECTS: usize = 8;
+
 /// First wait before reopening a lost output; it doubles up to the setting.
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 
@@ -136,6 +141,10 @@ pub struct Player {
     scanning: bool,
     last_progress: Instant,
     underruns_reported: u64,
+    /// The output's clock when last seen to move, and when.
+    clock_seen: (u64, Instant),
+    /// Device glitches (xruns) of outputs since dropped.
+    xruns: u64,
     correlation: Option<Arc<str>>,
 }
 
@@ -191,6 +200,8 @@ impl Player {
             scanning: false,
             last_progress: now,
             underruns_reported: 0,
+            clock_seen: (0, now),
+            xruns: 0,
             correlation: None,
         };
         player
@@ -242,12 +253,14 @@ impl Player {
         let slot = self.slot.clone();
         let opened = match &self.settings.output {
             AudioOutput::Virtual => output::open_virtual(format, slot),
-            AudioOutput::Wav(path) => output::open_wav(path, format, slot),
+            AudioOutput::Wav(path) => output::open_wav(path, format, slot, !first),
             AudioOutput::Device(name) => output::open_device(Some(name), format, slot),
             AudioOutput::Default if self.fallback_virtual => output::open_virtual(format, slot),
             AudioOutput::Default => match output::open_device(None, format, slot.clone()) {
                 Ok(out) => Ok(out),
-                Err(e) if first => {
+                // Only a machine without any sound device gets the virtual
+                // output; a busy or failing device is retried.
+                Err(e) if first && e == output::NO_DEVICE => {
                     info!(
                         reason = %e,
                         "no sound device: using the VIRTUAL output (sound is mixed in real time and discarded); set CANTINA_AUDIO_OUTPUT to a device name or wav:PATH"
@@ -307,14 +320,29 @@ impl Player {
     fn check_output(&mut self) {
         match &self.link {
             Link::Up(out) => {
-                if let Some(failure) = out.failure() {
+                // A device can also just stop calling back: the clock stands.
+                let frames = self.control.clock().frames();
+                let now = Instant::now();
+                if frames != self.clock_seen.0 {
+                    self.clock_seen = (frames, now);
+                }
+                let stalled = now.duration_since(self.clock_seen.1) > STALL;
+                let failure = out.failure().or_else(|| {
+                    stalled.then(|| {
+                        format!(
+                            "the output stopped taking sound (its clock has stood still for {} ms)",
+                            STALL.as_millis()
+                        )
+                    })
+                });
+                if let Some(failure) = failure {
                     warn!(output = %out.kind().describe(), error = %failure, "lost the audio output; reopening");
                     self.emit(
                         Topic::AudioDeviceLost,
                         json!({ "output": out.kind().describe(), "error": failure }),
                     );
                     self.last_error = Some(failure);
-                    let now = Instant::now();
+                    self.xruns += out.xruns();
                     // Dropping the output stops its thread; the mixer (and so
                     // the music's place) stays in the slot.
                     self.link = Link::Down {
@@ -323,7 +351,10 @@ impl Player {
                     };
                 }
             }
-            Link::Down { retry, .. } if *retry <= Instant::now() => self.open_output(false),
+            Link::Down { retry, .. } if *retry <= Instant::now() => {
+                self.open_output(false);
+                self.clock_seen = (self.control.clock().frames(), Instant::now());
+            }
             Link::Down { .. } => {}
         }
     }
@@ -390,6 +421,14 @@ impl Player {
             MixerEvent::VoiceEnded { id, stopped, .. } => {
                 self.effects.retain(|(voice, _)| *voice != id);
                 self.fading.retain(|deck| deck.voice != id);
+                // A crossfade one of whose voices is gone is over (its
+                // CrossfadeDone may never come); DJ mode must not wait on it.
+                if self
+                    .crossfading
+                    .is_some_and(|(from, to)| id == to || (id == from && !stopped))
+                {
+                    self.crossfading = None;
+                }
                 let ended = self.current.as_ref().is_some_and(|d| d.voice == id);
                 if ended && !stopped {
                     let deck = self.current.take().expect("checked");
@@ -415,27 +454,34 @@ impl Player {
     }
 
     /// A track played out: the queue's next, DJ mode's pick, or silence.
+    /// A next track that cannot be played is skipped (a few at most).
     async fn after_track(&mut self) {
-        let next = self
-            .queue
-            .pop_front()
-            .or_else(|| if self.dj { self.dj_pick() } else { None });
-        match next {
-            Some(track) => {
-                self.emit_queue();
-                if let Err(e) = self.start_track(track, None).await {
-                    warn!(error = %e, "could not play the next track");
+        for _ in 0..3 {
+            let next = self
+                .queue
+                .pop_front()
+                .or_else(|| if self.dj { self.dj_pick() } else { None });
+            let Some(track) = next else { break };
+            self.emit_queue();
+            match self.start_track(track, None).await {
+                Ok(_) => return,
+                Err(e) => {
+                    warn!(error = %e, "could not play the next track; skipping it");
                     self.last_error = Some(e.to_string());
                 }
             }
-            None => {
-                self.paused = false;
-                self.emit(
-                    Topic::MusicPlaybackStopped,
-                    json!({ "reason": "the last track ended" }),
-                );
-            }
         }
+        self.paused = false;
+        if std::mem::replace(&mut self.dj, false) {
+            self.emit(
+                Topic::MusicDjStopped,
+                json!({ "reason": "nothing left to play" }),
+            );
+        }
+        self.emit(
+            Topic::MusicPlaybackStopped,
+            json!({ "reason": "the last track ended" }),
+        );
     }
 
     fn ending_soon(&mut self) {
@@ -528,6 +574,7 @@ impl Player {
             Request::Resume {} => self.resume(),
             Request::Next {} => {
                 self.output_up()?;
+                self.not_scanning()?;
                 let next = self
                     .queue
                     .pop_front()
@@ -564,19 +611,23 @@ impl Player {
             Request::Sound { file } => self.play_sound(&file).await,
             Request::DjStart {} => {
                 self.output_up()?;
+                self.not_scanning()?;
                 if self.dj {
                     return Ok(("DJ mode is already on".into(), json!({ "dj": true })));
                 }
-                self.dj = true;
-                self.emit(Topic::MusicDjStarted, json!({}));
                 let mut message = "DJ mode on: tracks crossfade on their own".to_string();
                 if self.current.is_none() || self.paused {
                     let track = self.dj_pick().ok_or_else(|| {
-                        AudioError::Refused("the library is empty: nothing to play".into())
+                        AudioError::Refused(
+                            "the library is empty: nothing to play; 'install music <folder>' adds some".into(),
+                        )
                     })?;
                     let (started, _) = self.start_track(track, None).await?;
                     message = format!("{message}; {started}");
                 }
+                // On only once something plays.
+                self.dj = true;
+                self.emit(Topic::MusicDjStarted, json!({}));
                 Ok((message, json!({ "dj": true })))
             }
             Request::DjStop {} => {
@@ -596,6 +647,7 @@ impl Player {
             }
             Request::DjNext {} => {
                 self.output_up()?;
+                self.not_scanning()?;
                 let next = self
                     .queue
                     .pop_front()
@@ -623,45 +675,57 @@ impl Player {
     /// short fade), or crossfading over `crossfade`.
     async fn start_track(
         &mut self,
-        track: Track,
+        mut track: Track,
         crossfade: Option<Duration>,
     ) -> Result<Answer, AudioError> {
         self.output_up()?;
-        let voice = self
+        // A paused track is not faded from: it is silent already.
+        let crossfade = crossfade.filter(|_| self.current.is_some() && !self.paused);
+        let (voice_id, decoder) = self
             .open_voice(&track.path, BusId::Music, crossfade.is_some())
             .await?;
-        let (voice_id, decoder) = voice;
-        let previous = self.current.take();
-        let message;
-        match (previous, crossfade) {
+        if track.duration.is_none() {
+            track.duration = decoder.info().duration;
+        }
+        // Whatever still fades out from before is cut short: only the track
+        // this change leaves may sound beside the new one.
+        self.stop_fading();
+        let message = match (&self.current, crossfade) {
             (Some(old), Some(length)) => {
+                let (old_voice, old_name) = (old.voice, old.track.display_name());
                 let frames = gain::frames_for(length, self.rate);
-                self.mixer(|m| m.crossfade(old.voice, voice_id, frames))?;
-                self.crossfading = Some((old.voice, voice_id));
+                if let Err(e) = self.mixer(|m| m.crossfade(old_voice, voice_id, frames)) {
+                    let _ = self.control.stop_voice(voice_id, 0);
+                    return Err(e);
+                }
+                self.crossfading = Some((old_voice, voice_id));
                 self.emit(
                     Topic::MusicCrossfadeStarted,
                     json!({
-                        "from": old.track.display_name(),
+                        "from": old_name,
                         "to": track.display_name(),
                         "seconds": length.as_secs_f64(),
                     }),
                 );
-                message = format!(
-                    "crossfading from {} to {} over {:.1} s",
-                    old.track.display_name(),
+                format!(
+                    "crossfading from {old_name} to {} over {:.1} s",
                     track.display_name(),
                     length.as_secs_f64()
-                );
-                self.fading.push(old);
+                )
             }
-            (previous, _) => {
-                if let Some(old) = previous {
-                    let fade = gain::frames_for(CLICK_FADE, self.rate);
-                    self.mixer(|m| m.stop_voice(old.voice, fade))?;
-                    self.fading.push(old);
+            (Some(old), None) => {
+                let old_voice = old.voice;
+                let fade = gain::frames_for(CLICK_FADE, self.rate);
+                if let Err(e) = self.mixer(|m| m.stop_voice(old_voice, fade)) {
+                    let _ = self.control.stop_voice(voice_id, 0);
+                    return Err(e);
                 }
-                message = format!("playing {}", track.display_name());
+                format!("playing {}", track.display_name())
             }
+            (None, _) => format!("playing {}", track.display_name()),
+        };
+        if let Some(old) = self.current.take() {
+            self.fading.push(old);
         }
         if self.paused {
             self.paused = false;
@@ -740,12 +804,24 @@ impl Player {
         f(&mut self.control).map_err(|_| mixer_full())
     }
 
+    /// Stops, quickly, the decks still fading out (a crossfade's old track).
+    fn stop_fading(&mut self) {
+        let fade = gain::frames_for(CLICK_FADE, self.rate);
+        for deck in &self.fading {
+            // Best effort: a full queue only means it fades out at its pace.
+            let _ = self.control.stop_voice(deck.voice, fade);
+        }
+        self.crossfading = None;
+    }
+
     fn stop_music(&mut self, reason: &str) -> Result<Answer, AudioError> {
-        let Some(deck) = self.current.take() else {
+        let Some(voice) = self.current.as_ref().map(|d| d.voice) else {
             return Ok(("no music is playing".into(), json!({ "state": "stopped" })));
         };
         let fade = gain::frames_for(CLICK_FADE, self.rate);
-        self.mixer(|m| m.stop_voice(deck.voice, fade))?;
+        self.mixer(|m| m.stop_voice(voice, fade))?;
+        self.stop_fading();
+        let deck = self.current.take().expect("checked");
         let position = self.position(deck.voice);
         let dj = std::mem::replace(&mut self.dj, false);
         if dj {
@@ -782,6 +858,12 @@ impl Player {
         }
         let (voice, name) = (deck.voice, deck.track.display_name());
         let fade = gain::frames_for(CLICK_FADE, self.rate);
+        if self.crossfading.is_some() {
+            // Pausing ends a crossfade where it is: the old track goes, the
+            // new one will resume at full level.
+            self.stop_fading();
+            self.mixer(|m| m.set_voice_gain(voice, 1.0, fade, Curve::Linear))?;
+        }
         self.mixer(|m| m.pause_voice(voice, fade))?;
         self.paused = true;
         let position = self.position(voice);
@@ -947,6 +1029,11 @@ impl Player {
 
     async fn play_sound(&mut self, file: &str) -> Result<Answer, AudioError> {
         self.output_up()?;
+        if self.effects.len() >= MAX_EFFECTS {
+            return Err(AudioError::Refused(format!(
+                "{MAX_EFFECTS} sounds are already playing; wait for one to end"
+            )));
+        }
         let path = self.sound_path(file)?;
         let (voice, decoder) = self.open_voice(&path, BusId::Effects, false).await?;
         self.effects.push((voice, decoder));
@@ -1097,7 +1184,12 @@ impl Player {
             dj: self.dj,
             queue: self.queue.iter().map(Track::display_name).collect(),
             library_size: self.tracks.len(),
-            underruns: self.control.underruns(),
+            underruns: self.control.underruns()
+                + self.xruns
+                + match &self.link {
+                    Link::Up(out) => out.xruns(),
+                    Link::Down { .. } => 0,
+                },
             last_error: self.last_error.clone(),
         };
         self.state.send_if_modified(|s| {
@@ -1125,7 +1217,10 @@ impl Player {
 }
 
 fn mixer_full() -> AudioError {
-    AudioError::Unavailable("the mixer is busy (its command queue is full); try again".into())
+    AudioError::Unavailable(format!(
+        "the mixer cannot take this now: all its {} voices are in use, or its command queue is full because the output is not taking sound; see 'status'",
+        mixer::MAX_VOICES
+    ))
 }
 
 /// `m:ss`.
