@@ -171,6 +171,28 @@ impl StatusHandle {
             .await;
     }
 
+    /// Reports the status that `state` stands for now, then again whenever
+    /// it changes to another, until the returned task is aborted or the
+    /// state's sender is gone: for subsystems whose state lives in a
+    /// `watch` (a lost board, a lost device).
+    pub async fn follow<T: Send + Sync + 'static>(
+        self,
+        mut state: tokio::sync::watch::Receiver<T>,
+        status_of: fn(&T) -> (ServiceStatus, String),
+    ) -> tokio::task::JoinHandle<()> {
+        let mut last = status_of(&state.borrow_and_update());
+        self.set(last.0, last.1.clone()).await;
+        tokio::spawn(async move {
+            while state.changed().await.is_ok() {
+                let now = status_of(&state.borrow_and_update());
+                if now != last {
+                    self.set(now.0, now.1.clone()).await;
+                    last = now;
+                }
+            }
+        })
+    }
+
     /// The subsystem's current status.
     pub fn current(&self) -> ServiceStatus {
         self.reporting.records.lock().expect("status lock")[self.index].status

@@ -1433,15 +1433,32 @@ mod tests {
     #[test]
     fn events_beyond_the_queue_are_counted_not_waited_for() {
         let (mut mixer, mut control) = unity_mixer();
+        let mut out = [0.0; 2];
+        // One DuckDone per render, and nobody polling.
+        for i in 0..EVENT_CAPACITY + 10 {
+            control.duck(if i % 2 == 0 { 0.5 } else { 0.4 }, 0).unwrap();
+            mixer.render(&mut out);
+        }
+        assert_eq!(control.dropped_events(), 10);
+        assert_eq!(control.poll().len(), EVENT_CAPACITY);
+    }
+
+    #[test]
+    fn a_starving_voice_reports_its_underrun_once_and_counts_every_period() {
+        let (mut mixer, mut control) = unity_mixer();
         let (_feed, src) = source(16);
-        control.add_voice(BusId::Speech, src, 1.0, None).unwrap();
+        let id = control.add_voice(BusId::Speech, src, 1.0, None).unwrap();
         let mut out = [0.0; 2];
         for _ in 0..EVENT_CAPACITY + 10 {
             mixer.render(&mut out);
         }
-        assert_eq!(control.dropped_events(), 10);
         assert_eq!(control.underruns(), EVENT_CAPACITY as u64 + 10);
-        assert_eq!(control.poll().len(), EVENT_CAPACITY);
+        assert_eq!(control.poll(), vec![MixerEvent::Underrun { id, frames: 1 }]);
+        assert_eq!(
+            control.dropped_events(),
+            0,
+            "the queue stays free for a voice's end"
+        );
     }
 
     #[test]

@@ -348,18 +348,7 @@ impl Subsystem for Audio {
                 inner.state.clone(),
             )
             .await?;
-            let mut watch = inner.state.subscribe();
-            let mut last = status_of(&watch.borrow_and_update());
-            status.set(last.0, last.1.clone()).await;
-            let watcher = tokio::spawn(async move {
-                while watch.changed().await.is_ok() {
-                    let now = status_of(&watch.borrow_and_update());
-                    if now != last {
-                        status.set(now.0, now.1.clone()).await;
-                        last = now;
-                    }
-                }
-            });
+            let watcher = status.follow(inner.state.subscribe(), status_of).await;
             let task = tokio::spawn(player.run(rx));
             *inner.running.lock().expect("audio lock") = Some(Running {
                 tx,

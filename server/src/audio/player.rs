@@ -866,15 +866,21 @@ impl Player {
         }
         self.mixer(|m| m.pause_voice(voice, fade))?;
         self.paused = true;
+        Ok(self.announce(Topic::MusicPlaybackPaused, "paused", voice, &name))
+    }
+
+    /// Publishes a pause or a resume and says it.
+    fn announce(&self, topic: Topic, what: &str, voice: VoiceId, name: &str) -> Answer {
         let position = self.position(voice);
         self.emit(
-            Topic::MusicPlaybackPaused,
+            topic,
             json!({ "track": name, "position_ms": position.as_millis() as u64 }),
         );
-        Ok((
-            format!("paused {name} at {}", clock_time(position)),
-            json!({ "state": "paused" }),
-        ))
+        let state = if self.paused { "paused" } else { "playing" };
+        (
+            format!("{what} {name} at {}", clock_time(position)),
+            json!({ "state": state }),
+        )
     }
 
     fn resume(&mut self) -> Result<Answer, AudioError> {
@@ -894,15 +900,7 @@ impl Player {
         let fade = gain::frames_for(CLICK_FADE, self.rate);
         self.mixer(|m| m.resume_voice(voice, fade))?;
         self.paused = false;
-        let position = self.position(voice);
-        self.emit(
-            Topic::MusicPlaybackResumed,
-            json!({ "track": name, "position_ms": position.as_millis() as u64 }),
-        );
-        Ok((
-            format!("resumed {name} at {}", clock_time(position)),
-            json!({ "state": "playing" }),
-        ))
+        Ok(self.announce(Topic::MusicPlaybackResumed, "resumed", voice, &name))
     }
 
     fn set_volume(&mut self, volume: u8) -> Result<Answer, AudioError> {

@@ -357,18 +357,7 @@ impl Subsystem for Eyes {
             // The first attempt to reach the board ends in a bounded time
             // (open, boot line or its timeout, sync).
             let _ = first_outcome.await;
-            let mut rx = inner.state.subscribe();
-            let mut last = status_of(&rx.borrow_and_update());
-            status.set(last.0, last.1.clone()).await;
-            let watcher = tokio::spawn(async move {
-                while rx.changed().await.is_ok() {
-                    let now = status_of(&rx.borrow_and_update());
-                    if now != last {
-                        status.set(now.0, now.1.clone()).await;
-                        last = now;
-                    }
-                }
-            });
+            let watcher = status.follow(inner.state.subscribe(), status_of).await;
             if let Some(running) = inner.running.lock().expect("eyes lock").as_mut() {
                 running.watcher = Some(watcher);
             }
