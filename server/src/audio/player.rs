@@ -573,14 +573,7 @@ impl Player {
             Request::Pause {} => self.pause(),
             Request::Resume {} => self.resume(),
             Request::Next {} => {
-                self.output_up()?;
-                self.not_scanning()?;
-                let next = self
-                    .queue
-                    .pop_front()
-                    .or_else(|| self.dj_pick())
-                    .ok_or_else(|| AudioError::Refused("the library has no other track".into()))?;
-                self.emit_queue();
+                let next = self.take_next()?;
                 self.start_track(next, None).await
             }
             Request::Queue { query } | Request::DjQueue { query } => {
@@ -646,14 +639,7 @@ impl Player {
                 ))
             }
             Request::DjNext {} => {
-                self.output_up()?;
-                self.not_scanning()?;
-                let next = self
-                    .queue
-                    .pop_front()
-                    .or_else(|| self.dj_pick())
-                    .ok_or_else(|| AudioError::Refused("the library has no other track".into()))?;
-                self.emit_queue();
+                let next = self.take_next()?;
                 let fade = if self.current.is_some() {
                     Some(self.settings.dj_transition)
                 } else {
@@ -662,6 +648,19 @@ impl Player {
                 self.start_track(next, fade).await
             }
         }
+    }
+
+    /// What `next` plays: the queue's first, else a random other track.
+    fn take_next(&mut self) -> Result<Track, AudioError> {
+        self.output_up()?;
+        self.not_scanning()?;
+        let next = self
+            .queue
+            .pop_front()
+            .or_else(|| self.dj_pick())
+            .ok_or_else(|| AudioError::Refused("the library has no other track".into()))?;
+        self.emit_queue();
+        Ok(next)
     }
 
     fn find(&self, query: &str) -> Result<Track, AudioError> {
