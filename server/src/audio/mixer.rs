@@ -27,11 +27,10 @@
 //! frame, so every change is a smooth ramp, never a click (see
 //! [`gain`](super::gain)). The sum is then clamped to [-1, 1].
 //!
-//! The `Mixer` is moved by value into the output, and everything it plays
-//! (voices, ramps, the clock) lives in it. To switch outputs without losing
-//! that, the old output hands it back rather than dropping it (a thread
-//! returns it when it stops; a device callback can push it into a one-slot
-//! `rtrb` queue when asked), and the new output takes it over.
+//! Everything the `Mixer` plays (voices, ramps, the clock) lives in it, so it
+//! outlives the outputs: it sits in an `output::MixerSlot`, which the running
+//! output borrows for each period, and a reopened output takes it over where
+//! the last one left it.
 
 use std::{
     collections::HashMap,

@@ -24,7 +24,7 @@ use super::{
     output::{self, Format, MixerSlot, Output, OutputKind},
 };
 use crate::{
-    bus::{Bus, Draft, Topic},
+    bus::{Bus, Topic},
     config::AudioOutput,
 };
 
@@ -145,7 +145,6 @@ pub struct Player {
     clock_seen: (u64, Instant),
     /// Device glitches (xruns) of outputs since dropped.
     xruns: u64,
-    correlation: Option<Arc<str>>,
 }
 
 impl Player {
@@ -155,15 +154,20 @@ impl Player {
         bus: Bus,
         state: watch::Sender<AudioState>,
     ) -> Result<(Player, SampleClock), String> {
-        let rate = match (&settings.output, settings.sample_rate) {
+        let device = match (&settings.output, settings.sample_rate) {
+            (AudioOutput::Default, None) => Some(None),
+            (AudioOutput::Device(name), None) => Some(Some(name.clone())),
+            _ => None,
+        };
+        let rate = match (device, settings.sample_rate) {
             (_, Some(rate)) => rate,
-            (AudioOutput::Default, None) => {
-                output::device_rate(None).unwrap_or(output::DEFAULT_RATE)
-            }
-            (AudioOutput::Device(name), None) => {
-                output::device_rate(Some(name)).unwrap_or(output::DEFAULT_RATE)
-            }
-            _ => output::DEFAULT_RATE,
+            // Listing and asking ALSA blocks: not on the runtime.
+            (Some(name), None) => tokio::task::spawn_blocking(move || {
+                output::device_rate(name.as_deref()).unwrap_or(output::DEFAULT_RATE)
+            })
+            .await
+            .unwrap_or(output::DEFAULT_RATE),
+            (None, None) => output::DEFAULT_RATE,
         };
         let (mixer, control) = mixer::mixer(rate, output::MAX_PERIOD);
         let clock = control.clock();
@@ -202,13 +206,12 @@ impl Player {
             underruns_reported: 0,
             clock_seen: (0, now),
             xruns: 0,
-            correlation: None,
         };
         player
             .control
             .set_master(gain::volume_to_gain(player.volume), 0)
             .map_err(|_| "the mixer's queue is full at start".to_string())?;
-        player.open_output(true);
+        player.open_output(true).await;
         player.rescan();
         player.publish();
         Ok((player, clock))
@@ -222,9 +225,14 @@ impl Player {
             tokio::select! {
                 envelope = requests.recv() => {
                     let Some(envelope) = envelope else { break };
-                    self.correlation = envelope.correlation.clone();
-                    let answer = self.request(envelope.request).await;
-                    self.correlation = None;
+                    // The command's id follows every event the request causes.
+                    let answer = match envelope.correlation {
+                        Some(id) => {
+                            crate::bus::with_correlation(id.to_string(), self.request(envelope.request))
+                                .await
+                        }
+                        None => self.request(envelope.request).await,
+                    };
                     let _ = envelope.reply.send(answer);
                     self.publish();
                 }
@@ -238,26 +246,29 @@ impl Player {
                 }
             }
         }
-        self.shutdown();
+        self.shutdown().await;
     }
 
     // --- output ------------------------------------------------------------
 
     /// Opens the configured output; `first` lets `default` fall back to the
-    /// virtual output when there is no sound device.
-    fn open_output(&mut self, first: bool) {
+    /// virtual output when there is no sound device. Opening blocks (device
+    /// lists, ALSA, files), so it runs off the runtime.
+    async fn open_output(&mut self, first: bool) {
         let format = Format {
             sample_rate: Some(self.rate),
             period_frames: self.settings.period_frames,
         };
         let slot = self.slot.clone();
-        let opened = match &self.settings.output {
-            AudioOutput::Virtual => output::open_virtual(format, slot),
-            AudioOutput::Wav(path) => output::open_wav(path, format, slot, !first),
-            AudioOutput::Device(name) => output::open_device(Some(name), format, slot),
-            AudioOutput::Default if self.fallback_virtual => output::open_virtual(format, slot),
+        let wanted = self.settings.output.clone();
+        let fallback_virtual = self.fallback_virtual;
+        let opened = tokio::task::spawn_blocking(move || match &wanted {
+            AudioOutput::Virtual => (output::open_virtual(format, slot), false),
+            AudioOutput::Wav(path) => (output::open_wav(path, format, slot, !first), false),
+            AudioOutput::Device(name) => (output::open_device(Some(name), format, slot), false),
+            AudioOutput::Default if fallback_virtual => (output::open_virtual(format, slot), true),
             AudioOutput::Default => match output::open_device(None, format, slot.clone()) {
-                Ok(out) => Ok(out),
+                Ok(out) => (Ok(out), false),
                 // Only a machine without any sound device gets the virtual
                 // output; a busy or failing device is retried.
                 Err(e) if first && e == output::NO_DEVICE => {
@@ -265,11 +276,18 @@ impl Player {
                         reason = %e,
                         "no sound device: using the VIRTUAL output (sound is mixed in real time and discarded); set CANTINA_AUDIO_OUTPUT to a device name or wav:PATH"
                     );
-                    self.fallback_virtual = true;
-                    output::open_virtual(format, slot)
+                    (output::open_virtual(format, slot), true)
                 }
-                Err(e) => Err(e),
+                Err(e) => (Err(e), false),
             },
+        })
+        .await;
+        let opened = match opened {
+            Ok((opened, virtual_fallback)) => {
+                self.fallback_virtual |= virtual_fallback;
+                opened
+            }
+            Err(e) => Err(format!("opening the audio output failed: {e}")),
         };
         let now = Instant::now();
         match opened {
@@ -317,7 +335,7 @@ impl Player {
         }
     }
 
-    fn check_output(&mut self) {
+    async fn check_output(&mut self) {
         match &self.link {
             Link::Up(out) => {
                 // A device can also just stop calling back: the clock stands.
@@ -343,16 +361,19 @@ impl Player {
                     );
                     self.last_error = Some(failure);
                     self.xruns += out.xruns();
-                    // Dropping the output stops its thread; the mixer (and so
-                    // the music's place) stays in the slot.
-                    self.link = Link::Down {
+                    // Dropping the output stops its thread (a join, so off
+                    // the runtime); the mixer, and so the music's place,
+                    // stays in the slot.
+                    let down = Link::Down {
                         retry: now + self.backoff,
                         since: now,
                     };
+                    let old = std::mem::replace(&mut self.link, down);
+                    let _ = tokio::task::spawn_blocking(move || drop(old)).await;
                 }
             }
             Link::Down { retry, .. } if *retry <= Instant::now() => {
-                self.open_output(false);
+                self.open_output(false).await;
                 self.clock_seen = (self.control.clock().frames(), Instant::now());
             }
             Link::Down { .. } => {}
@@ -373,7 +394,7 @@ impl Player {
     // --- the periodic work --------------------------------------------------
 
     async fn tick(&mut self) {
-        self.check_output();
+        self.check_output().await;
         for event in self.control.poll() {
             self.mixer_event(event).await;
         }
@@ -593,9 +614,7 @@ impl Player {
                 let length = seconds
                     .map(Duration::from_secs_f64)
                     .unwrap_or(gain::DEFAULT_CROSSFADE);
-                if self.current.is_none() {
-                    return self.start_track(track, None).await;
-                }
+                // With nothing playing it simply starts (see start_track).
                 self.start_track(track, Some(length)).await
             }
             Request::Duck { level, fade_ms } => self.duck(level, fade_ms),
@@ -640,12 +659,8 @@ impl Player {
             }
             Request::DjNext {} => {
                 let next = self.take_next()?;
-                let fade = if self.current.is_some() {
-                    Some(self.settings.dj_transition)
-                } else {
-                    None
-                };
-                self.start_track(next, fade).await
+                let fade = self.settings.dj_transition;
+                self.start_track(next, Some(fade)).await
             }
         }
     }
@@ -1144,11 +1159,7 @@ impl Player {
     }
 
     fn emit(&self, topic: Topic, payload: Value) {
-        let mut draft = Draft::new(topic, "audio", payload);
-        if let Some(id) = &self.correlation {
-            draft = draft.correlation_id(&**id);
-        }
-        self.bus.publish(draft);
+        self.bus.emit(topic, "audio", payload);
     }
 
     fn publish(&self) {
@@ -1196,15 +1207,28 @@ impl Player {
         });
     }
 
-    fn shutdown(mut self) {
-        // The output stops first, so the mixer is idle when the decoders go.
-        self.link = Link::Down {
-            retry: Instant::now(),
-            since: Instant::now(),
-        };
-        self.current = None;
-        self.fading.clear();
-        self.effects.clear();
+    async fn shutdown(mut self) {
+        // The output stops first, so the mixer is idle when the decoders go;
+        // both join threads, so off the runtime.
+        let output = std::mem::replace(
+            &mut self.link,
+            Link::Down {
+                retry: Instant::now(),
+                since: Instant::now(),
+            },
+        );
+        let decks: Vec<Deck> = self
+            .current
+            .take()
+            .into_iter()
+            .chain(self.fading.drain(..))
+            .collect();
+        let effects = std::mem::take(&mut self.effects);
+        let _ = tokio::task::spawn_blocking(move || {
+            drop(output);
+            drop((decks, effects));
+        })
+        .await;
         self.state.send_modify(|s| {
             s.connected = false;
             s.state = "stopped";

@@ -42,7 +42,7 @@ use std::{
 };
 
 use cantina_server::eyes::sim::{
-    DEFAULT_BAUD, LinkState, SimBoard, SimEvent, SimOptions, SimState,
+    DEFAULT_BAUD, DEFAULT_BOOT_DELAY, LinkState, SimBoard, SimEvent, SimOptions, SimState,
 };
 use clap::Parser;
 use nix::libc;
@@ -61,7 +61,7 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     link: PathBuf,
     /// How long the board stays deaf after the port is opened, in milliseconds
-    #[arg(long, value_name = "MS", default_value_t = 1500)]
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_BOOT_DELAY.as_millis() as u64)]
     boot_ms: u64,
     /// Line speed to simulate: bytes go through at baud/10 per second each way
     #[arg(long, default_value_t = DEFAULT_BAUD, value_parser = clap::value_parser!(u32).range(1..))]

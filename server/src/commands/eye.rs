@@ -7,7 +7,7 @@ use serde_json::json;
 use super::{Category, Command, CommandError, CommandSpec, Context, Reply};
 use crate::eyes::{
     EyesError, EyesState, Pattern,
-    protocol::{brightness_digit, parse_brightness},
+    protocol::{brightness_level, parse_brightness},
 };
 
 /// Declaration of `eye pattern`.
@@ -133,7 +133,7 @@ impl Eye {
             }
             Eye::Brightness(brightness) => {
                 eyes.set_brightness(brightness).await?;
-                let level = brightness_digit(brightness) - b'0';
+                let level = brightness_level(brightness);
                 Reply::with_data(
                     format!(
                         "eyes' brightness {brightness} (firmware level {level} of 9){}",
@@ -143,14 +143,15 @@ impl Eye {
                 )
             }
             Eye::Test => {
-                eyes.start_test().await?;
+                let step = eyes.start_test().await?;
                 let names: Vec<&str> = Pattern::TEST_CYCLE.iter().map(|p| p.as_str()).collect();
                 Reply::with_data(
                     format!(
-                        "eye test: {} (1 s each), then the pattern from before; 'eye test stop' cancels",
-                        names.join(", ")
+                        "eye test: {} ({} each), then the pattern from before; 'eye test stop' cancels",
+                        names.join(", "),
+                        humantime::format_duration(step)
                     ),
-                    json!({ "patterns": names, "step_ms": 1000 }),
+                    json!({ "patterns": names, "step_ms": step.as_millis() as u64 }),
                 )
             }
             Eye::StopTest => {
@@ -191,7 +192,7 @@ fn status(state: &EyesState) -> Reply {
             ""
         },
         state.brightness,
-        brightness_digit(state.brightness) - b'0',
+        brightness_level(state.brightness),
     );
     text.push_str(&format!(
         "\nlast error: {}",

@@ -95,9 +95,9 @@ pub enum Request {
         reply: Reply<()>,
         correlation: Option<Arc<str>>,
     },
-    /// `eye test`.
+    /// `eye test`; answered with the length of each step.
     StartTest {
-        reply: Reply<()>,
+        reply: Reply<Duration>,
         correlation: Option<Arc<str>>,
     },
     /// `eye test stop`.
@@ -329,10 +329,7 @@ impl Actor {
                 if let Some(test) = &self.test {
                     due.push(test.next);
                 }
-                let heartbeat = self.setup.settings.heartbeat;
-                if !heartbeat.is_zero() && !self.is_virtual && self.sent.is_empty() {
-                    due.push(self.last_traffic + heartbeat);
-                }
+                due.extend(self.heartbeat_at());
             }
         }
         if let Some(at) = self.sent.front().and_then(|j| j.deadline) {
@@ -379,13 +376,7 @@ impl Actor {
                 if self.test.as_ref().is_some_and(|t| t.next <= now) {
                     self.step_test(now);
                 }
-                let heartbeat = self.setup.settings.heartbeat;
-                if !heartbeat.is_zero()
-                    && !self.is_virtual
-                    && self.sent.is_empty()
-                    && self.waiting.is_empty()
-                    && self.last_traffic + heartbeat <= now
-                {
+                if self.waiting.is_empty() && self.heartbeat_at().is_some_and(|at| at <= now) {
                     self.waiting
                         .push_back(job(Effect::Heartbeat, self.brightness, None, None));
                 }
@@ -398,37 +389,48 @@ impl Actor {
         }
     }
 
+    /// When a quiet real link is next checked, if it is quiet now.
+    fn heartbeat_at(&self) -> Option<Instant> {
+        let heartbeat = self.setup.settings.heartbeat;
+        (!heartbeat.is_zero() && !self.is_virtual && self.sent.is_empty())
+            .then(|| self.last_traffic + heartbeat)
+    }
+
+    /// The board `auto` would take: the protocol's choice among the ports
+    /// present, leaving out those that proved not to be the eyes.
+    fn find_board(&self) -> Option<(String, &'static str)> {
+        let mut ports = link::list_ports();
+        ports.retain(|p| !self.rejected.contains(&p.path));
+        protocol::choose_port(&ports).map(|(p, why)| (p.path.clone(), why))
+    }
+
     /// Tries to open the link.
     fn attempt(&mut self, now: Instant) {
         let path = match &self.setup.port {
             EyesPort::Virtual => None,
             EyesPort::Path(path) => Some(path.display().to_string()),
-            EyesPort::Auto => {
-                let mut ports = link::list_ports();
-                ports.retain(|p| !self.rejected.contains(&p.path));
-                match protocol::choose_port(&ports) {
-                    Some((port, why)) => {
-                        info!(port = %port.path, chosen_by = why, "found the eyes' board");
-                        Some(port.path.clone())
-                    }
-                    None if self.had_board => {
-                        self.fail_attempt(
-                            now,
-                            "no eyes board found (was it unplugged?)".into(),
-                            "auto".into(),
-                        );
-                        return;
-                    }
-                    None => {
-                        info!(
-                            "no Arduino found for the eyes: using the VIRTUAL eyes; set CANTINA_EYES_PORT to the board's port, or plug it in (looked for every {}s)",
-                            RESCAN.as_secs()
-                        );
-                        self.rescan = Some(now + RESCAN);
-                        None
-                    }
+            EyesPort::Auto => match self.find_board() {
+                Some((port, why)) => {
+                    info!(port = %port, chosen_by = why, "found the eyes' board");
+                    Some(port)
                 }
-            }
+                None if self.had_board => {
+                    self.fail_attempt(
+                        now,
+                        "no eyes board found (was it unplugged?)".into(),
+                        "auto".into(),
+                    );
+                    return;
+                }
+                None => {
+                    info!(
+                        "no Arduino found for the eyes: using the VIRTUAL eyes; set CANTINA_EYES_PORT to the board's port, or plug it in (looked for every {}s)",
+                        RESCAN.as_secs()
+                    );
+                    self.rescan = Some(now + RESCAN);
+                    None
+                }
+            },
         };
         self.next_link_id += 1;
         let id = self.next_link_id;
@@ -462,9 +464,7 @@ impl Actor {
         if !matches!(self.setup.port, EyesPort::Auto) || !self.is_virtual {
             return;
         }
-        let mut ports = link::list_ports();
-        ports.retain(|p| !self.rejected.contains(&p.path));
-        let found = protocol::choose_port(&ports).map(|(p, _)| p.path.clone());
+        let found = self.find_board().map(|(path, _)| path);
         let Some(path) = found.filter(|_| self.sent.is_empty()) else {
             self.rescan = Some(now + RESCAN);
             return;
@@ -759,7 +759,7 @@ impl Actor {
                         json!({
                             "brightness": brightness,
                             "previous": previous,
-                            "level": (job.command - b'0'),
+                            "level": protocol::brightness_level(brightness),
                             "virtual": self.is_virtual,
                         }),
                         job.correlation.clone(),
@@ -796,11 +796,11 @@ impl Actor {
         };
         let request = match request {
             // These need the board.
-            Request::Pattern { reply, .. }
-            | Request::Brightness { reply, .. }
-            | Request::StartTest { reply, .. }
-                if down =>
-            {
+            Request::Pattern { reply, .. } | Request::Brightness { reply, .. } if down => {
+                let _ = reply.send(Err(unavailable()));
+                return;
+            }
+            Request::StartTest { reply, .. } if down => {
                 let _ = reply.send(Err(unavailable()));
                 return;
             }
@@ -831,11 +831,7 @@ impl Actor {
                 reply,
                 correlation,
             } => {
-                let brightness = if brightness.is_nan() {
-                    0.0
-                } else {
-                    brightness.clamp(0.0, 1.0)
-                };
+                let brightness = protocol::clamp_brightness(brightness);
                 self.waiting.push_back(job(
                     Effect::Brightness(brightness),
                     self.brightness,
@@ -870,15 +866,17 @@ impl Actor {
                         "an eye test is already running; 'eye test stop' ends it".into(),
                     ))
                 } else {
+                    let step = self.setup.settings.test_step;
                     info!(
                         correlation_id = correlation.as_deref(),
-                        "eye test: cycling 8 patterns, 1 s each"
+                        step_ms = step.as_millis() as u64,
+                        "eye test: cycling the 8 glyphs"
                     );
                     self.emit(
                         Topic::EyesTestStarted,
                         json!({
                             "patterns": Pattern::TEST_CYCLE.map(Pattern::as_str),
-                            "step_ms": self.setup.settings.test_step.as_millis() as u64,
+                            "step_ms": step.as_millis() as u64,
                             "restores": self.base.as_str(),
                         }),
                         correlation.clone(),
@@ -889,7 +887,7 @@ impl Actor {
                         correlation,
                     });
                     self.setup.state.send_modify(|s| s.testing = true);
-                    Ok(())
+                    Ok(step)
                 };
                 let _ = reply.send(answer);
             }

@@ -18,15 +18,11 @@ use std::{
 
 use serialport::{ClearBuffer, DataBits, FlowControl, Parity, SerialPort, StopBits};
 
-use super::{actor::Msg, firmware::Firmware};
-
-/// The firmware's line speed.
-pub const BAUD: u32 = 115_200;
-
-/// One byte on an 8N1 line: a start bit, eight data bits, a stop bit.
-pub fn byte_time(baud: u32) -> Duration {
-    Duration::from_nanos(10 * 1_000_000_000 / u64::from(baud))
-}
+use super::{
+    actor::Msg,
+    firmware::Firmware,
+    protocol::{BAUD, byte_time},
+};
 
 /// How long the reader waits in one read before checking whether it should
 /// stop: bounds how long dropping a link takes.

@@ -202,9 +202,9 @@ impl Eyes {
         .await
     }
 
-    /// Starts `eye test`: the eight glyphs, one second each, then the
-    /// pattern from before. Returns at once.
-    pub async fn start_test(&self) -> Result<(), EyesError> {
+    /// Starts `eye test`: the eight glyphs, one step each (1 s), then the
+    /// pattern from before. Returns at once, with the step's length.
+    pub async fn start_test(&self) -> Result<Duration, EyesError> {
         self.call(|reply, correlation| Request::StartTest { reply, correlation })
             .await
     }

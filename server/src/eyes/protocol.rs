@@ -143,18 +143,36 @@ pub struct UnknownPattern {
     pub closest: Option<Pattern>,
 }
 
+/// The firmware's line speed (8N1).
+pub const BAUD: u32 = 115_200;
+
+/// One byte on an 8N1 line (a start bit, eight data bits, a stop bit),
+/// rounded up so that pacing by it never beats the wire.
+pub fn byte_time(baud: u32) -> std::time::Duration {
+    std::time::Duration::from_nanos((10 * 1_000_000_000u64).div_ceil(u64::from(baud)))
+}
+
 /// The brightness the eyes start with (ORIGINAL-SYSTEM.md).
 pub const DEFAULT_BRIGHTNESS: f64 = 0.8;
 
-/// The firmware's brightness digit for 0.0–1.0: `int(b × 9)`, as the old
-/// software sent it, with out-of-range values clamped (NaN counts as 0).
-pub fn brightness_digit(brightness: f64) -> u8 {
-    let clamped = if brightness.is_nan() {
+/// A brightness made valid: clamped to 0.0–1.0, NaN counting as 0.
+pub fn clamp_brightness(brightness: f64) -> f64 {
+    if brightness.is_nan() {
         0.0
     } else {
         brightness.clamp(0.0, 1.0)
-    };
-    b'0' + (clamped * 9.0) as u8
+    }
+}
+
+/// The firmware's intensity level for 0.0–1.0: `int(b × 9)`, as the old
+/// software sent it, clamped.
+pub fn brightness_level(brightness: f64) -> u8 {
+    (clamp_brightness(brightness) * 9.0) as u8
+}
+
+/// The firmware's brightness command: the level's digit.
+pub fn brightness_digit(brightness: f64) -> u8 {
+    b'0' + brightness_level(brightness)
 }
 
 /// Reads a brightness argument: a number from 0.0 to 1.0.

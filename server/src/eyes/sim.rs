@@ -59,14 +59,15 @@ use nix::{
 };
 use tracing::warn;
 
-use super::firmware::{self, Firmware};
+use super::{
+    firmware::{self, Firmware},
+    protocol::byte_time,
+};
 
 /// How long a real board stays deaf after the port is opened, before printing `+`.
 pub const DEFAULT_BOOT_DELAY: Duration = Duration::from_millis(1500);
 /// The eyes firmware's line speed.
-pub const DEFAULT_BAUD: u32 = 115_200;
-/// Bits on the wire per byte with 8N1: start bit, 8 data bits, stop bit.
-const BITS_PER_BYTE: u64 = 10;
+pub const DEFAULT_BAUD: u32 = super::protocol::BAUD;
 /// How often a closed board checks whether the client has opened the port.
 ///
 /// `poll` cannot block on a hung-up master (it reports `POLLHUP` at once), so the
@@ -448,11 +449,6 @@ impl Drop for SimBoard {
 /// The error for control calls after the board thread has gone.
 fn stopped() -> io::Error {
     io::Error::other("the simulated board's thread has stopped")
-}
-
-/// One byte-time at `baud` with 8N1, rounded up to the nanosecond.
-fn byte_time(baud: u32) -> Duration {
-    Duration::from_nanos((BITS_PER_BYTE * 1_000_000_000).div_ceil(u64::from(baud)))
 }
 
 /// A pty pair: the master the board keeps, and the slave's path for clients.
