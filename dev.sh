@@ -57,7 +57,7 @@ case "${1:-}" in
     server)
         shift
         build_deps
-        exec cargo run --release --locked -p cantina-server -- "$@"
+        exec cargo run --release --locked -p cantina-server --bin cantina-server -- "$@"
         ;;
     test)
         shift
