@@ -168,6 +168,19 @@ impl Drop for Output {
 /// What [`find_device`] says when the machine has no sound device at all.
 pub const NO_DEVICE: &str = "no default sound device";
 
+/// In the message of a device that exists but another program holds: worth
+/// waiting for, unlike a device that is not there.
+pub const BUSY: &str = "is busy (another program holds it)";
+
+/// Says why a device cannot be used, marking a busy one with [`BUSY`].
+fn device_error(name: &str, what: &str, e: &cpal::Error) -> String {
+    if e.kind() == cpal::ErrorKind::DeviceBusy {
+        format!("sound device '{name}' {BUSY}: {e}")
+    } else {
+        format!("cannot {what} sound device '{name}': {e}")
+    }
+}
+
 /// Finds the sound device: the default one, or one by (part of) its name.
 /// `None` asks for the default; the error says what exists.
 pub fn find_device(name: Option<&str>) -> Result<cpal::Device, String> {
@@ -287,7 +300,7 @@ fn build_stream(
     let device_name = device.to_string();
     let default = device
         .default_output_config()
-        .map_err(|e| format!("cannot use sound device '{device_name}': {e}"))?;
+        .map_err(|e| device_error(&device_name, "use", &e))?;
     let sample_rate = format.sample_rate.unwrap_or(default.sample_rate());
     let config = cpal::StreamConfig {
         channels: default.channels(),
@@ -327,7 +340,7 @@ fn build_stream(
             ));
         }
     }
-    .map_err(|e| format!("cannot open sound device '{device_name}' at {sample_rate} Hz: {e}"))?;
+    .map_err(|e| device_error(&device_name, &format!("open at {sample_rate} Hz"), &e))?;
     stream
         .play()
         .map_err(|e| format!("cannot start sound device '{device_name}': {e}"))?;

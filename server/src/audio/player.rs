@@ -269,9 +269,11 @@ impl Player {
             AudioOutput::Default if fallback_virtual => (output::open_virtual(format, slot), true),
             AudioOutput::Default => match output::open_device(None, format, slot.clone()) {
                 Ok(out) => (Ok(out), false),
-                // Only a machine without any sound device gets the virtual
-                // output; a busy or failing device is retried.
-                Err(e) if first && e == output::NO_DEVICE => {
+                // A machine without a usable sound device (none at all, or
+                // ALSA's `default` leading nowhere, as on a server) gets the
+                // virtual output; a device another program holds is waited
+                // for instead.
+                Err(e) if first && !e.contains(output::BUSY) => {
                     info!(
                         reason = %e,
                         "no sound device: using the VIRTUAL output (sound is mixed in real time and discarded); set CANTINA_AUDIO_OUTPUT to a device name or wav:PATH"
