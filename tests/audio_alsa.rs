@@ -150,19 +150,29 @@ fn tone_level(samples: &[f32], freq: f64) -> f64 {
     2.0 * power.sqrt() / samples.len() as f64
 }
 
+type System = SystemServiceClient<cantina::client::AuthChannel>;
+
+async fn system(address: &str) -> System {
+    SystemServiceClient::new(connect(address, None).await.unwrap().channel)
+}
+
+/// What GetStatus says of the audio.
+async fn audio_status(system: &mut System) -> cantina::v1::AudioStatus {
+    system
+        .get_status(GetStatusRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .audio
+        .unwrap()
+}
+
 /// Waits until `track` has played `seconds`; returns the position reached.
 async fn played_until(address: &str, track: &str, seconds: f64) -> f64 {
-    let clients = connect(address, None).await.unwrap();
-    let mut system = SystemServiceClient::new(clients.channel);
+    let mut system = system(address).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let audio = system
-            .get_status(GetStatusRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .audio
-            .unwrap();
+        let audio = audio_status(&mut system).await;
         let position = audio
             .position
             .map_or(0.0, |d| d.seconds as f64 + f64::from(d.nanos) / 1e9);
@@ -400,14 +410,6 @@ async fn without_a_sound_card_default_falls_back_to_the_virtual_output() {
     std::fs::write(&conf, "").unwrap();
     let (server, output) = start(dir.path(), &conf, &music);
     assert_eq!(output, "virtual");
-    let mut system =
-        SystemServiceClient::new(connect(&server.address, None).await.unwrap().channel);
-    let audio = system
-        .get_status(GetStatusRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .audio
-        .unwrap();
+    let audio = audio_status(&mut system(&server.address).await).await;
     assert!(audio.connected && audio.r#virtual, "{audio:?}");
 }

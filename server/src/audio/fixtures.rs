@@ -17,7 +17,7 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use super::library::{Noise, hound_error};
+use super::library::hound_error;
 
 /// Said when `ffmpeg` is not installed: what to run to get it.
 pub const FFMPEG_MISSING: &str = "ffmpeg is needed to make the test audio files: run ./dev.sh test, which installs it (or apt-get install ffmpeg)";
@@ -36,48 +36,6 @@ pub fn sine_wav(
         // The phase in f64 so long tones stay in tune.
         0.5 * (step * frame as f64).sin() as f32
     })
-}
-
-/// Writes something shaped like music for benchmarks: a chord of four tones whose loudness
-/// swells and fades, a little noise, and channels that differ slightly, so a decoder or mixer
-/// meets the same work as with a song (no runs of identical samples, no silence). The noise comes
-/// from a fixed seed: the same arguments always write the same bytes.
-pub fn music_like_wav(
-    path: &Path,
-    seconds: f32,
-    sample_rate: u32,
-    channels: u16,
-) -> io::Result<()> {
-    const TONES_HZ: [f64; 4] = [110.0, 220.0, 277.18, 329.63];
-    let frames = frame_count(seconds, sample_rate);
-    let rate = f64::from(sample_rate);
-    let mut noise = Noise::new(0x0C4A_471A);
-    let mut current_frame = u64::MAX;
-    let mut noise_sample = 0.0;
-    write_wav(
-        path,
-        sample_rate,
-        channels,
-        frames,
-        move |frame, channel| {
-            if frame != current_frame {
-                current_frame = frame;
-                noise_sample = noise.next_f32();
-            }
-            let t = frame as f64 / rate;
-            // Each channel slightly detuned, as a stereo recording would be.
-            let detune = 1.0 + 0.002 * f64::from(channel);
-            let chord: f64 = TONES_HZ
-                .iter()
-                .enumerate()
-                .map(|(i, hz)| {
-                    let swell = 0.6 + 0.4 * (t * (0.25 + 0.1 * i as f64)).sin();
-                    swell * (std::f64::consts::TAU * hz * detune * t).sin()
-                })
-                .sum();
-            (0.15 * chord) as f32 + 0.03 * noise_sample
-        },
-    )
 }
 
 /// The formats the fixtures can be written in.
@@ -346,25 +304,6 @@ mod tests {
             .unwrap();
         // Amplitude 0.5 of full scale.
         assert!((16_000..=16_400).contains(&peak), "peak {peak}");
-    }
-
-    #[test]
-    fn music_like_wav_is_deterministic_and_not_silent() {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a.wav"), dir.path().join("b.wav"));
-        music_like_wav(&a, 1.0, 48_000, 2).unwrap();
-        music_like_wav(&b, 1.0, 48_000, 2).unwrap();
-        let bytes = fs::read(&a).unwrap();
-        assert_eq!(bytes, fs::read(&b).unwrap());
-        let samples: Vec<i16> = hound::WavReader::open(&a)
-            .unwrap()
-            .into_samples::<i16>()
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(samples.len(), 96_000);
-        assert!(samples.iter().any(|&s| s.unsigned_abs() > 5_000));
-        // The channels differ, as a real stereo recording's do.
-        assert!(samples.chunks(2).any(|f| f[0] != f[1]));
     }
 
     #[test]
