@@ -1,0 +1,472 @@
+//! RPC benchmark: the real server beside a bare tonic server, in one run, each
+//! on the same pinned core, loaded by `h2load` (Debian's `nghttp2-client`)
+//! pinned to another.
+//!
+//! The bare server is what tonic alone costs: the same transport settings
+//! (`TCP_NODELAY`), health, reflection, and a `CommandService` whose
+//! `Dispatch` echoes the line back without doing anything. The real server
+//! is `cantina_server::start` with virtual audio and eyes and its logs
+//! captured as in the binary (without stderr output).
+//!
+//! 1. **Throughput**: `Dispatch("status")` from many connections × streams
+//!    (16 × 10), requests a second. Target: ≥ 0.9× the bare echo.
+//! 2. **Single-call latency**: one connection, one call at a time, p50 and
+//!    p99 from h2load's per-request log. Target: p50 ≤ bare + 50 µs.
+//! 3. Beside them, for reference, through the same harness: `Dispatch("help")`,
+//!    `GetStatus`, `TailLogs` (a 100-entry backlog, no follow) and a health
+//!    check on both servers.
+//!
+//! Each response's size is shown, so that an error (a trailers-only answer,
+//! which h2load counts as success) cannot pass for speed.
+
+use std::{
+    io::Write as _,
+    net::SocketAddr,
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use cantina::v1::{
+    DispatchRequest, DispatchResponse, GetStatusRequest, ListCommandsRequest, ListCommandsResponse,
+    TailLogsRequest,
+    command_service_server::{CommandService, CommandServiceServer},
+};
+use prost::Message;
+use tokio::runtime::Runtime;
+use tonic::{Request, Response, Status};
+
+/// The core the servers run on, and the one h2load runs on.
+const SERVER_CORE: usize = 1;
+const LOAD_CORE: usize = 0;
+
+struct Plan {
+    /// Seconds of load for a throughput figure (after a 1 s warm-up).
+    seconds: u32,
+    /// Calls for a latency figure.
+    calls: usize,
+}
+
+impl Plan {
+    const FULL: Plan = Plan {
+        seconds: 4,
+        calls: 4000,
+    };
+    const QUICK: Plan = Plan {
+        seconds: 1,
+        calls: 200,
+    };
+}
+
+/// Pins the calling thread to `core` (when the machine has it).
+fn pin(core: usize) {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) <= core {
+        return;
+    }
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; the calls only read it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// A runtime with one worker whose threads (workers, blocking pool) all run
+/// on `core`; threads they start inherit it. The threads are named `name`,
+/// so that a profiler can tell the servers apart (`perf report --comm`).
+fn pinned_runtime(name: &str, core: usize) -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(name)
+        .on_thread_start(move || pin(core))
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// `Dispatch` that does nothing but echo the line.
+struct Echo;
+
+#[tonic::async_trait]
+impl CommandService for Echo {
+    async fn dispatch(
+        &self,
+        request: Request<DispatchRequest>,
+    ) -> Result<Response<DispatchResponse>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(DispatchResponse {
+            command: request.line.clone(),
+            message: request.line,
+            correlation_id: request.correlation_id,
+            ..DispatchResponse::default()
+        }))
+    }
+
+    async fn list_commands(
+        &self,
+        _: Request<ListCommandsRequest>,
+    ) -> Result<Response<ListCommandsResponse>, Status> {
+        Ok(Response::new(ListCommandsResponse::default()))
+    }
+}
+
+/// The bare tonic server: health, reflection and the echo, nothing else.
+async fn bare_server() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (_, health) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(cantina::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .add_service(reflection)
+            .add_service(CommandServiceServer::new(Echo))
+            .serve_with_incoming(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            ),
+    );
+    address
+}
+
+/// The real server, as the binary runs it but with virtual hardware.
+async fn real_server(dir: &Path) -> cantina_server::RunningServer {
+    cantina_server::telemetry::init_capture_only("info");
+    let config = cantina_server::config::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        log_dir: dir.join("logs"),
+        data_dir: dir.join("data"),
+        music_dir: Some(dir.join("music")),
+        eyes_port: cantina_server::config::EyesPort::Virtual,
+        audio_output: cantina_server::config::AudioOutput::Virtual,
+        ..cantina_server::config::Config::default()
+    };
+    std::fs::create_dir_all(dir.join("music")).unwrap();
+    cantina_server::start(config).await.expect("server starts")
+}
+
+/// A gRPC message body: the 5-byte frame header, then the message.
+fn grpc_body(message: &impl Message, path: &Path) -> std::path::PathBuf {
+    let bytes = message.encode_to_vec();
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&bytes);
+    std::fs::File::create(path)
+        .and_then(|mut f| f.write_all(&framed))
+        .expect("writes the request body");
+    path.to_path_buf()
+}
+
+/// One RPC to load: where, which method, with which body.
+struct Call<'a> {
+    address: SocketAddr,
+    method: &'a str,
+    body: &'a Path,
+}
+
+/// What h2load measured.
+struct Load {
+    requests_per_s: f64,
+    failed: u64,
+    /// Response body bytes per request (frames, not headers).
+    bytes_per_response: f64,
+}
+
+fn h2load(call: &Call, args: &[String]) -> String {
+    let mut command = Command::new("h2load");
+    command
+        .args(args)
+        .args(["-d", &call.body.display().to_string()])
+        .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
+        .arg(format!("http://{}/{}", call.address, call.method));
+    // SAFETY: only sets the child's CPU affinity between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt as _;
+        command.pre_exec(|| {
+            pin(LOAD_CORE);
+            Ok(())
+        });
+    }
+    let output = command.output().unwrap_or_else(|e| {
+        panic!("cannot run h2load ({e}): install it with `apt-get install nghttp2-client`")
+    });
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "h2load failed:\n{text}");
+    text
+}
+
+/// The number right after `label` in h2load's report.
+fn number_after(text: &str, label: &str) -> f64 {
+    let at = text
+        .find(label)
+        .unwrap_or_else(|| panic!("'{label}' in h2load's output:\n{text}"));
+    text[at + label.len()..]
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("a number after '{label}':\n{text}"))
+}
+
+/// Requests a second from `connections` × `streams`, for `seconds`.
+fn throughput(call: &Call, connections: u32, streams: u32, seconds: u32) -> Load {
+    let text = h2load(
+        call,
+        &[
+            "-c".into(),
+            connections.to_string(),
+            "-m".into(),
+            streams.to_string(),
+            "-t".into(),
+            "1".into(),
+            "--warm-up-time=1".into(),
+            format!("-D{seconds}"),
+        ],
+    );
+    let succeeded = number_after(&text, "done,") as u64;
+    Load {
+        requests_per_s: number_before(&text, " req/s"),
+        failed: number_after(&text, "succeeded,") as u64,
+        bytes_per_response: number_before(&text, ") data") / succeeded.max(1) as f64,
+    }
+}
+
+/// The number right before `label` in h2load's report
+/// (`12345.67 req/s`, `(4786710) data`).
+fn number_before(text: &str, label: &str) -> f64 {
+    let at = text
+        .find(label)
+        .unwrap_or_else(|| panic!("'{label}' in h2load's output:\n{text}"));
+    let digits: String = text[..at]
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    digits
+        .chars()
+        .rev()
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("a number before '{label}':\n{text}"))
+}
+
+/// p50 and p99 of one call at a time on one connection.
+fn latency(call: &Call, calls: usize, log: &Path) -> (Duration, Duration) {
+    let _ = std::fs::remove_file(log);
+    h2load(
+        call,
+        &[
+            "-c1".into(),
+            "-m1".into(),
+            "-t1".into(),
+            format!("-n{calls}"),
+            format!("--log-file={}", log.display()),
+        ],
+    );
+    let mut micros: Vec<u64> = std::fs::read_to_string(log)
+        .expect("h2load's request log")
+        .lines()
+        .filter_map(|line| {
+            let mut columns = line.split('\t');
+            let status = columns.nth(1)?;
+            (status == "200").then(|| columns.next()?.trim().parse().ok())?
+        })
+        .collect();
+    assert_eq!(micros.len(), calls, "every call answered 200");
+    micros.sort_unstable();
+    let at = |q: f64| Duration::from_micros(micros[((micros.len() - 1) as f64 * q) as usize]);
+    (at(0.50), at(0.99))
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.0} µs", d.as_secs_f64() * 1e6)
+}
+
+fn check(ok: bool) -> &'static str {
+    if ok { "✓" } else { "✗" }
+}
+
+fn main() {
+    let full = std::env::args().any(|arg| arg == "--bench");
+    let plan = if full { Plan::FULL } else { Plan::QUICK };
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let real_runtime = pinned_runtime("cantina", SERVER_CORE);
+    let bare_runtime = pinned_runtime("bare-tonic", SERVER_CORE);
+    let real = real_runtime.block_on(real_server(dir.path()));
+    let real_address = real.local_addr();
+    let bare_address = bare_runtime.block_on(bare_server());
+
+    println!("# RPCs: the real server beside a bare tonic server (h2load)");
+    println!();
+    if !full {
+        println!("QUICK CHECK (no --bench argument): short runs; run `cargo bench` for figures.");
+        println!();
+    }
+    println!(
+        "{} build; both servers on core {SERVER_CORE} (one tokio worker each), h2load on core {LOAD_CORE}.",
+        if cfg!(debug_assertions) {
+            "debug (figures meaningless)"
+        } else {
+            "release"
+        }
+    );
+    println!();
+
+    let body =
+        |name: &str, message: &dyn Fn(&Path) -> std::path::PathBuf| message(&dir.path().join(name));
+    let status = body("status.bin", &|p| {
+        grpc_body(
+            &DispatchRequest {
+                line: "status".into(),
+                correlation_id: String::new(),
+            },
+            p,
+        )
+    });
+    let help = body("help.bin", &|p| {
+        grpc_body(
+            &DispatchRequest {
+                line: "help".into(),
+                correlation_id: String::new(),
+            },
+            p,
+        )
+    });
+    let get_status = body("get_status.bin", &|p| grpc_body(&GetStatusRequest {}, p));
+    let tail = body("tail.bin", &|p| {
+        grpc_body(
+            &TailLogsRequest {
+                tail: 100,
+                ..TailLogsRequest::default()
+            },
+            p,
+        )
+    });
+    let health = body("health.bin", &|p| {
+        grpc_body(
+            &tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            },
+            p,
+        )
+    });
+
+    const DISPATCH: &str = "cantina.v1.CommandService/Dispatch";
+    let on = |address, method, body| Call {
+        address,
+        method,
+        body,
+    };
+    let bare = on(bare_address, DISPATCH, &status);
+
+    // 1. Throughput.
+    let started = Instant::now();
+    let base = throughput(&bare, 16, 10, plan.seconds);
+    let real_status = throughput(&on(real_address, DISPATCH, &status), 16, 10, plan.seconds);
+    let ratio = real_status.requests_per_s / base.requests_per_s;
+    println!("## Throughput, 16 connections × 10 streams");
+    println!();
+    println!("| RPC | server | req/s | bytes/response | failed | ratio to bare | target |");
+    println!("|---|---|---:|---:|---:|---:|---|");
+    let row = |name: &str, server: &str, load: &Load, target: &str| {
+        println!(
+            "| {name} | {server} | {:.0} | {:.0} | {} | {:.2}× | {target} |",
+            load.requests_per_s,
+            load.bytes_per_response,
+            load.failed,
+            load.requests_per_s / base.requests_per_s
+        );
+    };
+    row("Dispatch (echo)", "bare tonic", &base, "");
+    row(
+        "Dispatch(\"status\")",
+        "cantina",
+        &real_status,
+        &format!("≥ 0.90× {}", check(ratio >= 0.9)),
+    );
+    let others = [
+        ("Dispatch(\"help\")", DISPATCH, &help),
+        (
+            "GetStatus",
+            "cantina.v1.SystemService/GetStatus",
+            &get_status,
+        ),
+        (
+            "TailLogs (tail 100, no follow)",
+            "cantina.v1.LogService/TailLogs",
+            &tail,
+        ),
+        ("Health/Check", "grpc.health.v1.Health/Check", &health),
+    ];
+    for (name, method, body) in others {
+        let load = throughput(&on(real_address, method, body), 16, 10, plan.seconds);
+        row(name, "cantina", &load, "");
+    }
+    let health_bare = throughput(
+        &on(bare_address, "grpc.health.v1.Health/Check", &health),
+        16,
+        10,
+        plan.seconds,
+    );
+    row("Health/Check", "bare tonic", &health_bare, "");
+    println!();
+
+    // 2. Latency.
+    println!("## Single-call latency, 1 connection, 1 call at a time");
+    println!();
+    println!("| RPC | server | p50 | p99 | p50 − bare | target |");
+    println!("|---|---|---:|---:|---:|---|");
+    let log = dir.path().join("requests.log");
+    let (bare_p50, bare_p99) = latency(&bare, plan.calls, &log);
+    println!(
+        "| Dispatch (echo) | bare tonic | {} | {} | | |",
+        micros(bare_p50),
+        micros(bare_p99)
+    );
+    let latency_row = |name: &str, call: Call, target: bool| {
+        let (p50, p99) = latency(&call, plan.calls, &log);
+        let extra = p50.as_secs_f64() * 1e6 - bare_p50.as_secs_f64() * 1e6;
+        println!(
+            "| {name} | cantina | {} | {} | {extra:+.0} µs | {} |",
+            micros(p50),
+            micros(p99),
+            if target {
+                format!("≤ +50 µs {}", check(extra <= 50.0))
+            } else {
+                String::new()
+            }
+        );
+    };
+    latency_row(
+        "Dispatch(\"status\")",
+        on(real_address, DISPATCH, &status),
+        true,
+    );
+    latency_row(
+        "Dispatch(\"help\")",
+        on(real_address, DISPATCH, &help),
+        false,
+    );
+    latency_row(
+        "GetStatus",
+        on(
+            real_address,
+            "cantina.v1.SystemService/GetStatus",
+            &get_status,
+        ),
+        false,
+    );
+    latency_row(
+        "Health/Check",
+        on(real_address, "grpc.health.v1.Health/Check", &health),
+        false,
+    );
+    println!();
+    println!("(measured in {:.0?})", started.elapsed());
+
+    let stopped = real_runtime.block_on(real.stop());
+    stopped.expect("the server stops cleanly");
+}
