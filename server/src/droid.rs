@@ -8,14 +8,13 @@ use std::{
 };
 
 use serde_json::json;
-use tonic_health::server::HealthReporter;
 use tracing::{info, warn};
 
 use crate::{
     audio::Audio,
     bus::{Bus, Topic},
     eyes::Eyes,
-    lifecycle::{StartError, Subsystem, Supervisor},
+    lifecycle::{StartError, StatusObserver, Subsystem, Supervisor},
     modes::{Mode, ModeChange, ModeError, Modes},
     shutdown::Shutdown,
 };
@@ -96,7 +95,7 @@ impl Droid {
         eyes: Eyes,
         audio: Audio,
         subsystems: Vec<Arc<dyn Subsystem>>,
-        health: Option<HealthReporter>,
+        observer: Option<Arc<dyn StatusObserver>>,
         shutdown: Shutdown,
     ) -> Result<Arc<Droid>, StartError> {
         let modes = Modes::new(bus.clone());
@@ -107,7 +106,7 @@ impl Droid {
             modes,
             eyes,
             audio,
-            supervisor: Supervisor::new(subsystems, bus.clone(), health),
+            supervisor: Supervisor::new(subsystems, bus.clone(), observer),
             bus,
             shutdown,
         });

@@ -27,7 +27,6 @@ pub mod telemetry;
 use std::{net::SocketAddr, sync::Arc, time::SystemTime};
 
 use tokio::{net::TcpListener, task::JoinHandle};
-use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::{
@@ -136,22 +135,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         tls: config.tls.is_some(),
     };
     let shutdown = Shutdown::new();
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_service_status(cantina::health::SERVER, ServingStatus::Serving)
-        .await;
-    // Each subsystem answers under its own name from the start: NOT_SERVING
-    // until it exists and runs, so probes get an answer rather than NOT_FOUND.
-    for name in [
-        cantina::health::AUDIO,
-        cantina::health::EYES,
-        cantina::health::LOGS,
-        cantina::health::PLANS,
-    ] {
-        health
-            .set_service_status(name, ServingStatus::NotServing)
-            .await;
-    }
+    let (health, health_service) = grpc::Health::new().await;
     let bus = Bus::new(config.bus.clone());
     let logs = Logs::new(
         config.logs.clone(),
@@ -185,7 +169,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         eyes,
         audio,
         subsystems,
-        Some(health.clone()),
+        Some(health.observer()),
         shutdown.clone(),
     )
     .await?;
@@ -208,17 +192,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         let shutdown = shutdown.clone();
         let droid = droid.clone();
         async move {
-            // Tell health watchers at once, not after the grace period.
-            tokio::spawn({
-                let shutdown = shutdown.clone();
-                let health = health.clone();
-                async move {
-                    shutdown.wait().await;
-                    health
-                        .set_service_status(cantina::health::SERVER, ServingStatus::NotServing)
-                        .await;
-                }
-            });
+            health.not_serving_from(&shutdown);
             let serve = grpc::serve(
                 listener,
                 &config,

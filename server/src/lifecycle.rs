@@ -5,10 +5,11 @@
 //! droid carries on without it.
 //!
 //! Every status change (STARTING, RUNNING, DEGRADED, ERROR, STOPPING,
-//! STOPPED, with a message) is published as `service.status.changed` and moves
-//! the gRPC health of `cantina.<name>`: SERVING while RUNNING, NOT_SERVING
-//! otherwise. A running subsystem reports its own changes (a lost serial port)
-//! through the [`StatusHandle`] it is given at start.
+//! STOPPED, with a message) is published as `service.status.changed` and told
+//! to the [`StatusObserver`] the supervisor was given (the gRPC edge moves the
+//! health of `cantina.<name>` with it). A running subsystem reports its own
+//! changes (a lost serial port) through the [`StatusHandle`] it is given at
+//! start.
 
 use std::{
     future::Future,
@@ -18,7 +19,6 @@ use std::{
 };
 
 use serde_json::json;
-use tonic_health::{ServingStatus, server::HealthReporter};
 use tracing::{error, info, warn};
 
 use crate::bus::{Bus, Topic};
@@ -28,7 +28,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// One part of the droid with a life of its own.
 pub trait Subsystem: Send + Sync + 'static {
-    /// Short name, e.g. `audio`; its health service is `cantina.<name>`.
+    /// Short name, e.g. `audio` (its gRPC health service is `cantina.<name>`).
     fn name(&self) -> &'static str;
 
     /// Whether the droid cannot run without it.
@@ -102,14 +102,22 @@ pub struct StartError {
     pub reason: String,
 }
 
-/// Where status changes go: the records, the bus and the health service.
+/// Told of every status change, in order, before the change is reported
+/// done: how something outside the lifecycle (the gRPC health service)
+/// follows the subsystems without the lifecycle knowing it.
+pub trait StatusObserver: Send + Sync + 'static {
+    /// `subsystem` is now `status`.
+    fn changed(&self, subsystem: &'static str, status: ServiceStatus) -> BoxFuture<'_, ()>;
+}
+
+/// Where status changes go: the records, the bus and the observer.
 struct Reporting {
     /// Each subsystem's state, in start order.
     records: Mutex<Vec<StatusRecord>>,
     /// Publishes `service.status.changed`.
     bus: Bus,
-    /// Moves `cantina.<name>` health; absent in unit tests.
-    health: Option<HealthReporter>,
+    /// Follows every change; absent in unit tests.
+    observer: Option<Arc<dyn StatusObserver>>,
 }
 
 impl Reporting {
@@ -140,20 +148,10 @@ impl Reporting {
                 "critical": critical,
             }),
         );
-        if let Some(health) = &self.health {
-            let serving = if status == ServiceStatus::Running {
-                ServingStatus::Serving
-            } else {
-                ServingStatus::NotServing
-            };
-            health.set_service_status(health_name(name), serving).await;
+        if let Some(observer) = &self.observer {
+            observer.changed(name, status).await;
         }
     }
-}
-
-/// The gRPC health service name of a subsystem.
-pub fn health_name(subsystem: &str) -> String {
-    format!("cantina.{subsystem}")
 }
 
 /// Lets a running subsystem report its own status changes.
@@ -212,11 +210,11 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// A supervisor of `subsystems`, in start order, reporting to `bus` and
-    /// `health`; nothing runs yet.
+    /// `observer`; nothing runs yet.
     pub fn new(
         subsystems: Vec<Arc<dyn Subsystem>>,
         bus: Bus,
-        health: Option<HealthReporter>,
+        observer: Option<Arc<dyn StatusObserver>>,
     ) -> Self {
         let records = subsystems
             .iter()
@@ -234,7 +232,7 @@ impl Supervisor {
             reporting: Arc::new(Reporting {
                 records: Mutex::new(records),
                 bus,
-                health,
+                observer,
             }),
             op: tokio::sync::Mutex::new(()),
         }
@@ -465,40 +463,32 @@ mod tests {
         }
     }
 
+    /// Records what it is told.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(&'static str, ServiceStatus)>>);
+
+    impl StatusObserver for Recorder {
+        fn changed(&self, subsystem: &'static str, status: ServiceStatus) -> BoxFuture<'_, ()> {
+            self.0.lock().unwrap().push((subsystem, status));
+            Box::pin(async {})
+        }
+    }
+
     #[tokio::test]
-    async fn status_changes_are_published_and_move_health() {
-        use tonic_health::{
-            pb::{
-                HealthCheckRequest, health_check_response::ServingStatus as S,
-                health_server::Health,
-            },
-            server::HealthService,
-        };
-        let (reporter, _) = tonic_health::server::health_reporter();
-        let service = HealthService::from_health_reporter(reporter.clone());
+    async fn status_changes_are_published_and_observed() {
+        let recorder = Arc::new(Recorder::default());
         let bus = Bus::default();
         let flaky = Arc::new(Flaky(Mutex::new(None)));
-        let sup = Supervisor::new(vec![flaky.clone()], bus.clone(), Some(reporter));
-        let health = |name: &'static str| {
-            let service = &service;
-            async move {
-                let request = tonic::Request::new(HealthCheckRequest {
-                    service: name.into(),
-                });
-                service.check(request).await.unwrap().into_inner().status()
-            }
-        };
+        let sup = Supervisor::new(
+            vec![flaky.clone()],
+            bus.clone(),
+            Some(recorder.clone() as Arc<dyn StatusObserver>),
+        );
         sup.start_all().await.unwrap();
-        assert_eq!(health("cantina.eyes").await, S::Serving);
         let handle = flaky.0.lock().unwrap().clone().unwrap();
         handle
             .set(ServiceStatus::Degraded, "serial port gone")
             .await;
-        assert_eq!(
-            health("cantina.eyes").await,
-            S::NotServing,
-            "while degraded"
-        );
         let record = &sup.snapshot()[0];
         assert_eq!(
             (record.status, record.message.as_str()),
@@ -509,7 +499,16 @@ mod tests {
             "a degraded subsystem still runs"
         );
         handle.set(ServiceStatus::Running, "reconnected").await;
-        assert_eq!(health("cantina.eyes").await, S::Serving);
+        assert_eq!(
+            *recorder.0.lock().unwrap(),
+            [
+                ("eyes", ServiceStatus::Starting),
+                ("eyes", ServiceStatus::Running),
+                ("eyes", ServiceStatus::Degraded),
+                ("eyes", ServiceStatus::Running)
+            ],
+            "the observer is told every change, in order"
+        );
         let statuses: Vec<_> = bus
             .history(Some(Topic::ServiceStatusChanged.into()), 10)
             .iter()

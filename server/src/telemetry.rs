@@ -11,7 +11,10 @@ use tracing_subscriber::{
     EnvFilter, Registry, fmt, layer::SubscriberExt, reload, util::SubscriberInitExt,
 };
 
+use serde_json::json;
+
 use crate::{
+    bus::{Bus, Topic},
     config::{Config, LogFormat},
     logs::CaptureLayer,
 };
@@ -94,8 +97,22 @@ pub fn current_filter() -> Option<String> {
         .map(|f| f.directives.lock().expect("filter lock").clone())
 }
 
+/// Changes what is captured (SetLogLevel, `debug level`): replaces the
+/// filter, says so in the log and on the bus (`log.level.changed`); returns
+/// the previous directives.
+pub fn change_filter(bus: &Bus, directives: &str) -> Result<String, FilterError> {
+    let previous = set_filter(directives)?;
+    tracing::info!(filter = directives, previous = %previous, "log filter changed");
+    bus.emit(
+        Topic::LogLevelChanged,
+        "logs",
+        json!({ "filter": directives, "previous": previous }),
+    );
+    Ok(previous)
+}
+
 /// Replaces the filter; returns the previous directives.
-pub fn set_filter(directives: &str) -> Result<String, FilterError> {
+fn set_filter(directives: &str) -> Result<String, FilterError> {
     let parsed = EnvFilter::try_new(directives).map_err(|e| FilterError::Invalid {
         directives: directives.to_string(),
         reason: e.to_string(),

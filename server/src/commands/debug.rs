@@ -89,7 +89,7 @@ impl DebugLevel {
             }
         };
         let previous =
-            crate::grpc::set_log_filter(&ctx.droid.bus, &directives).map_err(|e| match e {
+            crate::telemetry::change_filter(&ctx.droid.bus, &directives).map_err(|e| match e {
                 FilterError::Invalid { .. } => CommandError::FailedPrecondition(e.to_string()),
                 FilterError::NotInstalled => CommandError::FailedPrecondition(e.to_string()),
             })?;

@@ -6,6 +6,7 @@
 
 mod auth;
 mod command;
+mod health;
 mod logs;
 mod system;
 
@@ -22,11 +23,12 @@ use tonic::{
     service::interceptor::InterceptedService,
     transport::{Server, server::TcpIncoming},
 };
-use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::pb::health_server::{Health as HealthService, HealthServer};
 
 pub use auth::Auth;
 pub use command::CommandApi;
-pub use logs::{LogApi, set_filter as set_log_filter};
+pub use health::Health;
+pub use logs::LogApi;
 pub use system::{MISSED_TOPIC, SystemApi};
 
 use crate::{
@@ -115,7 +117,7 @@ pub async fn serve(
     commands: Arc<Dispatcher>,
     droid: Arc<crate::droid::Droid>,
     logs: crate::logs::Logs,
-    health: HealthServer<impl Health>,
+    health: HealthServer<impl HealthService>,
     shutdown: &Shutdown,
 ) -> Result<Result<(), tonic::transport::Error>, RouterError> {
     let limit = config.max_message_size;

@@ -11,6 +11,7 @@
 pub mod capture;
 pub mod dedup;
 pub mod file;
+pub mod tail;
 
 use std::{
     collections::VecDeque,
