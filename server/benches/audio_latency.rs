@@ -296,7 +296,7 @@ async fn run_period(
         },
         bus.clone(),
     );
-    let supervisor = Supervisor::new(vec![Arc::new(audio.clone())], bus, None);
+    let supervisor = Supervisor::new(vec![Arc::new(audio.clone())], vec![Arc::new(bus)]);
     supervisor.start_all().await.expect("the audio starts");
     let clock = audio.clock().expect("the audio runs");
     let scanned = Instant::now();

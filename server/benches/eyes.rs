@@ -81,7 +81,7 @@ async fn start(board: &SimBoard) -> (Eyes, Supervisor) {
         settings,
         bus.clone(),
     );
-    let supervisor = Supervisor::new(vec![Arc::new(eyes.clone())], bus, None);
+    let supervisor = Supervisor::new(vec![Arc::new(eyes.clone())], vec![Arc::new(bus)]);
     supervisor.start_all().await.expect("the eyes start");
     assert!(eyes.state().connected, "the eyes reach the simulated board");
     (eyes, supervisor)

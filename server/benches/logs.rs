@@ -691,7 +691,7 @@ struct ProducerTrial {
 async fn producer_trial(stalled: bool, n: u64, dedup: bool) -> Result<ProducerTrial, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("temporary folder: {e}"))?;
     let logs = Logs::new(settings(dedup), dir.path().to_path_buf(), SESSION);
-    let supervisor = Supervisor::new(vec![Arc::new(logs.clone())], Bus::default(), None);
+    let supervisor = Supervisor::new(vec![Arc::new(logs.clone())], Vec::new());
     supervisor
         .start_all()
         .await
@@ -838,7 +838,7 @@ fn ring_memory(runtime: &Runtime) -> Result<MemoryFigures, String> {
     let m0 = Heap::now();
     let logs = Logs::new(settings, dir.path().to_path_buf(), SESSION);
     let m1 = Heap::now();
-    let supervisor = Supervisor::new(vec![Arc::new(logs.clone())], bus.clone(), None);
+    let supervisor = Supervisor::new(vec![Arc::new(logs.clone())], vec![Arc::new(bus.clone())]);
     let filled = runtime.block_on(async {
         supervisor
             .start_all()

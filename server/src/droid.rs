@@ -106,7 +106,13 @@ impl Droid {
             modes,
             eyes,
             audio,
-            supervisor: Supervisor::new(subsystems, bus.clone(), observer),
+            supervisor: Supervisor::new(
+                subsystems,
+                [Arc::new(bus.clone()) as Arc<dyn StatusObserver>]
+                    .into_iter()
+                    .chain(observer)
+                    .collect(),
+            ),
             bus,
             shutdown,
         });

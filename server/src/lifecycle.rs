@@ -5,9 +5,9 @@
 //! droid carries on without it.
 //!
 //! Every status change (STARTING, RUNNING, DEGRADED, ERROR, STOPPING,
-//! STOPPED, with a message) is published as `service.status.changed` and told
-//! to the [`StatusObserver`] the supervisor was given (the gRPC edge moves the
-//! health of `cantina.<name>` with it). A running subsystem reports its own
+//! STOPPED, with a message) is told to the [`StatusObserver`]s the supervisor
+//! was given, in order: the bus publishes it as `service.status.changed`, the
+//! gRPC edge moves the health of `cantina.<name>` with it. A running subsystem reports its own
 //! changes (a lost serial port) through the [`StatusHandle`] it is given at
 //! start.
 
@@ -18,10 +18,7 @@ use std::{
     time::{Instant, SystemTime},
 };
 
-use serde_json::json;
 use tracing::{error, info, warn};
-
-use crate::bus::{Bus, Topic};
 
 /// A boxed future, so that subsystems can be stored as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -102,22 +99,35 @@ pub struct StartError {
     pub reason: String,
 }
 
-/// Told of every status change, in order, before the change is reported
-/// done: how something outside the lifecycle (the gRPC health service)
-/// follows the subsystems without the lifecycle knowing it.
-pub trait StatusObserver: Send + Sync + 'static {
-    /// `subsystem` is now `status`.
-    fn changed(&self, subsystem: &'static str, status: ServiceStatus) -> BoxFuture<'_, ()>;
+/// One subsystem's change of status.
+#[derive(Clone, Debug)]
+pub struct StatusChange {
+    /// The subsystem's name.
+    pub subsystem: &'static str,
+    /// Where it stands now.
+    pub status: ServiceStatus,
+    /// Where it stood before.
+    pub previous: ServiceStatus,
+    /// Why, for people.
+    pub message: String,
+    /// Whether the droid cannot run without it.
+    pub critical: bool,
 }
 
-/// Where status changes go: the records, the bus and the observer.
+/// Told of every status change, in order, before the change is reported
+/// done: how the rest of the server (the bus, the gRPC health service)
+/// follows the subsystems without the lifecycle knowing them.
+pub trait StatusObserver: Send + Sync + 'static {
+    /// A subsystem's status changed.
+    fn changed<'a>(&'a self, change: &'a StatusChange) -> BoxFuture<'a, ()>;
+}
+
+/// Where status changes go: the records and the observers.
 struct Reporting {
     /// Each subsystem's state, in start order.
     records: Mutex<Vec<StatusRecord>>,
-    /// Publishes `service.status.changed`.
-    bus: Bus,
-    /// Follows every change; absent in unit tests.
-    observer: Option<Arc<dyn StatusObserver>>,
+    /// Follow every change, in this order.
+    observers: Vec<Arc<dyn StatusObserver>>,
 }
 
 impl Reporting {
@@ -127,7 +137,7 @@ impl Reporting {
             let record = &mut records[index];
             let previous = record.status;
             record.status = status;
-            record.message = message.clone();
+            record.message.clone_from(&message);
             record.since = SystemTime::now();
             record.running_since = match status {
                 ServiceStatus::Running | ServiceStatus::Degraded => {
@@ -137,19 +147,15 @@ impl Reporting {
             };
             (record.name, previous, record.critical)
         };
-        self.bus.emit(
-            Topic::ServiceStatusChanged,
-            "supervisor",
-            json!({
-                "service": name,
-                "status": status.as_str(),
-                "previous": previous.as_str(),
-                "message": message,
-                "critical": critical,
-            }),
-        );
-        if let Some(observer) = &self.observer {
-            observer.changed(name, status).await;
+        let change = StatusChange {
+            subsystem: name,
+            status,
+            previous,
+            message,
+            critical,
+        };
+        for observer in &self.observers {
+            observer.changed(&change).await;
         }
     }
 }
@@ -209,12 +215,11 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// A supervisor of `subsystems`, in start order, reporting to `bus` and
-    /// `observer`; nothing runs yet.
+    /// A supervisor of `subsystems`, in start order, telling `observers`
+    /// every status change; nothing runs yet.
     pub fn new(
         subsystems: Vec<Arc<dyn Subsystem>>,
-        bus: Bus,
-        observer: Option<Arc<dyn StatusObserver>>,
+        observers: Vec<Arc<dyn StatusObserver>>,
     ) -> Self {
         let records = subsystems
             .iter()
@@ -231,8 +236,7 @@ impl Supervisor {
             subsystems,
             reporting: Arc::new(Reporting {
                 records: Mutex::new(records),
-                bus,
-                observer,
+                observers,
             }),
             op: tokio::sync::Mutex::new(()),
         }
@@ -335,6 +339,7 @@ impl Supervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bus::{Bus, Topic};
 
     /// Records the order of calls; fails to start when told to.
     struct Probe {
@@ -382,7 +387,7 @@ mod tests {
                 }) as Arc<dyn Subsystem>
             })
             .collect();
-        (Supervisor::new(subsystems, Bus::default(), None), log)
+        (Supervisor::new(subsystems, Vec::new()), log)
     }
 
     #[tokio::test]
@@ -468,8 +473,11 @@ mod tests {
     struct Recorder(Mutex<Vec<(&'static str, ServiceStatus)>>);
 
     impl StatusObserver for Recorder {
-        fn changed(&self, subsystem: &'static str, status: ServiceStatus) -> BoxFuture<'_, ()> {
-            self.0.lock().unwrap().push((subsystem, status));
+        fn changed<'a>(&'a self, change: &'a StatusChange) -> BoxFuture<'a, ()> {
+            self.0
+                .lock()
+                .unwrap()
+                .push((change.subsystem, change.status));
             Box::pin(async {})
         }
     }
@@ -481,8 +489,7 @@ mod tests {
         let flaky = Arc::new(Flaky(Mutex::new(None)));
         let sup = Supervisor::new(
             vec![flaky.clone()],
-            bus.clone(),
-            Some(recorder.clone() as Arc<dyn StatusObserver>),
+            vec![Arc::new(bus.clone()), recorder.clone()],
         );
         sup.start_all().await.unwrap();
         let handle = flaky.0.lock().unwrap().clone().unwrap();

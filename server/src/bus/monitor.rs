@@ -1,14 +1,34 @@
-//! The `bus` subsystem: logs the bus's metrics periodically and publishes
-//! them as `bus.metrics`, so a slow or failing subscriber shows up in the
-//! logs without anyone asking.
+//! The bus in the lifecycle: the `bus` subsystem logs the bus's metrics
+//! periodically and publishes them as `bus.metrics`, so a slow or failing
+//! subscriber shows up in the logs without anyone asking; and the bus
+//! publishes every subsystem's status change as `service.status.changed`.
 
 use std::{sync::Mutex, time::Duration};
 
+use serde_json::json;
 use tokio::task::JoinHandle;
 use tracing::info;
 
 use super::{Bus, Topic};
-use crate::lifecycle::{BoxFuture, StatusHandle, Subsystem};
+use crate::lifecycle::{BoxFuture, StatusChange, StatusHandle, StatusObserver, Subsystem};
+
+/// Publishes each status change as `service.status.changed`.
+impl StatusObserver for Bus {
+    fn changed<'a>(&'a self, change: &'a StatusChange) -> BoxFuture<'a, ()> {
+        self.emit(
+            Topic::ServiceStatusChanged,
+            "supervisor",
+            json!({
+                "service": change.subsystem,
+                "status": change.status.as_str(),
+                "previous": change.previous.as_str(),
+                "message": change.message,
+                "critical": change.critical,
+            }),
+        );
+        Box::pin(async {})
+    }
+}
 
 /// Reports the bus's metrics every `interval` (never when zero).
 pub struct BusMonitor {
@@ -84,7 +104,7 @@ mod tests {
     async fn metrics_are_published_every_interval_until_stopped() {
         let bus = Bus::default();
         let monitor = Arc::new(BusMonitor::new(bus.clone(), Duration::from_secs(60)));
-        let supervisor = Supervisor::new(vec![monitor], bus.clone(), None);
+        let supervisor = Supervisor::new(vec![monitor], vec![Arc::new(bus.clone())]);
         supervisor.start_all().await.unwrap();
         let started = tokio::time::Instant::now();
         let first = bus

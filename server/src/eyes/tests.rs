@@ -21,7 +21,7 @@ fn settings() -> EyesSettings {
 async fn started(port: EyesPort) -> (Eyes, Bus, Supervisor) {
     let bus = Bus::default();
     let eyes = Eyes::new(port, settings(), bus.clone());
-    let supervisor = Supervisor::new(vec![Arc::new(eyes.clone())], bus.clone(), None);
+    let supervisor = Supervisor::new(vec![Arc::new(eyes.clone())], vec![Arc::new(bus.clone())]);
     supervisor.start_all().await.unwrap();
     (eyes, bus, supervisor)
 }

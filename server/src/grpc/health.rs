@@ -13,7 +13,7 @@ use tonic_health::{
 };
 
 use crate::{
-    lifecycle::{BoxFuture, ServiceStatus, StatusObserver},
+    lifecycle::{BoxFuture, ServiceStatus, StatusChange, StatusObserver},
     shutdown::Shutdown,
 };
 
@@ -69,15 +69,15 @@ impl Health {
 }
 
 impl StatusObserver for Health {
-    fn changed(&self, subsystem: &'static str, status: ServiceStatus) -> BoxFuture<'_, ()> {
-        let serving = if status == ServiceStatus::Running {
+    fn changed<'a>(&'a self, change: &'a StatusChange) -> BoxFuture<'a, ()> {
+        let serving = if change.status == ServiceStatus::Running {
             ServingStatus::Serving
         } else {
             ServingStatus::NotServing
         };
         Box::pin(async move {
             self.reporter
-                .set_service_status(&service_name(subsystem), serving)
+                .set_service_status(&service_name(change.subsystem), serving)
                 .await;
         })
     }
@@ -92,10 +92,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::{
-        bus::Bus,
-        lifecycle::{StatusHandle, Subsystem, Supervisor},
-    };
+    use crate::lifecycle::{StatusHandle, Subsystem, Supervisor};
 
     /// A subsystem that keeps its status handle, to report changes later.
     struct Flaky(Mutex<Option<StatusHandle>>);
@@ -130,7 +127,7 @@ mod tests {
         assert_eq!(check(cantina::health::SERVER).await, S::Serving);
         assert_eq!(check("cantina.eyes").await, S::NotServing, "before start");
         let flaky = Arc::new(Flaky(Mutex::new(None)));
-        let sup = Supervisor::new(vec![flaky.clone()], Bus::default(), Some(health.observer()));
+        let sup = Supervisor::new(vec![flaky.clone()], vec![health.observer()]);
         sup.start_all().await.unwrap();
         assert_eq!(check("cantina.eyes").await, S::Serving);
         let handle = flaky.0.lock().unwrap().clone().unwrap();
