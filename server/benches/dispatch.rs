@@ -12,9 +12,15 @@
 //!    (16 × 10), requests a second. Target: ≥ 0.9× the bare echo.
 //! 2. **Single-call latency**: one connection, one call at a time, p50 and
 //!    p99 from h2load's per-request log. Target: p50 ≤ bare + 50 µs.
-//! 3. Beside them, for reference, through the same harness: `Dispatch("help")`,
+//! 3. Beside them, for reference, through the same harness: `Dispatch("idle")`
+//!    while IDLE (the dispatch path around a command with nothing to do),
+//!    `Dispatch("help")`,
 //!    `GetStatus`, `TailLogs` (a 100-entry backlog, no follow) and a health
 //!    check on both servers.
+//!
+//! 4. **Where the time goes**: the parts of `Dispatch("status")` timed in
+//!    process (the dispatcher, its log line and event, the reply's
+//!    conversion to proto, the correlation id).
 //!
 //! Each response's size is shown, so that an error (a trailers-only answer,
 //! which h2load counts as success) cannot pass for speed.
@@ -326,6 +332,15 @@ fn main() {
             p,
         )
     });
+    let idle = body("idle.bin", &|p| {
+        grpc_body(
+            &DispatchRequest {
+                line: "idle".into(),
+                correlation_id: String::new(),
+            },
+            p,
+        )
+    });
     let help = body("help.bin", &|p| {
         grpc_body(
             &DispatchRequest {
@@ -363,7 +378,7 @@ fn main() {
     let bare = on(bare_address, DISPATCH, &status);
 
     // 1. Throughput.
-    let started = Instant::now();
+    let begun = Instant::now();
     let base = throughput(&bare, 16, 10, plan.seconds);
     let real_status = throughput(&on(real_address, DISPATCH, &status), 16, 10, plan.seconds);
     let ratio = real_status.requests_per_s / base.requests_per_s;
@@ -388,6 +403,7 @@ fn main() {
         &format!("≥ 0.90× {}", check(ratio >= 0.9)),
     );
     let others = [
+        ("Dispatch(\"idle\"), already IDLE", DISPATCH, &idle),
         ("Dispatch(\"help\")", DISPATCH, &help),
         (
             "GetStatus",
@@ -465,7 +481,80 @@ fn main() {
         false,
     );
     println!();
-    println!("(measured in {:.0?})", started.elapsed());
+
+    // 3. Where the time goes.
+    println!("## Where Dispatch(\"status\")'s time goes (in process, on core {SERVER_CORE})");
+    println!();
+    println!("| step | µs per call |");
+    println!("|---|---:|");
+    pin(SERVER_CORE);
+    let droid = real.droid().clone();
+    let dispatcher = cantina_server::commands::Dispatcher::new(droid.clone());
+    let rounds = plan.calls * 5;
+    let per_call = |elapsed: Duration| elapsed.as_secs_f64() * 1e6 / rounds as f64;
+    let (whole, reply) = real_runtime.block_on(async {
+        let started = Instant::now();
+        let mut last = None;
+        for _ in 0..rounds {
+            last = Some(dispatcher.dispatch("status").await.expect("status runs"));
+        }
+        (started.elapsed(), last.expect("ran").reply)
+    });
+    println!(
+        "| `Dispatcher::dispatch(\"status\")`: parse, log line, the command, `command.executed` | {:.1} |",
+        per_call(whole)
+    );
+    let started = Instant::now();
+    for _ in 0..rounds {
+        tracing::info!(command = "status", args = ?Vec::<String>::new(), "running command");
+    }
+    println!(
+        "| … of which one captured log line (`running command`) | {:.1} |",
+        per_call(started.elapsed())
+    );
+    let started = Instant::now();
+    for _ in 0..rounds {
+        droid.bus.emit(
+            cantina_server::bus::Topic::CommandExecuted,
+            "commands",
+            serde_json::json!({ "command": "status", "args": Vec::<String>::new(), "message": reply.message }),
+        );
+    }
+    println!(
+        "| … of which the `command.executed` event | {:.1} |",
+        per_call(started.elapsed())
+    );
+    let started = Instant::now();
+    let mut bytes = 0;
+    for _ in 0..rounds {
+        let response = DispatchResponse {
+            command: "status".into(),
+            message: reply.message.clone(),
+            correlation_id: String::new(),
+            data: reply.data.clone().map(cantina::json::struct_from_json),
+            args: Vec::new(),
+        };
+        bytes += response.encode_to_vec().len();
+    }
+    println!(
+        "| the reply as proto: `data` JSON → `Struct`, encoded ({} bytes) | {:.1} |",
+        bytes / rounds,
+        per_call(started.elapsed())
+    );
+    let started = Instant::now();
+    for _ in 0..rounds {
+        std::hint::black_box(uuid::Uuid::new_v4());
+    }
+    println!(
+        "| a correlation id (UUID v4) | {:.1} |",
+        per_call(started.elapsed())
+    );
+    println!(
+        "| for scale: the bare echo's whole request at its throughput | {:.1} |",
+        1e6 / base.requests_per_s
+    );
+    println!();
+    println!("(measured in {:.0?})", begun.elapsed());
 
     let stopped = real_runtime.block_on(real.stop());
     stopped.expect("the server stops cleanly");
