@@ -11,6 +11,7 @@
 //! knows proto types), [`droid`] (shared state), [`modes`], [`audio`], [`eyes`], [`lifecycle`]
 //! (subsystems), [`shutdown`], [`telemetry`].
 
+pub mod actor;
 pub mod audio;
 pub mod bus;
 pub mod commands;
