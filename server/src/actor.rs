@@ -144,6 +144,29 @@ enum Worker {
     Thread(std::thread::JoinHandle<()>),
 }
 
+impl Worker {
+    /// Waits for the actor to end, at most [`STOP_WAIT`].
+    async fn wait(self, subject: Subject) {
+        match self {
+            Worker::Task(mut task) => {
+                let ended = tokio::time::timeout(STOP_WAIT, &mut task).await.is_ok();
+                if !ended {
+                    warn!(actor = %subject, "the actor of {subject} did not stop within {STOP_WAIT:?}; aborting it");
+                    task.abort();
+                    let _ = task.await;
+                }
+            }
+            Worker::Thread(thread) => {
+                let joined = tokio::task::spawn_blocking(move || thread.join());
+                let ended = tokio::time::timeout(STOP_WAIT, joined).await.is_ok();
+                if !ended {
+                    warn!(actor = %subject, "the thread of {subject} did not stop within {STOP_WAIT:?}; leaving it to finish");
+                }
+            }
+        }
+    }
+}
+
 /// A started actor: the running slot's content.
 struct Running<M, X> {
     inbox: Inbox<M>,
@@ -304,22 +327,8 @@ impl<M: Send + 'static, X> Handle<M, X> {
         };
         let worker = running.worker.take();
         drop(running);
-        let subject = self.shared.subject;
-        match worker {
-            Some(Worker::Task(mut task)) => {
-                if tokio::time::timeout(STOP_WAIT, &mut task).await.is_err() {
-                    warn!(actor = %subject, "the actor of {subject} did not stop within {STOP_WAIT:?}; aborting it");
-                    task.abort();
-                    let _ = task.await;
-                }
-            }
-            Some(Worker::Thread(thread)) => {
-                let joined = tokio::task::spawn_blocking(move || thread.join());
-                if tokio::time::timeout(STOP_WAIT, joined).await.is_err() {
-                    warn!(actor = %subject, "the thread of {subject} did not stop within {STOP_WAIT:?}; leaving it to finish");
-                }
-            }
-            None => {}
+        if let Some(worker) = worker {
+            worker.wait(self.shared.subject).await;
         }
     }
 
