@@ -27,7 +27,7 @@ use crate::{
 
 /// A subsystem as [`Parts`] holds it: a cheap handle, or an `Arc` of one
 /// that is not.
-pub trait Part {
+trait Part {
     /// The subsystem, for the supervisor.
     fn subsystem(&self) -> Arc<dyn Subsystem>;
 }

@@ -273,7 +273,7 @@ impl Audio {
     }
 }
 
-/// The player's envelope, filled by the handle's [`call`](Audio::call).
+/// The player's envelope, as the handle's `call` fills it.
 impl From<Envelope<Request, Result<Answer, AudioError>>> for player::Envelope {
     fn from(e: Envelope<Request, Result<Answer, AudioError>>) -> Self {
         player::Envelope {

@@ -37,7 +37,8 @@ use crate::{
 use message::{Msg, Reply, Request};
 pub use protocol::{DEFAULT_BRIGHTNESS, Pattern};
 
-/// Requests that may wait for the actor at once; more are refused.
+/// Requests that may be outstanding at once, from sending until the
+/// answer (wherever they wait: inbox, queue, window); more are refused.
 const MAX_QUEUED: usize = 256;
 
 /// What the eyes show and how they are connected.
