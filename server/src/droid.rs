@@ -1,8 +1,12 @@
 //! The droid: the state every command and RPC works on (session, event bus,
 //! mode, subsystems, shutdown), and its boot, reset and halt sequences.
+//!
+//! [`Parts`] is the wiring: each subsystem is named there once, in start
+//! order, and the supervisor's list and the mode hooks follow from it.
 
 use std::{
     net::SocketAddr,
+    ops::Deref,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
@@ -12,12 +16,76 @@ use tracing::{info, warn};
 
 use crate::{
     audio::Audio,
-    bus::{Bus, Topic},
+    bus::{Bus, BusMonitor, Topic},
     eyes::Eyes,
     lifecycle::{StartError, StatusObserver, Subsystem, Supervisor},
-    modes::{Mode, ModeChange, ModeError, Modes},
+    logs::Logs,
+    modes::{Mode, ModeChange, ModeError, ModeHook, Modes},
     shutdown::Shutdown,
 };
+
+/// A subsystem as [`Parts`] holds it: a cheap handle, or an `Arc` of one
+/// that is not.
+trait Part {
+    /// The subsystem, for the supervisor.
+    fn subsystem(&self) -> Arc<dyn Subsystem>;
+}
+
+impl<S: Subsystem + Clone> Part for S {
+    fn subsystem(&self) -> Arc<dyn Subsystem> {
+        Arc::new(self.clone())
+    }
+}
+
+impl<S: Subsystem> Part for Arc<S> {
+    fn subsystem(&self) -> Arc<dyn Subsystem> {
+        self.clone()
+    }
+}
+
+/// Declares [`Parts`] from one list: the subsystems in start order, then
+/// the mode hooks in the order they run.
+macro_rules! parts {
+    (
+        $( $(#[$doc:meta])* $part:ident: $ty:ty, )*
+        ;
+        mode hooks: $( $hooked:ident as $hook:literal ),* $(,)?
+    ) => {
+        /// The droid's subsystems, each once: the supervisor starts them in
+        /// this order and stops them in reverse. Adding one is a folder, a
+        /// line here and its construction in [`crate::start`].
+        pub struct Parts {
+            $( $(#[$doc])* pub $part: $ty, )*
+        }
+
+        impl Parts {
+            /// Every subsystem, in start order.
+            pub fn subsystems(&self) -> Vec<Arc<dyn Subsystem>> {
+                vec![$( self.$part.subsystem() ),*]
+            }
+
+            /// The mode hooks, by name, in the order they run.
+            pub fn mode_hooks(&self) -> Vec<(&'static str, ModeHook)> {
+                vec![$( ($hook, self.$hooked.mode_hook()) ),*]
+            }
+        }
+    };
+}
+
+parts! {
+    /// The log service; first, so that it hears everything the others
+    /// say, also while they stop.
+    logs: Logs,
+    /// Reports the bus's metrics.
+    bus_monitor: Arc<BusMonitor>,
+    /// Music, speech and sounds.
+    audio: Audio,
+    /// The LED eyes.
+    eyes: Eyes,
+    ;
+    // The eyes follow the mode first; IDLE stops the music.
+    mode hooks: eyes as "eyes", audio as "music",
+}
 
 /// Facts about this server run.
 #[derive(Clone, Debug)]
@@ -78,41 +146,47 @@ pub struct Droid {
     pub modes: Modes,
     /// The subsystems and their state.
     pub supervisor: Supervisor,
-    /// The LED eyes (also one of the subsystems).
-    pub eyes: Eyes,
-    /// Music, speech and sounds (also one of the subsystems).
-    pub audio: Audio,
+    /// The subsystems' handles (`droid.eyes`, `droid.audio` …, through
+    /// `Deref`).
+    pub parts: Parts,
     /// Triggered by `quit` and by signals.
     pub shutdown: Shutdown,
 }
 
+impl Deref for Droid {
+    type Target = Parts;
+
+    /// The parts read as the droid's own: `droid.eyes`.
+    fn deref(&self) -> &Parts {
+        &self.parts
+    }
+}
+
 impl Droid {
     /// Starts the subsystems in order and moves from STARTUP to IDLE; the
-    /// eyes follow the mode.
+    /// parts with a mode hook (the eyes …) follow the mode.
     pub async fn boot(
         info: ServerInfo,
         bus: Bus,
-        eyes: Eyes,
-        audio: Audio,
-        subsystems: Vec<Arc<dyn Subsystem>>,
+        parts: Parts,
         observer: Option<Arc<dyn StatusObserver>>,
         shutdown: Shutdown,
     ) -> Result<Arc<Droid>, StartError> {
         let modes = Modes::new(bus.clone());
-        modes.add_hook("eyes", eyes.mode_hook());
-        modes.add_hook("music", audio.mode_hook());
+        for (name, hook) in parts.mode_hooks() {
+            modes.add_hook(name, hook);
+        }
         let droid = Arc::new(Droid {
             info,
             modes,
-            eyes,
-            audio,
             supervisor: Supervisor::new(
-                subsystems,
+                parts.subsystems(),
                 [Arc::new(bus.clone()) as Arc<dyn StatusObserver>]
                     .into_iter()
                     .chain(observer)
                     .collect(),
             ),
+            parts,
             bus,
             shutdown,
         });

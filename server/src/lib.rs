@@ -11,6 +11,7 @@
 //! knows proto types), [`droid`] (shared state), [`modes`], [`audio`], [`eyes`], [`lifecycle`]
 //! (subsystems), [`shutdown`], [`telemetry`].
 
+pub mod actor;
 pub mod audio;
 pub mod bus;
 pub mod commands;
@@ -34,9 +35,9 @@ use crate::{
     bus::{Bus, BusMonitor},
     commands::Dispatcher,
     config::Config,
-    droid::{Droid, ServerInfo},
+    droid::{Droid, Parts, ServerInfo},
     eyes::Eyes,
-    lifecycle::{StartError, Subsystem},
+    lifecycle::StartError,
     logs::Logs,
     shutdown::Shutdown,
 };
@@ -142,8 +143,8 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         config.log_dir.clone(),
         &info.session_id,
     );
-    // Start order, logging first; stop is the reverse, so the logs hear
-    // everything the others say while stopping.
+    // The subsystems; `droid::Parts` sets their start order (logging
+    // first) and their mode hooks.
     let eyes = Eyes::new(config.eyes_port.clone(), config.eyes.clone(), bus.clone());
     let audio = Audio::new(
         AudioSettings {
@@ -157,22 +158,13 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         },
         bus.clone(),
     );
-    let subsystems: Vec<Arc<dyn Subsystem>> = vec![
-        Arc::new(logs.clone()),
-        Arc::new(BusMonitor::new(bus.clone(), config.bus_metrics_interval)),
-        Arc::new(audio.clone()),
-        Arc::new(eyes.clone()),
-    ];
-    let droid = Droid::boot(
-        info,
-        bus,
-        eyes,
+    let parts = Parts {
+        logs: logs.clone(),
+        bus_monitor: Arc::new(BusMonitor::new(bus.clone(), config.bus_metrics_interval)),
         audio,
-        subsystems,
-        Some(health.observer()),
-        shutdown.clone(),
-    )
-    .await?;
+        eyes,
+    };
+    let droid = Droid::boot(info, bus, parts, Some(health.observer()), shutdown.clone()).await?;
     let dispatcher = Arc::new(Dispatcher::new(droid.clone()));
 
     // TLS

@@ -25,18 +25,15 @@ pub mod mixer;
 pub mod output;
 mod player;
 
-use std::{
-    path::PathBuf,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 use tracing::warn;
 
 use crate::{
-    bus::{self, Bus},
+    actor::{ActorError, Envelope, Handle, Subject},
+    bus::Bus,
     config::AudioOutput,
     lifecycle::{BoxFuture, ServiceStatus, StatusHandle, Subsystem},
     modes::{Mode, ModeHook},
@@ -144,6 +141,15 @@ pub enum AudioError {
     Refused(String),
 }
 
+impl From<ActorError> for AudioError {
+    fn from(e: ActorError) -> Self {
+        AudioError::Unavailable(e.to_string())
+    }
+}
+
+/// Requests that may wait for the control task at once; more are refused.
+const QUEUE: usize = 64;
+
 /// The audio's handle and subsystem.
 #[derive(Clone)]
 pub struct Audio {
@@ -154,14 +160,8 @@ struct Inner {
     settings: AudioSettings,
     bus: Bus,
     state: watch::Sender<AudioState>,
-    running: Mutex<Option<Running>>,
-}
-
-struct Running {
-    tx: mpsc::Sender<player::Envelope>,
-    task: tokio::task::JoinHandle<()>,
-    watcher: tokio::task::JoinHandle<()>,
-    clock: SampleClock,
+    /// The control task, while it runs, and the output's clock.
+    actor: Handle<player::Envelope, SampleClock>,
 }
 
 /// A reply to a command: a message for people and data for programs.
@@ -225,7 +225,7 @@ impl Audio {
                 settings,
                 bus,
                 state: watch::Sender::new(AudioState::default()),
-                running: Mutex::new(None),
+                actor: Handle::new(Subject::singular("the audio")),
             }),
         }
     }
@@ -243,12 +243,7 @@ impl Audio {
     /// The output's sample clock (frames rendered) while the audio runs:
     /// what timed shows synchronise to.
     pub fn clock(&self) -> Option<SampleClock> {
-        self.inner
-            .running
-            .lock()
-            .expect("audio lock")
-            .as_ref()
-            .map(|r| r.clock.clone())
+        self.inner.actor.with_running(SampleClock::clone)
     }
 
     /// The hook that stops the music when the droid goes IDLE.
@@ -268,36 +263,24 @@ impl Audio {
         })
     }
 
-    async fn call(&self, request: Request) -> Result<Answer, AudioError> {
-        let tx = self
-            .inner
-            .running
-            .lock()
-            .expect("audio lock")
-            .as_ref()
-            .map(|r| r.tx.clone())
-            .ok_or_else(|| {
-                AudioError::Unavailable(
-                    "the audio is not running (stopped, or restarting after 'reset'); try again in a moment".into(),
-                )
-            })?;
-        let (reply, answer) = oneshot::channel();
-        let envelope = player::Envelope {
-            request,
-            reply,
-            correlation: bus::current_correlation(),
-        };
-        tx.try_send(envelope).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => AudioError::Unavailable(
-                "the audio is busy: too many requests are waiting; try again".into(),
-            ),
-            mpsc::error::TrySendError::Closed(_) => {
-                AudioError::Unavailable("the audio stopped".into())
-            }
-        })?;
-        answer
-            .await
-            .unwrap_or_else(|_| Err(AudioError::Unavailable("the audio stopped".into())))
+    /// Sends `request` to the control task and waits for its answer, of
+    /// whatever type the player answers it with.
+    async fn call<T>(&self, request: Request) -> Result<T, AudioError>
+    where
+        player::Envelope: From<Envelope<Request, Result<T, AudioError>>>,
+    {
+        self.inner.actor.ask(request).await?
+    }
+}
+
+/// The player's envelope, as the handle's `call` fills it.
+impl From<Envelope<Request, Result<Answer, AudioError>>> for player::Envelope {
+    fn from(e: Envelope<Request, Result<Answer, AudioError>>) -> Self {
+        player::Envelope {
+            request: e.request,
+            reply: e.reply,
+            correlation: e.correlation,
+        }
     }
 }
 
@@ -341,45 +324,25 @@ impl Subsystem for Audio {
     fn start(&self, status: StatusHandle) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
             let inner = &self.inner;
-            let (tx, rx) = mpsc::channel(64);
             let (player, clock) = player::Player::start(
                 inner.settings.clone(),
                 inner.bus.clone(),
                 inner.state.clone(),
             )
             .await?;
-            let watcher = status.follow(inner.state.subscribe(), status_of).await;
-            let task = tokio::spawn(player.run(rx));
-            *inner.running.lock().expect("audio lock") = Some(Running {
-                tx,
-                task,
-                watcher,
-                clock,
-            });
+            inner.actor.spawn_task(QUEUE, clock, |rx| player.run(rx));
+            inner
+                .actor
+                .follow(status, inner.state.subscribe(), status_of)
+                .await;
             Ok(())
         })
     }
 
+    /// Closing the control task's channel ends it, which stops the output
+    /// and the decoders; one stuck past the bound is cut off, so that it
+    /// lets go of the device before the next start opens it.
     fn stop(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            let running = self.inner.running.lock().expect("audio lock").take();
-            if let Some(running) = running {
-                // Closing the channel ends the player, which stops the output
-                // and the decoders.
-                running.watcher.abort();
-                drop(running.tx);
-                let mut task = running.task;
-                if tokio::time::timeout(Duration::from_secs(5), &mut task)
-                    .await
-                    .is_err()
-                {
-                    // Stuck: cut it off, so that it lets go of the device
-                    // before the next start opens it.
-                    warn!("the audio task did not stop within 5 s; aborting it");
-                    task.abort();
-                    let _ = task.await;
-                }
-            }
-        })
+        Box::pin(self.inner.actor.stop())
     }
 }

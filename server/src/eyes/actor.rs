@@ -31,6 +31,7 @@ use tracing::{debug, info, warn};
 use super::{
     EyesError, EyesState, Pattern,
     link::{self, Link},
+    message::{Msg, Reply, Request},
     protocol::{self, Line, LineSplitter},
 };
 use crate::{
@@ -50,62 +51,6 @@ const SYNC_TRIES: u8 = 3;
 
 /// How often `auto` looks for a board while it uses the virtual eyes.
 const RESCAN: Duration = Duration::from_secs(5);
-
-/// A message to the actor.
-pub enum Msg {
-    /// From the handle.
-    Request(Request),
-    /// Bytes the board sent on link `link`.
-    Received {
-        /// The link's id.
-        link: u64,
-        /// The bytes.
-        bytes: Vec<u8>,
-    },
-    /// Link `link` broke.
-    Failed {
-        /// The link's id.
-        link: u64,
-        /// What happened.
-        error: String,
-    },
-    /// Stop the actor.
-    Stop,
-}
-
-type Reply<T> = oneshot::Sender<Result<T, EyesError>>;
-
-/// What the handle asks for.
-pub enum Request {
-    /// `eye pattern`.
-    Pattern {
-        pattern: Pattern,
-        reply: Reply<()>,
-        correlation: Option<Arc<str>>,
-    },
-    /// `eye brightness`.
-    Brightness {
-        brightness: f64,
-        reply: Reply<()>,
-        correlation: Option<Arc<str>>,
-    },
-    /// The mode's pattern.
-    Follow {
-        pattern: Pattern,
-        reply: Reply<()>,
-        correlation: Option<Arc<str>>,
-    },
-    /// `eye test`; answered with the length of each step.
-    StartTest {
-        reply: Reply<Duration>,
-        correlation: Option<Arc<str>>,
-    },
-    /// `eye test stop`.
-    StopTest {
-        reply: Reply<bool>,
-        correlation: Option<Arc<str>>,
-    },
-}
 
 /// What the actor starts with.
 pub struct Setup {

@@ -19,8 +19,8 @@ use std::{
 use serialport::{ClearBuffer, DataBits, FlowControl, Parity, SerialPort, StopBits};
 
 use super::{
-    actor::Msg,
     firmware::Firmware,
+    message::Msg,
     protocol::{BAUD, byte_time},
 };
 

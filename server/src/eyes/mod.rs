@@ -17,33 +17,28 @@
 mod actor;
 pub mod firmware;
 mod link;
+mod message;
 pub mod protocol;
 pub mod sim;
 
-use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-        mpsc,
-    },
-    thread::JoinHandle,
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 use tracing::warn;
 
 use crate::{
-    bus::{self, Bus},
+    actor::{ActorError, Handle, Subject},
+    bus::Bus,
     config::{EyesPort, EyesSettings},
     lifecycle::{BoxFuture, ServiceStatus, StatusHandle, Subsystem},
     modes::{Mode, ModeHook},
 };
-use actor::{Msg, Request};
+use message::{Msg, Reply, Request};
 pub use protocol::{DEFAULT_BRIGHTNESS, Pattern};
 
-/// Requests that may wait for the actor at once; more are refused.
+/// Requests that may be outstanding at once, from sending until the
+/// answer (wherever they wait: inbox, queue, window); more are refused.
 const MAX_QUEUED: usize = 256;
 
 /// What the eyes show and how they are connected.
@@ -110,6 +105,12 @@ pub enum EyesError {
     Conflict(String),
 }
 
+impl From<ActorError> for EyesError {
+    fn from(e: ActorError) -> Self {
+        EyesError::Unavailable(e.to_string())
+    }
+}
+
 /// The eyes' handle and subsystem.
 #[derive(Clone)]
 pub struct Eyes {
@@ -121,26 +122,8 @@ struct Inner {
     settings: EyesSettings,
     bus: Bus,
     state: watch::Sender<EyesState>,
-    running: Mutex<Option<Running>>,
-    queued: Arc<AtomicUsize>,
-}
-
-/// A started actor.
-struct Running {
-    tx: mpsc::Sender<Msg>,
-    thread: Option<JoinHandle<()>>,
-    watcher: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Running {
-    /// The actor holds a sender of its own inbox (for its links' readers),
-    /// so it never sees the channel close: it is told to stop.
-    fn drop(&mut self) {
-        let _ = self.tx.send(Msg::Stop);
-        if let Some(watcher) = &self.watcher {
-            watcher.abort();
-        }
-    }
+    /// The actor's thread, while it runs.
+    actor: Handle<Msg>,
 }
 
 impl Eyes {
@@ -152,8 +135,7 @@ impl Eyes {
                 port,
                 settings,
                 bus,
-                running: Mutex::new(None),
-                queued: Arc::default(),
+                actor: Handle::new(Subject::plural("the eyes")),
             }),
         }
     }
@@ -219,71 +201,21 @@ impl Eyes {
     /// The hook that makes the eyes follow the droid's mode. A lost board
     /// does not fail the mode change: the pattern is shown when it returns.
     pub fn mode_hook(&self) -> ModeHook {
-        let eyes = self.clone();
-        Arc::new(move |_, to| {
-            let eyes = eyes.clone();
-            Box::pin(async move {
-                if let Err(e) = eyes.follow(pattern_for(to)).await {
-                    warn!(mode = %to, error = %e, "the eyes could not follow the mode");
-                }
-                Ok(())
-            })
+        crate::actor::mode_hook(self, |eyes: Eyes, to| async move {
+            if let Err(e) = eyes.follow(pattern_for(to)).await {
+                warn!(mode = %to, error = %e, "the eyes could not follow the mode");
+            }
         })
     }
 
     async fn call<T>(
         &self,
-        request: impl FnOnce(oneshot::Sender<Result<T, EyesError>>, Option<Arc<str>>) -> Request,
+        request: impl FnOnce(Reply<T>, Option<Arc<str>>) -> Request,
     ) -> Result<T, EyesError> {
-        let tx = self
-            .inner
-            .running
-            .lock()
-            .expect("eyes lock")
-            .as_ref()
-            .map(|r| r.tx.clone())
-            .ok_or_else(|| {
-                EyesError::Unavailable(
-                    "the eyes are not running (stopped, or restarting after 'reset'); try again in a moment".into(),
-                )
-            })?;
-        // Counts this request until its answer, wherever it waits.
-        let _slot = Outstanding::take(&self.inner.queued).ok_or_else(|| {
-            EyesError::Unavailable(format!(
-                "the eyes are busy: {MAX_QUEUED} requests are already waiting for the board"
-            ))
-        })?;
-        let (reply, answer) = oneshot::channel();
-        if tx
-            .send(Msg::Request(request(reply, bus::current_correlation())))
-            .is_err()
-        {
-            return Err(EyesError::Unavailable("the eyes stopped".into()));
-        }
-        answer.await.unwrap_or_else(|_| {
-            Err(EyesError::Unavailable(
-                "the eyes stopped before the board answered".into(),
-            ))
-        })
-    }
-}
-
-/// One request in flight, counted against [`MAX_QUEUED`] until dropped.
-struct Outstanding<'a>(&'a AtomicUsize);
-
-impl<'a> Outstanding<'a> {
-    fn take(count: &'a AtomicUsize) -> Option<Self> {
-        if count.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED {
-            count.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(Self(count))
-    }
-}
-
-impl Drop for Outstanding<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.inner
+            .actor
+            .call(|reply, correlation| Msg::Request(request(reply, correlation)))
+            .await?
     }
 }
 
@@ -332,50 +264,43 @@ impl Subsystem for Eyes {
         Box::pin(async move {
             let inner = &self.inner;
             inner.state.send_replace(EyesState::initial(&inner.port));
-            let (tx, rx) = mpsc::channel();
             let (first, first_outcome) = oneshot::channel();
-            let actor = actor::Actor::new(actor::Setup {
-                port: inner.port.clone(),
-                settings: inner.settings.clone(),
-                bus: inner.bus.clone(),
-                state: inner.state.clone(),
-                inbox: rx,
-                outbox: tx.clone(),
-                first_outcome: first,
-            });
-            let thread = std::thread::Builder::new()
-                .name("eyes".into())
-                .spawn(move || actor.run())
-                .map_err(|e| format!("cannot start the eyes' thread: {e}"))?;
-            // Kept before waiting, so that a start given up on still stops
-            // the actor (dropping `Running` tells it to).
-            *inner.running.lock().expect("eyes lock") = Some(Running {
-                tx,
-                thread: Some(thread),
-                watcher: None,
-            });
+            let (port, settings, bus, state) = (
+                inner.port.clone(),
+                inner.settings.clone(),
+                inner.bus.clone(),
+                inner.state.clone(),
+            );
+            // Emptying the slot (stop, or dropping the eyes) tells the actor
+            // to stop: it holds a sender of its own inbox, for its links'
+            // readers, so it never sees the channel close.
+            inner
+                .actor
+                .spawn_thread("eyes", MAX_QUEUED, Msg::Stop, (), move |inbox, outbox| {
+                    actor::Actor::new(actor::Setup {
+                        port,
+                        settings,
+                        bus,
+                        state,
+                        inbox,
+                        outbox,
+                        first_outcome: first,
+                    })
+                    .run()
+                })?;
             // The first attempt to reach the board ends in a bounded time
             // (open, boot line or its timeout, sync).
             let _ = first_outcome.await;
-            let watcher = status.follow(inner.state.subscribe(), status_of).await;
-            if let Some(running) = inner.running.lock().expect("eyes lock").as_mut() {
-                running.watcher = Some(watcher);
-            }
+            inner
+                .actor
+                .follow(status, inner.state.subscribe(), status_of)
+                .await;
             Ok(())
         })
     }
 
     fn stop(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            let running = self.inner.running.lock().expect("eyes lock").take();
-            if let Some(mut running) = running {
-                let thread = running.thread.take();
-                drop(running);
-                if let Some(thread) = thread {
-                    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-                }
-            }
-        })
+        Box::pin(self.inner.actor.stop())
     }
 }
 
