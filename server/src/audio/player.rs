@@ -1347,3 +1347,193 @@ fn crossfade_end(start: u64, length: Duration, rate: u32) -> u64 {
 fn frame_time(frame: u64, rate: u32) -> Duration {
     Duration::from_secs_f64(frame as f64 / f64::from(rate))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use rand::{SeedableRng, rngs::StdRng};
+
+    use super::*;
+
+    fn track(name: &str) -> Track {
+        Track {
+            path: PathBuf::from(format!("/music/{name}.mp3")),
+            title: name.to_string(),
+            artist: None,
+            album: None,
+            genre: None,
+            duration: Some(Duration::from_secs(180)),
+            format: "mp3",
+        }
+    }
+
+    fn library(n: usize) -> Vec<Track> {
+        (0..n).map(|i| track(&format!("track {i}"))).collect()
+    }
+
+    /// DJ mode's memory after `played` started in this order.
+    fn played(tracks: &[Track], played: &[usize]) -> VecDeque<PathBuf> {
+        let mut recent = VecDeque::new();
+        for &i in played {
+            remember(&mut recent, tracks[i].path.clone());
+        }
+        recent
+    }
+
+    /// The indexes DJ mode picks in many tries.
+    fn picks(
+        tracks: &[Track],
+        recent: &VecDeque<PathBuf>,
+        playing: Option<usize>,
+    ) -> HashSet<usize> {
+        let mut rng = StdRng::seed_from_u64(7);
+        let playing = playing.map(|i| tracks[i].path.as_path());
+        (0..500)
+            .map(|_| {
+                let pick = dj_pick(tracks, recent, playing, &mut rng).expect("a pick");
+                tracks.iter().position(|t| t == pick).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_queue_plays_in_the_order_queued_and_before_any_pick() {
+        let mut queue = VecDeque::new();
+        assert_eq!(enqueue(&mut queue, track("a")), 1);
+        assert_eq!(enqueue(&mut queue, track("b")), 2);
+        assert_eq!(enqueue(&mut queue, track("c")), 3);
+        let never = || -> Option<Track> { panic!("no pick while tracks are queued") };
+        assert_eq!(next_track(&mut queue, never), Some(track("a")));
+        assert_eq!(next_track(&mut queue, never), Some(track("b")));
+        // Queued behind what is left.
+        assert_eq!(enqueue(&mut queue, track("d")), 2);
+        assert_eq!(next_track(&mut queue, never), Some(track("c")));
+        assert_eq!(next_track(&mut queue, never), Some(track("d")));
+        assert_eq!(
+            next_track(&mut queue, || Some(track("picked"))),
+            Some(track("picked"))
+        );
+        assert_eq!(next_track(&mut queue, || None), None);
+    }
+
+    #[test]
+    fn dj_mode_remembers_the_last_ten_tracks() {
+        let tracks = library(15);
+        let recent = played(&tracks, &(0..15).collect::<Vec<_>>());
+        let expected: VecDeque<PathBuf> = tracks[5..].iter().map(|t| t.path.clone()).collect();
+        assert_eq!(recent, expected);
+    }
+
+    #[test]
+    fn dj_mode_never_picks_one_of_the_last_ten() {
+        let tracks = library(15);
+        // Track 9 plays; 0 to 9 are the last ten.
+        let recent = played(&tracks, &[12, 13, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(
+            picks(&tracks, &recent, Some(9)),
+            HashSet::from([10, 11, 12, 13, 14]),
+            "any of the others, and only those"
+        );
+        // Stopped: the one played last is still avoided.
+        assert_eq!(
+            picks(&tracks, &recent, None),
+            HashSet::from([10, 11, 12, 13, 14])
+        );
+    }
+
+    #[test]
+    fn in_a_library_of_ten_or_fewer_dj_mode_picks_the_one_not_among_the_last_played() {
+        for n in 2..=10 {
+            let tracks = library(n);
+            // Each track played once, then all but the first again: the last
+            // n - 1 are 1 to n - 1, and n - 1 plays.
+            let order: Vec<usize> = (0..n).chain(1..n).collect();
+            let recent = played(&tracks, &order);
+            assert_eq!(
+                picks(&tracks, &recent, Some(n - 1)),
+                HashSet::from([0]),
+                "{n} tracks"
+            );
+            assert_eq!(
+                picks(&tracks, &recent, None),
+                HashSet::from([0]),
+                "{n} tracks"
+            );
+        }
+    }
+
+    #[test]
+    fn dj_mode_never_picks_the_track_playing() {
+        // Nothing fresh (the track playing is not among the last two, which
+        // a library of three remembers): any other than the one playing.
+        let tracks = library(3);
+        let recent = played(&tracks, &[0, 1]);
+        assert_eq!(picks(&tracks, &recent, Some(2)), HashSet::from([0, 1]));
+        // One track, playing: nothing to pick.
+        let one = library(1);
+        let recent = played(&one, &[0]);
+        let mut rng = StdRng::seed_from_u64(1);
+        assert_eq!(dj_pick(&one, &recent, Some(&one[0].path), &mut rng), None);
+        assert_eq!(dj_pick(&one, &recent, None, &mut rng), Some(&one[0]));
+        assert_eq!(dj_pick(&[], &recent, None, &mut rng), None);
+    }
+
+    #[test]
+    fn a_crossfade_ends_its_length_after_it_starts_on_the_sample_clock() {
+        let end = crossfade_end(48_000, Duration::from_secs(3), 48_000);
+        assert_eq!(end, 192_000);
+        assert_eq!(frame_time(end, 48_000), Duration::from_secs(4));
+        let end = crossfade_end(1_000, Duration::from_millis(2_500), 44_100);
+        assert_eq!(end, 1_000 + 110_250);
+        assert_eq!(crossfade_end(7, Duration::ZERO, 48_000), 7);
+    }
+
+    #[test]
+    fn dj_transitions_last_the_setting_a_third_of_a_short_track_and_half_a_second_at_least() {
+        let setting = Duration::from_secs(8);
+        assert_eq!(dj_transition(setting, Duration::from_secs(180)), setting);
+        assert_eq!(
+            dj_transition(setting, Duration::from_secs(6)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            dj_transition(setting, Duration::from_secs(1)),
+            Duration::from_millis(500)
+        );
+    }
+
+    #[test]
+    fn dj_mode_starts_its_crossfade_the_transition_before_the_end() {
+        let setting = Duration::from_secs(8);
+        let track = Duration::from_secs(180);
+        let at = Duration::from_secs_f64;
+        assert_eq!(dj_crossfade_due(setting, track, at(0.0)), None);
+        assert_eq!(dj_crossfade_due(setting, track, at(171.9)), None);
+        // Over what remains, so that the next track plays alone as this one ends.
+        assert_eq!(
+            dj_crossfade_due(setting, track, at(172.0)),
+            Some(Duration::from_secs(8))
+        );
+        assert_eq!(
+            dj_crossfade_due(setting, track, at(175.5)),
+            Some(Duration::from_millis(4_500))
+        );
+        // At the very end (or past it, the clock running on): a click-free fade.
+        assert_eq!(
+            dj_crossfade_due(setting, track, at(179.99)),
+            Some(CLICK_FADE)
+        );
+        assert_eq!(
+            dj_crossfade_due(setting, track, at(200.0)),
+            Some(CLICK_FADE)
+        );
+        // A short track: a third of it.
+        let short = Duration::from_secs(6);
+        assert_eq!(dj_crossfade_due(setting, short, at(3.9)), None);
+        assert_eq!(
+            dj_crossfade_due(setting, short, at(4.0)),
+            Some(Duration::from_secs(2))
+        );
+    }
+}
