@@ -562,3 +562,138 @@ fn dj_stopped(dj: &DjStopped) -> (String, Value) {
         json!({ "dj": false }),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::audio::{CrossfadeStarted, library::Track};
+
+    use super::*;
+
+    fn track(artist: Option<&str>, title: &str, seconds: Option<u64>) -> Track {
+        Track {
+            path: PathBuf::from(format!("/music/{title}.flac")),
+            title: title.to_string(),
+            artist: artist.map(str::to_string),
+            album: None,
+            genre: None,
+            duration: seconds.map(Duration::from_secs),
+            format: "flac",
+        }
+    }
+
+    fn started_with(transition: Transition) -> Started {
+        Started {
+            track: track(Some("Max Rebo"), "Lapti Nek", Some(6)),
+            index: Some(2),
+            at_frame: 48_000,
+            transition,
+        }
+    }
+
+    #[test]
+    fn a_start_says_playing_or_the_crossfade() {
+        let old = track(Some("Figrin Dan"), "Cantina Band", Some(6));
+        let (text, data) = started(&started_with(Transition::Silence));
+        assert_eq!(text, "playing Max Rebo - Lapti Nek");
+        assert_eq!(data["track"]["title"], "Lapti Nek");
+        assert_eq!(data["track"]["duration"], 6.0);
+        let (text, _) = started(&started_with(Transition::Cut { from: old.clone() }));
+        assert_eq!(text, "playing Max Rebo - Lapti Nek");
+        let crossfade = started_with(Transition::Crossfade(CrossfadeStarted {
+            from: old,
+            length: Duration::from_millis(2_500),
+            ends_at_frame: 168_000,
+            ends_at: Duration::from_millis(3_500),
+        }));
+        assert_eq!(
+            started(&crossfade).0,
+            "crossfading from Figrin Dan - Cantina Band to Max Rebo - Lapti Nek over 2.5 s"
+        );
+        let (text, data) = dj_started(&DjStarted {
+            already: false,
+            started: Some(started_with(Transition::Silence)),
+        });
+        assert_eq!(
+            text,
+            "DJ mode on: tracks crossfade on their own; playing Max Rebo - Lapti Nek"
+        );
+        assert_eq!(data, json!({ "dj": true }));
+    }
+
+    #[test]
+    fn the_list_numbers_the_tracks_and_marks_the_one_playing() {
+        let tracks: Vec<Track> = (1..=10)
+            .map(|i| track(None, &format!("Song {i}"), (i != 3).then_some(60 + i)))
+            .collect();
+        let (text, data) = library(&Library {
+            dir: PathBuf::from("/music"),
+            tracks,
+            playing: Some(1),
+        });
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "10 tracks");
+        assert_eq!(lines[1], "   1. Song 1  (1:01)");
+        assert_eq!(lines[2], "▶  2. Song 2  (1:02)");
+        assert_eq!(lines[3], "   3. Song 3");
+        assert_eq!(lines[10], "  10. Song 10  (1:10)");
+        assert_eq!(data["library"], "/music");
+        assert_eq!(data["tracks"].as_array().unwrap().len(), 10);
+
+        let (text, _) = library(&Library {
+            dir: PathBuf::from("/music"),
+            tracks: Vec::new(),
+            playing: None,
+        });
+        assert_eq!(
+            text,
+            "the library at /music has no tracks; 'install music <dir>' adds some"
+        );
+    }
+
+    #[test]
+    fn pauses_and_stops_say_where() {
+        let lapti = track(Some("Max Rebo"), "Lapti Nek", Some(6));
+        let (text, data) = paused(&Paused {
+            track: lapti.clone(),
+            position: Duration::from_millis(65_900),
+            already: false,
+        });
+        assert_eq!(text, "paused Max Rebo - Lapti Nek at 1:05");
+        assert_eq!(data, json!({ "state": "paused" }));
+        let (text, data) = resumed(&Resumed {
+            track: lapti.clone(),
+            position: Duration::ZERO,
+            already: true,
+        });
+        assert_eq!(text, "the music is already playing");
+        assert_eq!(data, json!({ "state": "playing" }));
+        let (text, data) = stopped(&Stopped::Track {
+            track: lapti,
+            position: Duration::from_secs(3),
+            dj_ended: true,
+        });
+        assert_eq!(text, "stopped Max Rebo - Lapti Nek (DJ mode off)");
+        assert_eq!(data, json!({ "state": "stopped" }));
+    }
+
+    #[test]
+    fn levels_and_volumes_keep_their_numbers() {
+        let (text, data) = volume(&VolumeChange {
+            before: 70,
+            after: 40,
+        });
+        assert_eq!(text, "volume 40");
+        assert_eq!(data, json!({ "volume": 40, "previous": 70 }));
+        let (text, data) = ducked(&Ducked {
+            level: 0.3,
+            fade: Duration::from_millis(250),
+        });
+        assert_eq!(text, "music ducked to 0.3 over 250 ms");
+        assert_eq!(data, json!({ "level": 0.3f32, "fade_ms": 250 }));
+        let (text, _) = unducked(&Unducked {
+            previous: None,
+            fade: Duration::from_millis(500),
+        });
+        assert_eq!(text, "the music was not ducked");
+    }
+}
