@@ -322,12 +322,13 @@ async fn run_period(
             sleep_precisely(t.mul_f64(jitter.next_unit()));
             let before = clock.frames();
             let called = Instant::now();
-            let (message, _) = audio
+            let started = audio
                 .play(tracks[track].query.to_string())
                 .await
                 .expect("the track plays");
             let replied = Instant::now();
-            assert!(message.contains(tracks[track].query), "{message}");
+            let name = started.track.display_name();
+            assert!(name.contains(tracks[track].query), "{name}");
             // Let the new sound be rendered, then stop and let the fade end
             // and a silent period or two go by.
             tokio::time::sleep(t * 2 + Duration::from_millis(10)).await;

@@ -22,6 +22,7 @@ pub mod fixtures;
 pub mod gain;
 pub mod library;
 pub mod mixer;
+mod outcome;
 pub mod output;
 mod player;
 
@@ -32,14 +33,18 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use crate::{
-    actor::{ActorError, Envelope, Handle, Subject},
+    actor::{ActorError, Handle, Subject},
     bus::Bus,
     config::AudioOutput,
     lifecycle::{BoxFuture, ServiceStatus, StatusHandle, Subsystem},
     modes::{Mode, ModeHook},
 };
 pub use mixer::SampleClock;
-use player::Request;
+pub use outcome::{
+    CrossfadeStarted, DjStarted, DjStopped, Ducked, Installed, Library, Paused, Queued, Resumed,
+    SoundStarted, Started, Stopped, Transition, Unducked, VolumeChange,
+};
+use player::{Outcome, Request};
 
 /// The mixer's sample layout: interleaved stereo `f32`, at the output's rate.
 pub const CHANNELS: usize = 2;
@@ -93,6 +98,18 @@ impl AudioSettings {
     }
 }
 
+/// Whether music plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlaybackState {
+    /// A track sounds.
+    Playing,
+    /// A track holds its place, silent.
+    Paused,
+    /// No track.
+    Stopped,
+}
+
 /// What the audio is doing, for status displays.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct AudioState {
@@ -105,8 +122,8 @@ pub struct AudioState {
     pub connected: bool,
     /// Frames a second.
     pub sample_rate: u32,
-    /// `playing`, `paused` or `stopped`.
-    pub state: &'static str,
+    /// Playing, paused or stopped; `None` until the audio first starts.
+    pub state: Option<PlaybackState>,
     /// The current track, if any.
     pub track: Option<library::Track>,
     /// Position in the current track, from the sample clock.
@@ -164,16 +181,13 @@ struct Inner {
     actor: Handle<player::Envelope, SampleClock>,
 }
 
-/// A reply to a command: a message for people and data for programs.
-pub type Answer = (String, serde_json::Value);
-
 macro_rules! requests {
-    ($( $(#[$doc:meta])* $name:ident ( $($arg:ident : $ty:ty),* ) => $variant:ident; )*) => {
+    ($( $(#[$doc:meta])* $name:ident ( $($arg:ident : $ty:ty),* ) -> $out:ty => $variant:ident; )*) => {
         impl Audio {
             $(
                 $(#[$doc])*
-                pub async fn $name(&self, $($arg: $ty),*) -> Result<Answer, AudioError> {
-                    self.call(Request::$variant { $($arg),* }).await
+                pub async fn $name(&self, $($arg: $ty),*) -> Result<$out, AudioError> {
+                    player::expect(self.call(Request::$variant { $($arg),* }).await?)
                 }
             )*
         }
@@ -182,39 +196,39 @@ macro_rules! requests {
 
 requests! {
     /// `play music <n|title|query>`.
-    play(query: String) => Play;
+    play(query: String) -> Started => Play;
     /// `stop music`.
-    stop() => Stop;
+    stop() -> Stopped => Stop;
     /// `pause music`.
-    pause() => Pause;
+    pause() -> Paused => Pause;
     /// `resume music`.
-    resume() => Resume;
+    resume() -> Resumed => Resume;
     /// `next music`: the queue first, else a random other track.
-    next() => Next;
+    next() -> Started => Next;
     /// `queue music <track>`.
-    queue(query: String) => Queue;
+    queue(query: String) -> Queued => Queue;
     /// `volume <0–100>`.
-    volume(volume: u8) => Volume;
+    volume(volume: u8) -> VolumeChange => Volume;
     /// `crossfade <track> [seconds]`.
-    crossfade(query: String, seconds: Option<f64>) => Crossfade;
+    crossfade(query: String, seconds: Option<f64>) -> Started => Crossfade;
     /// `duck [level] [fade_ms]`.
-    duck(level: Option<f32>, fade_ms: Option<u32>) => Duck;
+    duck(level: Option<f32>, fade_ms: Option<u32>) -> Ducked => Duck;
     /// `unduck [fade_ms]`.
-    unduck(fade_ms: Option<u32>) => Unduck;
+    unduck(fade_ms: Option<u32>) -> Unducked => Unduck;
     /// `list music`.
-    list() => List;
+    list() -> Library => List;
     /// `install music <dir>`.
-    install(dir: PathBuf) => Install;
+    install(dir: PathBuf) -> Installed => Install;
     /// `play sound <file>`.
-    play_sound(file: String) => Sound;
+    play_sound(file: String) -> SoundStarted => Sound;
     /// `dj start`.
-    dj_start() => DjStart;
+    dj_start() -> DjStarted => DjStart;
     /// `dj stop`.
-    dj_stop() => DjStop;
+    dj_stop() -> DjStopped => DjStop;
     /// `dj next`.
-    dj_next() => DjNext;
+    dj_next() -> Started => DjNext;
     /// `dj queue <track>`.
-    dj_queue(query: String) => DjQueue;
+    dj_queue(query: String) -> Queued => DjQueue;
 }
 
 impl Audio {
@@ -248,39 +262,19 @@ impl Audio {
 
     /// The hook that stops the music when the droid goes IDLE.
     pub fn mode_hook(&self) -> ModeHook {
-        let audio = self.clone();
-        Arc::new(move |_, to| {
-            let audio = audio.clone();
-            Box::pin(async move {
-                if to == Mode::Idle
-                    && audio.state().state != "stopped"
-                    && let Err(e) = audio.stop().await
-                {
-                    warn!(error = %e, "could not stop the music for IDLE mode");
-                }
-                Ok(())
-            })
+        crate::actor::mode_hook(self, |audio: Audio, to| async move {
+            if to == Mode::Idle
+                && audio.state().state != Some(PlaybackState::Stopped)
+                && let Err(e) = audio.stop().await
+            {
+                warn!(error = %e, "could not stop the music for IDLE mode");
+            }
         })
     }
 
-    /// Sends `request` to the control task and waits for its answer, of
-    /// whatever type the player answers it with.
-    async fn call<T>(&self, request: Request) -> Result<T, AudioError>
-    where
-        player::Envelope: From<Envelope<Request, Result<T, AudioError>>>,
-    {
+    /// Sends `request` to the control task and waits for its outcome.
+    async fn call(&self, request: Request) -> Result<Outcome, AudioError> {
         self.inner.actor.ask(request).await?
-    }
-}
-
-/// The player's envelope, as the handle's `call` fills it.
-impl From<Envelope<Request, Result<Answer, AudioError>>> for player::Envelope {
-    fn from(e: Envelope<Request, Result<Answer, AudioError>>) -> Self {
-        player::Envelope {
-            request: e.request,
-            reply: e.reply,
-            correlation: e.correlation,
-        }
     }
 }
 

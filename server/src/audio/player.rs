@@ -10,13 +10,15 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use rand::seq::IndexedRandom;
+use rand::{Rng, seq::IndexedRandom};
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use super::{
-    Answer, AudioError, AudioSettings, AudioState, BusId,
+    AudioError, AudioSettings, AudioState, BusId, CrossfadeStarted, DjStarted, DjStopped, Ducked,
+    Installed, Library, Paused, PlaybackState, Queued, Resumed, SoundStarted, Started, Stopped,
+    Transition, Unducked, VolumeChange,
     decode::Decoder,
     gain::{self, Curve},
     library::{self, Track},
@@ -48,11 +50,77 @@ const MAX_EFFECTS: usize = 8;
 /// First wait before reopening a lost output; it doubles up to the setting.
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 
-/// A request and where its answer goes.
-pub struct Envelope {
-    pub request: Request,
-    pub reply: oneshot::Sender<Result<Answer, AudioError>>,
-    pub correlation: Option<Arc<str>>,
+/// A request, where its answer goes and the asking command's correlation id.
+pub type Envelope = crate::actor::Envelope<Request, Result<Outcome, AudioError>>;
+
+macro_rules! outcomes {
+    ($( $(#[$doc:meta])* $variant:ident($ty:ty), )*) => {
+        /// What a request did: one of the outcomes the handle's methods return.
+        #[derive(Debug)]
+        pub enum Outcome {
+            $( $(#[$doc])* $variant($ty), )*
+        }
+
+        $(
+            impl From<$ty> for Outcome {
+                fn from(outcome: $ty) -> Self {
+                    Outcome::$variant(outcome)
+                }
+            }
+
+            impl TryFrom<Outcome> for $ty {
+                type Error = Outcome;
+
+                fn try_from(outcome: Outcome) -> Result<Self, Outcome> {
+                    match outcome {
+                        Outcome::$variant(outcome) => Ok(outcome),
+                        #[allow(unreachable_patterns)]
+                        other => Err(other),
+                    }
+                }
+            }
+        )*
+    };
+}
+
+outcomes! {
+    /// A track started.
+    Started(Started),
+    /// `stop`.
+    Stopped(Stopped),
+    /// `pause`.
+    Paused(Paused),
+    /// `resume`.
+    Resumed(Resumed),
+    /// `queue`, `dj queue`.
+    Queued(Queued),
+    /// `volume`.
+    Volume(VolumeChange),
+    /// `duck`.
+    Ducked(Ducked),
+    /// `unduck`.
+    Unducked(Unducked),
+    /// `list`.
+    Library(Library),
+    /// `install`.
+    Installed(Installed),
+    /// `play sound`.
+    Sound(SoundStarted),
+    /// `dj start`.
+    DjStarted(DjStarted),
+    /// `dj stop`.
+    DjStopped(DjStopped),
+}
+
+/// The outcome a request promises. Each request has one kind of outcome (the
+/// handle's methods name it), so another one is a bug, reported as such
+/// rather than a panic.
+pub fn expect<T: TryFrom<Outcome, Error = Outcome>>(outcome: Outcome) -> Result<T, AudioError> {
+    T::try_from(outcome).map_err(|other| {
+        AudioError::Unavailable(format!(
+            "the audio answered with the wrong kind of outcome ({other:?}); this is a bug: please report it"
+        ))
+    })
 }
 
 /// What the handle asks for.
@@ -480,10 +548,7 @@ impl Player {
     /// A next track that cannot be played is skipped (a few at most).
     async fn after_track(&mut self) {
         for _ in 0..3 {
-            let next = self
-                .queue
-                .pop_front()
-                .or_else(|| if self.dj { self.dj_pick() } else { None });
+            let next = self.take_queued_or_pick(self.dj);
             let Some(track) = next else { break };
             self.emit_queue();
             match self.start_track(track, None).await {
@@ -535,81 +600,64 @@ impl Player {
         let Some(duration) = deck.track.duration else {
             return;
         };
-        let remaining = duration.saturating_sub(self.position(deck.voice));
-        let transition = self
-            .settings
-            .dj_transition
-            .min(duration / 3)
-            .max(Duration::from_millis(500));
-        if remaining > transition {
+        let position = self.position(deck.voice);
+        let Some(fade) = dj_crossfade_due(self.settings.dj_transition, duration, position) else {
             return;
-        }
-        let Some(next) = self.queue.pop_front().or_else(|| self.dj_pick()) else {
+        };
+        let Some(next) = self.take_queued_or_pick(true) else {
             return;
         };
         self.emit_queue();
-        if let Err(e) = self
-            .start_track(next, Some(remaining.max(CLICK_FADE)))
-            .await
-        {
+        if let Err(e) = self.start_track(next, Some(fade)).await {
             warn!(error = %e, "DJ mode could not start the next track");
             self.last_error = Some(e.to_string());
         }
     }
 
-    /// A random track, not among the last ten played (fewer when the
-    /// library is small), and never the one playing.
+    /// DJ mode's pick (see [`dj_pick`]).
     fn dj_pick(&self) -> Option<Track> {
-        let playing = self.current.as_ref().map(|d| d.track.path.clone());
-        let keep = DJ_MEMORY.min(self.tracks.len().saturating_sub(1));
-        let recent: Vec<&PathBuf> = self.recent.iter().rev().take(keep).collect();
-        let fresh: Vec<&Track> = self
-            .tracks
-            .iter()
-            .filter(|t| !recent.contains(&&t.path) && Some(&t.path) != playing.as_ref())
-            .collect();
-        let pool: Vec<&Track> = if fresh.is_empty() {
-            self.tracks
-                .iter()
-                .filter(|t| Some(&t.path) != playing.as_ref())
-                .collect()
-        } else {
-            fresh
-        };
-        pool.choose(&mut rand::rng()).map(|t| (*t).clone())
+        let playing = self.current.as_ref().map(|d| d.track.path.as_path());
+        dj_pick(&self.tracks, &self.recent, playing, &mut rand::rng()).cloned()
+    }
+
+    /// Takes what plays next (see [`next_track`]): the queue's first, else,
+    /// when `pick`, DJ mode's pick.
+    fn take_queued_or_pick(&mut self, pick: bool) -> Option<Track> {
+        let (tracks, recent) = (&self.tracks, &self.recent);
+        let playing = self.current.as_ref().map(|d| d.track.path.as_path());
+        next_track(&mut self.queue, || {
+            pick.then(|| dj_pick(tracks, recent, playing, &mut rand::rng()).cloned())
+                .flatten()
+        })
     }
 
     // --- requests -------------------------------------------------------------
 
-    async fn request(&mut self, request: Request) -> Result<Answer, AudioError> {
-        match request {
+    async fn request(&mut self, request: Request) -> Result<Outcome, AudioError> {
+        Ok(match request {
             Request::List {} => {
                 self.not_scanning()?;
-                Ok(self.list())
+                self.list().into()
             }
             Request::Play { query } => {
                 self.output_up()?;
                 let track = self.find(&query)?;
-                self.start_track(track, None).await
+                self.start_track(track, None).await?.into()
             }
-            Request::Stop {} => self.stop_music("stopped"),
-            Request::Pause {} => self.pause(),
-            Request::Resume {} => self.resume(),
+            Request::Stop {} => self.stop_music("stopped")?.into(),
+            Request::Pause {} => self.pause()?.into(),
+            Request::Resume {} => self.resume()?.into(),
             Request::Next {} => {
                 let next = self.take_next()?;
-                self.start_track(next, None).await
+                self.start_track(next, None).await?.into()
             }
             Request::Queue { query } | Request::DjQueue { query } => {
                 let track = self.find(&query)?;
-                self.queue.push_back(track.clone());
+                let position = enqueue(&mut self.queue, track.clone());
                 self.emit_queue();
-                let position = self.queue.len();
-                Ok((
-                    format!("queued {} (position {position})", track.display_name()),
-                    json!({ "track": track, "position": position }),
-                ))
+                Queued { track, position }.into()
             }
-            Request::Volume { volume } => self.set_volume(volume),
+            Request::Volume { volume } => self.set_volume(volume)?.into(),
             Request::Crossfade { query, seconds } => {
                 self.output_up()?;
                 let track = self.find(&query)?;
@@ -617,54 +665,53 @@ impl Player {
                     .map(Duration::from_secs_f64)
                     .unwrap_or(gain::DEFAULT_CROSSFADE);
                 // With nothing playing it simply starts (see start_track).
-                self.start_track(track, Some(length)).await
+                self.start_track(track, Some(length)).await?.into()
             }
-            Request::Duck { level, fade_ms } => self.duck(level, fade_ms),
-            Request::Unduck { fade_ms } => self.unduck(fade_ms),
-            Request::Install { dir } => self.install(dir).await,
-            Request::Sound { file } => self.play_sound(&file).await,
+            Request::Duck { level, fade_ms } => self.duck(level, fade_ms)?.into(),
+            Request::Unduck { fade_ms } => self.unduck(fade_ms)?.into(),
+            Request::Install { dir } => self.install(dir).await?.into(),
+            Request::Sound { file } => self.play_sound(&file).await?.into(),
             Request::DjStart {} => {
                 self.output_up()?;
                 self.not_scanning()?;
                 if self.dj {
-                    return Ok(("DJ mode is already on".into(), json!({ "dj": true })));
+                    return Ok(DjStarted {
+                        already: true,
+                        started: None,
+                    }
+                    .into());
                 }
-                let mut message = "DJ mode on: tracks crossfade on their own".to_string();
+                let mut started = None;
                 if self.current.is_none() || self.paused {
                     let track = self.dj_pick().ok_or_else(|| {
                         AudioError::Refused(
                             "the library is empty: nothing to play; 'install music <folder>' adds some".into(),
                         )
                     })?;
-                    let (started, _) = self.start_track(track, None).await?;
-                    message = format!("{message}; {started}");
+                    started = Some(self.start_track(track, None).await?);
                 }
                 // On only once something plays.
                 self.dj = true;
                 self.emit(Topic::MusicDjStarted, json!({}));
-                Ok((message, json!({ "dj": true })))
+                DjStarted {
+                    already: false,
+                    started,
+                }
+                .into()
             }
             Request::DjStop {} => {
-                let was = std::mem::replace(&mut self.dj, false);
-                if was {
+                let was_on = std::mem::replace(&mut self.dj, false);
+                if was_on {
                     self.emit(Topic::MusicDjStopped, json!({}));
                 }
-                Ok((
-                    if was {
-                        "DJ mode off: the current track plays to its end"
-                    } else {
-                        "DJ mode was not on"
-                    }
-                    .into(),
-                    json!({ "dj": false }),
-                ))
+                DjStopped { was_on }.into()
             }
             Request::DjNext {} => {
                 let next = self.take_next()?;
                 let fade = self.settings.dj_transition;
-                self.start_track(next, Some(fade)).await
+                self.start_track(next, Some(fade)).await?.into()
             }
-        }
+        })
     }
 
     /// What `next` plays: the queue's first, else a random other track.
@@ -672,9 +719,7 @@ impl Player {
         self.output_up()?;
         self.not_scanning()?;
         let next = self
-            .queue
-            .pop_front()
-            .or_else(|| self.dj_pick())
+            .take_queued_or_pick(true)
             .ok_or_else(|| AudioError::Refused("the library has no other track".into()))?;
         self.emit_queue();
         Ok(next)
@@ -693,7 +738,7 @@ impl Player {
         &mut self,
         mut track: Track,
         crossfade: Option<Duration>,
-    ) -> Result<Answer, AudioError> {
+    ) -> Result<Started, AudioError> {
         self.output_up()?;
         // A paused track is not faded from: it is silent already.
         let crossfade = crossfade.filter(|_| self.current.is_some() && !self.paused);
@@ -706,9 +751,11 @@ impl Player {
         // Whatever still fades out from before is cut short: only the track
         // this change leaves may sound beside the new one.
         self.stop_fading();
-        let message = match (&self.current, crossfade) {
+        let at_frame = self.control.clock().frames();
+        let transition = match (&self.current, crossfade) {
             (Some(old), Some(length)) => {
                 let (old_voice, old_name) = (old.voice, old.track.display_name());
+                let from = old.track.clone();
                 let frames = gain::frames_for(length, self.rate);
                 if let Err(e) = self.mixer(|m| m.crossfade(old_voice, voice_id, frames)) {
                     let _ = self.control.stop_voice(voice_id, 0);
@@ -723,22 +770,24 @@ impl Player {
                         "seconds": length.as_secs_f64(),
                     }),
                 );
-                format!(
-                    "crossfading from {old_name} to {} over {:.1} s",
-                    track.display_name(),
-                    length.as_secs_f64()
-                )
+                let ends_at_frame = crossfade_end(at_frame, length, self.rate);
+                Transition::Crossfade(CrossfadeStarted {
+                    from,
+                    length,
+                    ends_at_frame,
+                    ends_at: frame_time(ends_at_frame, self.rate),
+                })
             }
             (Some(old), None) => {
-                let old_voice = old.voice;
+                let (old_voice, from) = (old.voice, old.track.clone());
                 let fade = gain::frames_for(CLICK_FADE, self.rate);
                 if let Err(e) = self.mixer(|m| m.stop_voice(old_voice, fade)) {
                     let _ = self.control.stop_voice(voice_id, 0);
                     return Err(e);
                 }
-                format!("playing {}", track.display_name())
+                Transition::Cut { from }
             }
-            (None, _) => format!("playing {}", track.display_name()),
+            (None, _) => Transition::Silence,
         };
         if let Some(old) = self.current.take() {
             self.fading.push(old);
@@ -759,18 +808,20 @@ impl Player {
                 "crossfade": crossfade.map(|d| d.as_secs_f64()),
             }),
         );
-        self.recent.push_back(track.path.clone());
-        while self.recent.len() > DJ_MEMORY {
-            self.recent.pop_front();
-        }
-        let data = json!({ "track": &track });
+        remember(&mut self.recent, track.path.clone());
+        let started = Started {
+            index: self.tracks.iter().position(|t| t.path == track.path),
+            track: track.clone(),
+            at_frame,
+            transition,
+        };
         self.current = Some(Deck {
             voice: voice_id,
             track,
             decoder,
             ending_soon_sent: false,
         });
-        Ok((message, data))
+        Ok(started)
     }
 
     /// Starts decoding `path` and adds its voice once the first period is
@@ -830,9 +881,9 @@ impl Player {
         self.crossfading = None;
     }
 
-    fn stop_music(&mut self, reason: &str) -> Result<Answer, AudioError> {
+    fn stop_music(&mut self, reason: &str) -> Result<Stopped, AudioError> {
         let Some(voice) = self.current.as_ref().map(|d| d.voice) else {
-            return Ok(("no music is playing".into(), json!({ "state": "stopped" })));
+            return Ok(Stopped::NothingPlaying);
         };
         let fade = gain::frames_for(CLICK_FADE, self.rate);
         self.mixer(|m| m.stop_voice(voice, fade))?;
@@ -853,26 +904,27 @@ impl Player {
                 "reason": reason,
             }),
         );
-        let message = format!(
-            "stopped {}{}",
-            deck.track.display_name(),
-            if dj { " (DJ mode off)" } else { "" }
-        );
+        let stopped = Stopped::Track {
+            track: deck.track.clone(),
+            position,
+            dj_ended: dj,
+        };
         self.fading.push(deck);
-        Ok((message, json!({ "state": "stopped" })))
+        Ok(stopped)
     }
 
-    fn pause(&mut self) -> Result<Answer, AudioError> {
+    fn pause(&mut self) -> Result<Paused, AudioError> {
         let Some(deck) = &self.current else {
             return Err(AudioError::Refused("no music is playing".into()));
         };
+        let (voice, track) = (deck.voice, deck.track.clone());
         if self.paused {
-            return Ok((
-                "the music is already paused".into(),
-                json!({ "state": "paused" }),
-            ));
+            return Ok(Paused {
+                position: self.position(voice),
+                track,
+                already: true,
+            });
         }
-        let (voice, name) = (deck.voice, deck.track.display_name());
         let fade = gain::frames_for(CLICK_FADE, self.rate);
         if self.crossfading.is_some() {
             // Pausing ends a crossfade where it is: the old track goes, the
@@ -882,44 +934,51 @@ impl Player {
         }
         self.mixer(|m| m.pause_voice(voice, fade))?;
         self.paused = true;
-        Ok(self.announce(Topic::MusicPlaybackPaused, "paused", voice, &name))
+        let position = self.announce(Topic::MusicPlaybackPaused, voice, &track);
+        Ok(Paused {
+            track,
+            position,
+            already: false,
+        })
     }
 
-    /// Publishes a pause or a resume and says it.
-    fn announce(&self, topic: Topic, what: &str, voice: VoiceId, name: &str) -> Answer {
+    /// Publishes a pause or a resume; returns the position it happened at.
+    fn announce(&self, topic: Topic, voice: VoiceId, track: &Track) -> Duration {
         let position = self.position(voice);
         self.emit(
             topic,
-            json!({ "track": name, "position_ms": position.as_millis() as u64 }),
+            json!({ "track": track.display_name(), "position_ms": position.as_millis() as u64 }),
         );
-        let state = if self.paused { "paused" } else { "playing" };
-        (
-            format!("{what} {name} at {}", clock_time(position)),
-            json!({ "state": state }),
-        )
+        position
     }
 
-    fn resume(&mut self) -> Result<Answer, AudioError> {
+    fn resume(&mut self) -> Result<Resumed, AudioError> {
         self.output_up()?;
         let Some(deck) = &self.current else {
             return Err(AudioError::Refused(
                 "no music is paused; 'play music <track>' starts some".into(),
             ));
         };
+        let (voice, track) = (deck.voice, deck.track.clone());
         if !self.paused {
-            return Ok((
-                "the music is already playing".into(),
-                json!({ "state": "playing" }),
-            ));
+            return Ok(Resumed {
+                position: self.position(voice),
+                track,
+                already: true,
+            });
         }
-        let (voice, name) = (deck.voice, deck.track.display_name());
         let fade = gain::frames_for(CLICK_FADE, self.rate);
         self.mixer(|m| m.resume_voice(voice, fade))?;
         self.paused = false;
-        Ok(self.announce(Topic::MusicPlaybackResumed, "resumed", voice, &name))
+        let position = self.announce(Topic::MusicPlaybackResumed, voice, &track);
+        Ok(Resumed {
+            track,
+            position,
+            already: false,
+        })
     }
 
-    fn set_volume(&mut self, volume: u8) -> Result<Answer, AudioError> {
+    fn set_volume(&mut self, volume: u8) -> Result<VolumeChange, AudioError> {
         let volume = volume.min(100);
         let frames = gain::frames_for(VOLUME_RAMP, self.rate);
         self.mixer(|m| m.set_master(gain::volume_to_gain(volume), frames))?;
@@ -930,13 +989,13 @@ impl Player {
                 json!({ "volume": volume, "previous": previous }),
             );
         }
-        Ok((
-            format!("volume {volume}"),
-            json!({ "volume": volume, "previous": previous }),
-        ))
+        Ok(VolumeChange {
+            before: previous,
+            after: volume,
+        })
     }
 
-    fn duck(&mut self, level: Option<f32>, fade_ms: Option<u32>) -> Result<Answer, AudioError> {
+    fn duck(&mut self, level: Option<f32>, fade_ms: Option<u32>) -> Result<Ducked, AudioError> {
         let level = level.unwrap_or(gain::DEFAULT_DUCK_LEVEL);
         let fade = fade_ms
             .map(|ms| Duration::from_millis(u64::from(ms)))
@@ -948,13 +1007,10 @@ impl Player {
             Topic::MusicDuckStarted,
             json!({ "level": level, "fade_ms": fade.as_millis() as u64 }),
         );
-        Ok((
-            format!("music ducked to {level} over {} ms", fade.as_millis()),
-            json!({ "level": level, "fade_ms": fade.as_millis() as u64 }),
-        ))
+        Ok(Ducked { level, fade })
     }
 
-    fn unduck(&mut self, fade_ms: Option<u32>) -> Result<Answer, AudioError> {
+    fn unduck(&mut self, fade_ms: Option<u32>) -> Result<Unducked, AudioError> {
         let fade = fade_ms
             .map(|ms| Duration::from_millis(u64::from(ms)))
             .unwrap_or(gain::DEFAULT_DUCK_FADE);
@@ -967,48 +1023,26 @@ impl Player {
                 json!({ "fade_ms": fade.as_millis() as u64 }),
             );
         }
-        Ok((
-            match was {
-                Some(_) => format!("music back to full level over {} ms", fade.as_millis()),
-                None => "the music was not ducked".to_string(),
-            },
-            json!({ "fade_ms": fade.as_millis() as u64 }),
-        ))
+        Ok(Unducked {
+            previous: was,
+            fade,
+        })
     }
 
-    fn list(&self) -> Answer {
-        let mut text = if self.tracks.is_empty() {
-            format!(
-                "the library at {} has no tracks; 'install music <dir>' adds some",
-                self.settings.library_dir().display()
-            )
-        } else {
-            format!("{} tracks\n", self.tracks.len())
-        };
-        let width = self.tracks.len().to_string().len();
-        for (i, track) in self.tracks.iter().enumerate() {
-            let playing = self
-                .current
-                .as_ref()
-                .is_some_and(|d| d.track.path == track.path);
-            text.push_str(&format!(
-                "{}{:>width$}. {}{}\n",
-                if playing { "▶ " } else { "  " },
-                i + 1,
-                track.display_name(),
-                track
-                    .duration
-                    .map(|d| format!("  ({})", clock_time(d)))
-                    .unwrap_or_default(),
-            ));
+    fn list(&self) -> Library {
+        let playing = self.current.as_ref().and_then(|d| {
+            self.tracks
+                .iter()
+                .position(|track| track.path == d.track.path)
+        });
+        Library {
+            dir: self.settings.library_dir(),
+            tracks: self.tracks.clone(),
+            playing,
         }
-        (
-            text.trim_end().to_string(),
-            json!({ "tracks": self.tracks, "library": self.settings.library_dir() }),
-        )
     }
 
-    async fn install(&mut self, from: PathBuf) -> Result<Answer, AudioError> {
+    async fn install(&mut self, from: PathBuf) -> Result<Installed, AudioError> {
         let library = self.settings.library_dir();
         let source = from.clone();
         let report = tokio::task::spawn_blocking(move || {
@@ -1018,30 +1052,15 @@ impl Player {
         .await
         .map_err(|e| AudioError::Refused(format!("the install failed: {e}")))?
         .map_err(|e| AudioError::Refused(format!("cannot install from {}: {e}", from.display())))?;
-        let mut message = format!(
-            "installed {} files from {}",
-            report.copied.len(),
-            from.display()
-        );
-        for skipped in &report.skipped {
-            message.push_str(&format!(
-                "\nskipped {}: {}",
-                skipped.path.display(),
-                skipped.reason
-            ));
-        }
-        message.push_str("\nrescanning the library");
         self.rescan();
-        Ok((
-            message,
-            json!({
-                "copied": report.copied,
-                "skipped": report.skipped.iter().map(|s| json!({ "path": s.path, "reason": s.reason })).collect::<Vec<_>>(),
-            }),
-        ))
+        Ok(Installed {
+            from,
+            copied: report.copied,
+            skipped: report.skipped,
+        })
     }
 
-    async fn play_sound(&mut self, file: &str) -> Result<Answer, AudioError> {
+    async fn play_sound(&mut self, file: &str) -> Result<SoundStarted, AudioError> {
         self.output_up()?;
         if self.effects.len() >= MAX_EFFECTS {
             return Err(AudioError::Refused(format!(
@@ -1050,12 +1069,15 @@ impl Player {
         }
         let path = self.sound_path(file)?;
         let (voice, decoder) = self.open_voice(&path, BusId::Effects, false).await?;
+        let duration = decoder.info().duration;
+        let at_frame = self.control.clock().frames();
         self.effects.push((voice, decoder));
         self.emit(Topic::AudioSoundStarted, json!({ "path": path }));
-        Ok((
-            format!("playing sound {}", path.display()),
-            json!({ "path": path }),
-        ))
+        Ok(SoundStarted {
+            path,
+            duration,
+            at_frame,
+        })
     }
 
     /// A sound file: as given, or in the data folder's `sounds`, or in the
@@ -1178,11 +1200,11 @@ impl Player {
             is_virtual,
             connected,
             sample_rate: self.rate,
-            state: match (&self.current, self.paused) {
-                (None, _) => "stopped",
-                (Some(_), true) => "paused",
-                (Some(_), false) => "playing",
-            },
+            state: Some(match (&self.current, self.paused) {
+                (None, _) => PlaybackState::Stopped,
+                (Some(_), true) => PlaybackState::Paused,
+                (Some(_), false) => PlaybackState::Playing,
+            }),
             track: self.current.as_ref().map(|d| d.track.clone()),
             position: self
                 .current
@@ -1233,7 +1255,7 @@ impl Player {
         .await;
         self.state.send_modify(|s| {
             s.connected = false;
-            s.state = "stopped";
+            s.state = Some(PlaybackState::Stopped);
             s.track = None;
         });
     }
@@ -1246,8 +1268,268 @@ fn mixer_full() -> AudioError {
     ))
 }
 
-/// `m:ss`.
-fn clock_time(d: Duration) -> String {
-    let secs = d.as_secs();
-    format!("{}:{:02}", secs / 60, secs % 60)
+// --- decisions ------------------------------------------------------------------
+//
+// Pure, so that their tests are data in, data out.
+
+/// Adds `track` at the end of the queue; returns its place, 1 playing next.
+fn enqueue(queue: &mut VecDeque<Track>, track: Track) -> usize {
+    queue.push_back(track);
+    queue.len()
+}
+
+/// What plays next: the queue's first, in the order queued; only with the
+/// queue empty, `pick` (DJ mode's choice, or nothing).
+fn next_track(queue: &mut VecDeque<Track>, pick: impl FnOnce() -> Option<Track>) -> Option<Track> {
+    queue.pop_front().or_else(pick)
+}
+
+/// Remembers a track that started, for DJ mode to avoid (the last
+/// [`DJ_MEMORY`]).
+fn remember(recent: &mut VecDeque<PathBuf>, path: PathBuf) {
+    recent.push_back(path);
+    while recent.len() > DJ_MEMORY {
+        recent.pop_front();
+    }
+}
+
+/// DJ mode's choice from `tracks`: a random one, not among the last ten
+/// started (`recent`, oldest first), or the last `n - 1` in a library of
+/// `n` ≤ 10 tracks; never `playing`. Only when that leaves nothing, any
+/// track but the one playing.
+fn dj_pick<'a, R: Rng + ?Sized>(
+    tracks: &'a [Track],
+    recent: &VecDeque<PathBuf>,
+    playing: Option<&Path>,
+    rng: &mut R,
+) -> Option<&'a Track> {
+    let keep = DJ_MEMORY.min(tracks.len().saturating_sub(1));
+    let recent: Vec<&PathBuf> = recent.iter().rev().take(keep).collect();
+    let not_playing = |t: &&Track| Some(t.path.as_path()) != playing;
+    let fresh: Vec<&Track> = tracks
+        .iter()
+        .filter(not_playing)
+        .filter(|t| !recent.contains(&&t.path))
+        .collect();
+    let pool: Vec<&Track> = if fresh.is_empty() {
+        tracks.iter().filter(not_playing).collect()
+    } else {
+        fresh
+    };
+    pool.choose(rng).copied()
+}
+
+/// How long DJ mode's crossfades last for a track of `duration`: the
+/// setting, but at most a third of the track, and at least half a second.
+fn dj_transition(setting: Duration, duration: Duration) -> Duration {
+    setting.min(duration / 3).max(Duration::from_millis(500))
+}
+
+/// Whether DJ mode starts crossfading into the next track now, at `position`
+/// in a track of `duration`: once what remains fits the transition, over
+/// what remains, so the new track plays alone as the old one ends.
+fn dj_crossfade_due(setting: Duration, duration: Duration, position: Duration) -> Option<Duration> {
+    let remaining = duration.saturating_sub(position);
+    (remaining <= dj_transition(setting, duration)).then(|| remaining.max(CLICK_FADE))
+}
+
+/// The sample-clock frame at which a crossfade of `length` from `start`
+/// ends, at `rate` frames a second.
+fn crossfade_end(start: u64, length: Duration, rate: u32) -> u64 {
+    start + u64::from(gain::frames_for(length, rate))
+}
+
+/// A sample-clock frame as time, at `rate` frames a second.
+fn frame_time(frame: u64, rate: u32) -> Duration {
+    Duration::from_secs_f64(frame as f64 / f64::from(rate))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use rand::{SeedableRng, rngs::StdRng};
+
+    use super::*;
+
+    fn track(name: &str) -> Track {
+        Track {
+            path: PathBuf::from(format!("/music/{name}.mp3")),
+            title: name.to_string(),
+            artist: None,
+            album: None,
+            genre: None,
+            duration: Some(Duration::from_secs(180)),
+            format: "mp3",
+        }
+    }
+
+    fn library(n: usize) -> Vec<Track> {
+        (0..n).map(|i| track(&format!("track {i}"))).collect()
+    }
+
+    /// DJ mode's memory after `played` started in this order.
+    fn played(tracks: &[Track], played: &[usize]) -> VecDeque<PathBuf> {
+        let mut recent = VecDeque::new();
+        for &i in played {
+            remember(&mut recent, tracks[i].path.clone());
+        }
+        recent
+    }
+
+    /// The indexes DJ mode picks in many tries.
+    fn picks(
+        tracks: &[Track],
+        recent: &VecDeque<PathBuf>,
+        playing: Option<usize>,
+    ) -> HashSet<usize> {
+        let mut rng = StdRng::seed_from_u64(7);
+        let playing = playing.map(|i| tracks[i].path.as_path());
+        (0..500)
+            .map(|_| {
+                let pick = dj_pick(tracks, recent, playing, &mut rng).expect("a pick");
+                tracks.iter().position(|t| t == pick).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_queue_plays_in_the_order_queued_and_before_any_pick() {
+        let mut queue = VecDeque::new();
+        assert_eq!(enqueue(&mut queue, track("a")), 1);
+        assert_eq!(enqueue(&mut queue, track("b")), 2);
+        assert_eq!(enqueue(&mut queue, track("c")), 3);
+        let never = || -> Option<Track> { panic!("no pick while tracks are queued") };
+        assert_eq!(next_track(&mut queue, never), Some(track("a")));
+        assert_eq!(next_track(&mut queue, never), Some(track("b")));
+        // Queued behind what is left.
+        assert_eq!(enqueue(&mut queue, track("d")), 2);
+        assert_eq!(next_track(&mut queue, never), Some(track("c")));
+        assert_eq!(next_track(&mut queue, never), Some(track("d")));
+        assert_eq!(
+            next_track(&mut queue, || Some(track("picked"))),
+            Some(track("picked"))
+        );
+        assert_eq!(next_track(&mut queue, || None), None);
+    }
+
+    #[test]
+    fn dj_mode_remembers_the_last_ten_tracks() {
+        let tracks = library(15);
+        let recent = played(&tracks, &(0..15).collect::<Vec<_>>());
+        let expected: VecDeque<PathBuf> = tracks[5..].iter().map(|t| t.path.clone()).collect();
+        assert_eq!(recent, expected);
+    }
+
+    #[test]
+    fn dj_mode_never_picks_one_of_the_last_ten() {
+        let tracks = library(15);
+        // Track 9 plays; 0 to 9 are the last ten.
+        let recent = played(&tracks, &[12, 13, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(
+            picks(&tracks, &recent, Some(9)),
+            HashSet::from([10, 11, 12, 13, 14]),
+            "any of the others, and only those"
+        );
+        // Stopped: the one played last is still avoided.
+        assert_eq!(
+            picks(&tracks, &recent, None),
+            HashSet::from([10, 11, 12, 13, 14])
+        );
+    }
+
+    #[test]
+    fn in_a_library_of_ten_or_fewer_dj_mode_picks_the_one_not_among_the_last_played() {
+        for n in 2..=10 {
+            let tracks = library(n);
+            // Each track played once, then all but the first again: the last
+            // n - 1 are 1 to n - 1, and n - 1 plays.
+            let order: Vec<usize> = (0..n).chain(1..n).collect();
+            let recent = played(&tracks, &order);
+            assert_eq!(
+                picks(&tracks, &recent, Some(n - 1)),
+                HashSet::from([0]),
+                "{n} tracks"
+            );
+            assert_eq!(
+                picks(&tracks, &recent, None),
+                HashSet::from([0]),
+                "{n} tracks"
+            );
+        }
+    }
+
+    #[test]
+    fn dj_mode_never_picks_the_track_playing() {
+        // Nothing fresh (the track playing is not among the last two, which
+        // a library of three remembers): any other than the one playing.
+        let tracks = library(3);
+        let recent = played(&tracks, &[0, 1]);
+        assert_eq!(picks(&tracks, &recent, Some(2)), HashSet::from([0, 1]));
+        // One track, playing: nothing to pick.
+        let one = library(1);
+        let recent = played(&one, &[0]);
+        let mut rng = StdRng::seed_from_u64(1);
+        assert_eq!(dj_pick(&one, &recent, Some(&one[0].path), &mut rng), None);
+        assert_eq!(dj_pick(&one, &recent, None, &mut rng), Some(&one[0]));
+        assert_eq!(dj_pick(&[], &recent, None, &mut rng), None);
+    }
+
+    #[test]
+    fn a_crossfade_ends_its_length_after_it_starts_on_the_sample_clock() {
+        let end = crossfade_end(48_000, Duration::from_secs(3), 48_000);
+        assert_eq!(end, 192_000);
+        assert_eq!(frame_time(end, 48_000), Duration::from_secs(4));
+        let end = crossfade_end(1_000, Duration::from_millis(2_500), 44_100);
+        assert_eq!(end, 1_000 + 110_250);
+        assert_eq!(crossfade_end(7, Duration::ZERO, 48_000), 7);
+    }
+
+    #[test]
+    fn dj_transitions_last_the_setting_a_third_of_a_short_track_and_half_a_second_at_least() {
+        let setting = Duration::from_secs(8);
+        assert_eq!(dj_transition(setting, Duration::from_secs(180)), setting);
+        assert_eq!(
+            dj_transition(setting, Duration::from_secs(6)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            dj_transition(setting, Duration::from_secs(1)),
+            Duration::from_millis(500)
+        );
+    }
+
+    #[test]
+    fn dj_mode_starts_its_crossfade_the_transition_before_the_end() {
+        let setting = Duration::from_secs(8);
+        let track = Duration::from_secs(180);
+        let at = Duration::from_secs_f64;
+        assert_eq!(dj_crossfade_due(setting, track, at(0.0)), None);
+        assert_eq!(dj_crossfade_due(setting, track, at(171.9)), None);
+        // Over what remains, so that the next track plays alone as this one ends.
+        assert_eq!(
+            dj_crossfade_due(setting, track, at(172.0)),
+            Some(Duration::from_secs(8))
+        );
+        assert_eq!(
+            dj_crossfade_due(setting, track, at(175.5)),
+            Some(Duration::from_millis(4_500))
+        );
+        // At the very end (or past it, the clock running on): a click-free fade.
+        assert_eq!(
+            dj_crossfade_due(setting, track, at(179.99)),
+            Some(CLICK_FADE)
+        );
+        assert_eq!(
+            dj_crossfade_due(setting, track, at(200.0)),
+            Some(CLICK_FADE)
+        );
+        // A short track: a third of it.
+        let short = Duration::from_secs(6);
+        assert_eq!(dj_crossfade_due(setting, short, at(3.9)), None);
+        assert_eq!(
+            dj_crossfade_due(setting, short, at(4.0)),
+            Some(Duration::from_secs(2))
+        );
+    }
 }

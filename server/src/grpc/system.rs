@@ -199,13 +199,25 @@ fn eyes_to_proto(state: &crate::eyes::EyesState) -> EyesStatus {
     }
 }
 
+/// The playback state as GetStatus names it; empty before the audio first
+/// starts.
+fn playback_to_proto(state: Option<crate::audio::PlaybackState>) -> &'static str {
+    use crate::audio::PlaybackState;
+    match state {
+        Some(PlaybackState::Playing) => "playing",
+        Some(PlaybackState::Paused) => "paused",
+        Some(PlaybackState::Stopped) => "stopped",
+        None => "",
+    }
+}
+
 /// What the audio is doing, for GetStatus.
 fn audio_to_proto(state: &crate::audio::AudioState) -> AudioStatus {
     let track = state.track.as_ref();
     AudioStatus {
         output: state.output.clone(),
         r#virtual: state.is_virtual,
-        state: state.state.to_string(),
+        state: playback_to_proto(state.state).to_string(),
         track: track.map(|t| t.title.clone()).unwrap_or_default(),
         artist: track.and_then(|t| t.artist.clone()).unwrap_or_default(),
         position: track.map(|_| duration(state.position)),
