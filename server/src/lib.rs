@@ -31,7 +31,7 @@ use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::{
-    audio::{Audio, AudioSettings},
+    audio::Audio,
     bus::{Bus, BusMonitor},
     commands::Dispatcher,
     config::Config,
@@ -161,18 +161,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     // Start order, logging first; stop is the reverse, so the logs hear
     // everything the others say while stopping.
     let eyes = Eyes::new(config.eyes_port.clone(), config.eyes.clone(), bus.clone());
-    let audio = Audio::new(
-        AudioSettings {
-            output: config.audio_output.clone(),
-            sample_rate: config.audio_sample_rate,
-            period_frames: config.audio_period,
-            music_dir: config.music_dir.clone(),
-            data_dir: config.data_dir.clone(),
-            retry_max: config.audio_retry_max,
-            dj_transition: config.dj_transition,
-        },
-        bus.clone(),
-    );
+    let audio = Audio::new(config.audio.clone(), bus.clone());
     let subsystems: Vec<Arc<dyn Subsystem>> = vec![
         Arc::new(logs.clone()),
         Arc::new(BusMonitor::new(bus.clone(), config.bus_metrics_interval)),

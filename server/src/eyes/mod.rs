@@ -18,6 +18,7 @@ mod actor;
 pub mod firmware;
 mod link;
 pub mod protocol;
+pub mod settings;
 pub mod sim;
 
 use std::{
@@ -36,12 +37,12 @@ use tracing::warn;
 
 use crate::{
     bus::{self, Bus},
-    config::{EyesPort, EyesSettings},
     lifecycle::{BoxFuture, ServiceStatus, StatusHandle, Subsystem},
     modes::{Mode, ModeHook},
 };
 use actor::{Msg, Request};
 pub use protocol::{DEFAULT_BRIGHTNESS, Pattern};
+pub use settings::{EyesPort, EyesSettings};
 
 /// Requests that may wait for the actor at once; more are refused.
 const MAX_QUEUED: usize = 256;

@@ -11,6 +11,7 @@
 pub mod capture;
 pub mod dedup;
 pub mod file;
+pub mod settings;
 
 use std::{
     collections::VecDeque,
@@ -26,9 +27,9 @@ use tokio::sync::{broadcast, oneshot};
 use tracing::Level;
 
 pub use capture::{CaptureLayer, Record};
+pub use settings::{LogFileFormat, LogFormat, LogSettings};
 
 use crate::{
-    config::{LogFileFormat, LogSettings},
     lifecycle::{BoxFuture, ServiceStatus, StatusHandle, Subsystem},
 };
 
