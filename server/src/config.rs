@@ -415,7 +415,6 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
-
 /// The server's TLS certificate chain and private key, as PEM files.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsFiles {
@@ -506,7 +505,6 @@ impl TlsFiles {
         }
     }
 }
-
 
 settings! {
     /// The validated configuration of the server.
@@ -953,9 +951,7 @@ pub fn auto_or(
 
 /// Prints what [`auto_or`] reads: `auto` for `None`.
 pub fn show_auto(value: &Option<u32>) -> Option<String> {
-    Some(quote(
-        &value.map_or("auto".to_string(), |n| n.to_string()),
-    ))
+    Some(quote(&value.map_or("auto".to_string(), |n| n.to_string())))
 }
 
 /// A number of bytes, optionally with a unit (`KiB`, `MiB`, `GiB`).
@@ -1414,10 +1410,7 @@ mod tests {
                 arg.get_long().map(|l| format!("--{l}")),
                 Some(setting.flag())
             );
-            assert_eq!(
-                arg.get_env().and_then(|e| e.to_str()),
-                Some(setting.env)
-            );
+            assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some(setting.env));
         }
     }
 

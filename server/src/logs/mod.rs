@@ -29,9 +29,7 @@ use tracing::Level;
 pub use capture::{CaptureLayer, Record};
 pub use settings::{LogFileFormat, LogFormat, LogSettings};
 
-use crate::{
-    lifecycle::{BoxFuture, ServiceStatus, StatusHandle, Subsystem},
-};
+use crate::lifecycle::{BoxFuture, ServiceStatus, StatusHandle, Subsystem};
 
 /// The friendly service name of each target prefix: one table, most specific
 /// first. Anything else is named by its crate.
