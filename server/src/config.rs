@@ -3,7 +3,7 @@
 //! later source winning over the earlier ones.
 //!
 //! Each setting is declared once, in the struct that holds it, with the
-//! [`settings!`] macro: its field, type, key, variable, default, parser and,
+//! `settings!` macro: its field, type, key, variable, default, parser and,
 //! as its `///` comment, its `--help` text. Subsystems declare their own
 //! settings beside their code (`audio/settings.rs`, `eyes/settings.rs`,
 //! `logs/settings.rs`, `bus/settings.rs`); [`Config`] holds each of those
@@ -194,7 +194,7 @@ impl Setting {
     }
 }
 
-/// A struct of settings, declared with [`settings!`].
+/// A struct of settings, declared with the `settings!` macro.
 pub trait Settings: Sized {
     /// Appends the description of each setting, in declaration order.
     fn describe(out: &mut Vec<&'static Setting>);

@@ -8,6 +8,8 @@ use crate::config::{self, Show, quote, settings};
 
 settings! {
     /// The audio's settings.
+    // The help texts are written for `--help`, not for rustdoc.
+    #[allow(rustdoc::invalid_html_tags)]
     #[derive(Clone, Debug, PartialEq)]
     pub struct AudioSettings {
         /// Where generated and persistent data lives [default: <per-user data folder>/cantina]
