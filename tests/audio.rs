@@ -42,9 +42,9 @@ fn library(dir: &Path) {
 
 fn config(music: &Path) -> Config {
     let mut config = test_config();
-    config.audio_output = AudioOutput::Virtual;
-    config.music_dir = Some(music.to_path_buf());
-    config.audio_period = Some(256);
+    config.audio.output = AudioOutput::Virtual;
+    config.audio.music_dir = Some(music.to_path_buf());
+    config.audio.period_frames = Some(256);
     config
 }
 
@@ -188,7 +188,7 @@ async fn volume_duck_crossfade_queue_and_dj_mode_are_announced() {
     let dir = tempfile::tempdir().unwrap();
     library(dir.path());
     let mut config = config(dir.path());
-    config.dj_transition = Duration::from_millis(500);
+    config.audio.dj_transition = Duration::from_millis(500);
     let server = TestServer::with_config(config).await;
     scanned(&server, 5).await;
     let bus = server.server.droid().bus.clone();
@@ -327,9 +327,9 @@ async fn a_track_that_ends_is_announced_and_the_queue_goes_on() {
 async fn a_fresh_machine_gets_the_generated_demo_library() {
     let data = tempfile::tempdir().unwrap();
     let mut config = test_config();
-    config.audio_output = AudioOutput::Virtual;
-    config.data_dir = data.path().to_path_buf();
-    config.music_dir = None;
+    config.audio.output = AudioOutput::Virtual;
+    config.audio.data_dir = data.path().to_path_buf();
+    config.audio.music_dir = None;
     let server = TestServer::with_config(config).await;
     let start = Instant::now();
     while status(&server).await.library_size == 0 {
@@ -372,8 +372,8 @@ async fn an_output_that_cannot_be_written_is_reported_and_reopened_when_it_can()
     let out_dir = dir.path().join("renders");
     let wav = out_dir.join("show.wav");
     let mut config = config(dir.path());
-    config.audio_output = AudioOutput::Wav(wav.clone());
-    config.audio_retry_max = Duration::from_millis(200);
+    config.audio.output = AudioOutput::Wav(wav.clone());
+    config.audio.retry_max = Duration::from_millis(200);
     let server = TestServer::with_config(config).await;
 
     let lost = status(&server).await;
@@ -414,7 +414,7 @@ async fn an_output_that_cannot_be_written_is_reported_and_reopened_when_it_can()
 async fn a_full_disk_is_reported_and_the_server_runs_on() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path());
-    config.audio_output = AudioOutput::Wav("/dev/full".into());
+    config.audio.output = AudioOutput::Wav("/dev/full".into());
     let server = TestServer::with_config(config).await;
     let audio = status(&server).await;
     assert!(!audio.connected);
@@ -452,7 +452,7 @@ async fn stopping_during_a_crossfade_silences_both_tracks() {
     let renders = tempfile::tempdir().unwrap();
     let wav = renders.path().join("mix.wav");
     let mut config = config(dir.path());
-    config.audio_output = AudioOutput::Wav(wav.clone());
+    config.audio.output = AudioOutput::Wav(wav.clone());
     let server = TestServer::with_config(config).await;
     scanned(&server, 2).await;
     server.dispatch("play music low").await.unwrap();

@@ -140,14 +140,18 @@ async fn bare_server() -> SocketAddr {
 /// The real server, as the binary runs it but with virtual hardware.
 async fn real_server(dir: &Path) -> cantina_server::RunningServer {
     cantina_server::telemetry::init_capture_only("info");
+    let defaults = cantina_server::config::Config::default();
     let config = cantina_server::config::Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         log_dir: dir.join("logs"),
-        data_dir: dir.join("data"),
-        music_dir: Some(dir.join("music")),
+        audio: cantina_server::config::AudioSettings {
+            data_dir: dir.join("data"),
+            music_dir: Some(dir.join("music")),
+            output: cantina_server::config::AudioOutput::Virtual,
+            ..defaults.audio.clone()
+        },
         eyes_port: cantina_server::config::EyesPort::Virtual,
-        audio_output: cantina_server::config::AudioOutput::Virtual,
-        ..cantina_server::config::Config::default()
+        ..defaults
     };
     std::fs::create_dir_all(dir.join("music")).unwrap();
     cantina_server::start(config).await.expect("server starts")

@@ -2,23 +2,168 @@
 //! TOML file, `CANTINA_*` environment variables and command-line flags, each
 //! later source winning over the earlier ones.
 //!
-//! One table, [`SETTINGS`], names every setting once; the rest follows a single
-//! rule so nobody has to look anything up: the TOML key `music_dir` is the
-//! variable `CANTINA_MUSIC_DIR` and the flag `--music-dir`. Every bad setting
-//! is reported at once, each with where its value came from, because fixing
-//! one error per start is a miserable way to configure a droid.
+//! Each setting is declared once, in the struct that holds it, with the
+//! `settings!` macro: its field, type, key, variable, default, parser and,
+//! as its `///` comment, its `--help` text. Subsystems declare their own
+//! settings beside their code (`audio/settings.rs`, `eyes/settings.rs`,
+//! `logs/settings.rs`, `bus/settings.rs`); [`Config`] holds each of those
+//! structs whole. Everything else (the flags, the file's keys, `--help`,
+//! `--print-config`, `docs/settings.md`) is derived from the declarations.
+//!
+//! One rule, so nobody has to look anything up: the TOML key `music_dir` is
+//! the variable `CANTINA_MUSIC_DIR` and the flag `--music-dir` (a test holds
+//! every declaration to it). Every bad setting is reported at once, each with
+//! where its value came from, because fixing one error per start is a
+//! miserable way to configure a droid.
 
 use std::{
     collections::BTreeMap,
     fmt,
     net::{SocketAddr, ToSocketAddrs},
     path::{Path, PathBuf},
+    sync::LazyLock,
     time::Duration,
 };
 
 use clap::{Arg, ArgAction, ArgMatches, Command, parser::ValueSource};
 
-/// One setting: its TOML key, its environment variable and what it means.
+pub use crate::{
+    audio::{AudioOutput, AudioSettings},
+    bus::BusConfig,
+    eyes::{EyesPort, EyesSettings},
+    logs::{LogFileFormat, LogFormat, LogSettings},
+};
+
+/// Declares a struct of settings, and implements [`Settings`] for it.
+///
+/// Each field is one of:
+/// - `setting { key, env, default | unset, [type,] parse [, show] [, switch] [, secret] }`:
+///   a setting. Its `///` comment is its help text (`--help`, `--print-config`,
+///   `docs/settings.md`); `default` is the embedded default as text, or
+///   `unset` the field's value when no source sets it; `parse` turns the
+///   (trimmed) text into the field's type or says what is wrong; `show`
+///   overrides how [`Show`] prints it back; `type` overrides the type's name
+///   in the documentation; `switch: true` lets the flag go without a value;
+///   `secret: true` keeps the value out of `--print-config` and `--help`.
+/// - `group {}`: a nested struct of settings (anything implementing [`Settings`]).
+/// - `fixed { expr }`: not a setting: always `expr` (tests may change it).
+///
+/// Settings are read, reported, printed and documented in declaration order.
+macro_rules! settings {
+    // The metadata of one setting, as an associated constant named after the field.
+    (@meta $field:ident, $ty:ty, [$($doc:literal),*], setting {
+        key: $key:literal, env: $env:literal,
+        $(default: $default:literal,)? $(unset: $unset:expr,)?
+        $(type: $tyname:literal,)?
+        parse: $parse:expr
+        $(, show: $show:expr)? $(, switch: $switch:literal)? $(, secret: $secret:literal)? $(,)?
+    }) => {
+        const $field: &'static $crate::config::Setting = &$crate::config::Setting {
+            key: $key,
+            env: $env,
+            default: $crate::config::settings!(@some $($default)?),
+            doc: concat!($($doc),*),
+            type_name: $crate::config::settings!(@or [$($tyname)?] (<$ty as $crate::config::Show>::TYPE)),
+            switch: $crate::config::settings!(@or [$($switch)?] false),
+            secret: $crate::config::settings!(@or [$($secret)?] false),
+        };
+    };
+    (@meta $($other:tt)*) => {};
+
+    (@describe $out:ident, $field:ident, $ty:ty, setting $body:tt) => {
+        $out.push(Self::$field)
+    };
+    (@describe $out:ident, $field:ident, $ty:ty, group $body:tt) => {
+        <$ty as $crate::config::Settings>::describe($out)
+    };
+    (@describe $out:ident, $field:ident, $ty:ty, fixed $body:tt) => {
+        ()
+    };
+
+    (@resolve $v:ident, $field:ident, $ty:ty, setting {
+        key: $key:literal, env: $env:literal,
+        $(default: $default:literal,)? $(unset: $unset:expr,)?
+        $(type: $tyname:literal,)?
+        parse: $parse:expr
+        $(, show: $show:expr)? $(, switch: $switch:literal)? $(, secret: $secret:literal)? $(,)?
+    }) => {
+        $v.leaf::<$ty, _, _>(Self::$field, $parse, || $crate::config::settings!(@unset $($unset)?))
+    };
+    (@resolve $v:ident, $field:ident, $ty:ty, group $body:tt) => {
+        <$ty as $crate::config::Settings>::resolve($v)
+    };
+    (@resolve $v:ident, $field:ident, $ty:ty, fixed { $value:expr }) => {
+        Some($value)
+    };
+
+    (@print $this:tt, $out:ident, $field:ident, $ty:ty, setting {
+        key: $key:literal, env: $env:literal,
+        $(default: $default:literal,)? $(unset: $unset:expr,)?
+        $(type: $tyname:literal,)?
+        parse: $parse:expr
+        $(, show: $show:expr)? $(, switch: $switch:literal)? $(, secret: $secret:literal)? $(,)?
+    }) => {
+        $out.push((Self::$field, $crate::config::settings!(@show [$($show)?] &$this.$field)))
+    };
+    (@print $this:tt, $out:ident, $field:ident, $ty:ty, group $body:tt) => {
+        $crate::config::Settings::print(&$this.$field, $out)
+    };
+    (@print $this:tt, $out:ident, $field:ident, $ty:ty, fixed $body:tt) => {
+        ()
+    };
+
+    (@some) => { None };
+    (@some $value:literal) => { Some($value) };
+    (@or [] $fallback:tt) => { $fallback };
+    (@or [$value:literal] $fallback:tt) => { $value };
+    (@unset) => { unreachable!("a setting with a default always has a value") };
+    (@unset $value:expr) => { $value };
+    (@show [] $value:expr) => { $crate::config::Show::show($value) };
+    (@show [$show:expr] $value:expr) => { ($show)($value) };
+
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $(
+                $(#[doc = $doc:literal])*
+                $fvis:vis $field:ident : $ty:ty = $kind:ident $body:tt
+            ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $(
+                $(#[doc = $doc])*
+                $fvis $field: $ty,
+            )*
+        }
+
+        // Each setting's metadata, named after its field.
+        #[allow(non_upper_case_globals)]
+        impl $name {
+            $( $crate::config::settings!(@meta $field, $ty, [$($doc),*], $kind $body); )*
+        }
+
+        impl $crate::config::Settings for $name {
+            fn describe(out: &mut Vec<&'static $crate::config::Setting>) {
+                $( $crate::config::settings!(@describe out, $field, $ty, $kind $body); )*
+            }
+
+            fn resolve(v: &mut $crate::config::Validator<'_>) -> Option<Self> {
+                $( let $field = $crate::config::settings!(@resolve v, $field, $ty, $kind $body); )*
+                Some(Self { $( $field: $field?, )* })
+            }
+
+            fn print(&self, out: &mut Vec<(&'static $crate::config::Setting, Option<String>)>) {
+                $( $crate::config::settings!(@print self, out, $field, $ty, $kind $body); )*
+            }
+        }
+    };
+}
+pub(crate) use settings;
+
+/// One setting's description: what `--help`, the file's keys, the error
+/// messages, `--print-config` and `docs/settings.md` are made of.
 #[derive(Debug)]
 pub struct Setting {
     /// TOML key; the flag is this with dashes.
@@ -27,249 +172,177 @@ pub struct Setting {
     pub env: &'static str,
     /// The default, as text; `None` when unset by default.
     pub default: Option<&'static str>,
-    /// One line for `--help` and `--print-config`.
-    pub help: &'static str,
-    /// Whether the flag takes no value (`--allow-insecure-remote`).
+    /// The declaration's `///` comment, as written; see [`Setting::help`].
+    pub doc: &'static str,
+    /// What kind of value it takes, for the documentation: `duration`, `path` …
+    pub type_name: &'static str,
+    /// Whether the flag may go without a value (`--allow-insecure-remote`).
     pub switch: bool,
+    /// Whether the value is kept out of `--print-config` and `--help`.
+    pub secret: bool,
 }
 
-const fn setting(
-    key: &'static str,
-    env: &'static str,
-    default: Option<&'static str>,
-    help: &'static str,
-) -> Setting {
-    Setting {
-        key,
-        env,
-        default,
-        help,
-        switch: false,
+impl Setting {
+    /// One line for `--help`, `--print-config` and the documentation.
+    pub fn help(&self) -> &'static str {
+        self.doc.trim()
+    }
+
+    /// The command-line flag, `--` and the key with dashes.
+    pub fn flag(&self) -> String {
+        format!("--{}", flag_name(self.key))
     }
 }
 
-/// Every setting of the server. The variable names of API.md are fixed.
-pub const SETTINGS: &[Setting] = &[
-    setting(
-        "listen",
-        "CANTINA_LISTEN",
-        Some("127.0.0.1:50051"),
-        "Address the gRPC server listens on (HOST:PORT; port 0 picks a free port)",
-    ),
-    setting(
-        "token",
-        "CANTINA_TOKEN",
-        None,
-        "Bearer token required on every RPC but health and reflection",
-    ),
-    Setting {
-        switch: true,
-        ..setting(
-            "allow_insecure_remote",
-            "CANTINA_ALLOW_INSECURE_REMOTE",
-            Some("false"),
-            "Allow listening on a non-loopback address with neither a token nor TLS",
-        )
-    },
-    setting(
-        "tls_cert",
-        "CANTINA_TLS_CERT",
-        None,
-        "TLS certificate chain, a PEM file (with tls_key: serve gRPC over TLS)",
-    ),
-    setting(
-        "tls_key",
-        "CANTINA_TLS_KEY",
-        None,
-        "Private key of the TLS certificate, a PEM file",
-    ),
-    setting(
-        "data_dir",
-        "CANTINA_DATA_DIR",
-        None,
-        "Where generated and persistent data lives [default: <per-user data folder>/cantina]",
-    ),
-    setting(
-        "log_dir",
-        "CANTINA_LOG_DIR",
-        Some("logs"),
-        "Where session log files go",
-    ),
-    setting(
-        "music_dir",
-        "CANTINA_MUSIC_DIR",
-        None,
-        "The music library folder [default: the generated demo library in the data folder]",
-    ),
-    setting(
-        "audio_output",
-        "CANTINA_AUDIO_OUTPUT",
-        Some("default"),
-        "`default`, a sound device name, `virtual`, or `wav:PATH`",
-    ),
-    setting(
-        "audio_sample_rate",
-        "CANTINA_AUDIO_SAMPLE_RATE",
-        Some("auto"),
-        "Output sample rate in Hz, or `auto` (the device's own; 48000 for the virtual and WAV outputs)",
-    ),
-    setting(
-        "audio_period",
-        "CANTINA_AUDIO_PERIOD",
-        Some("auto"),
-        "Frames the output asks for at a time, or `auto` (the device's own; 1024 for the virtual and WAV outputs)",
-    ),
-    setting(
-        "audio_retry_max",
-        "CANTINA_AUDIO_RETRY_MAX",
-        Some("3s"),
-        "Longest wait between attempts to reopen a lost audio output (the wait doubles from 250ms)",
-    ),
-    setting(
-        "dj_transition",
-        "CANTINA_DJ_TRANSITION",
-        Some("8s"),
-        "How long DJ mode's crossfades between tracks last",
-    ),
-    setting(
-        "eyes_port",
-        "CANTINA_EYES_PORT",
-        Some("auto"),
-        "Serial port of the eyes' Arduino, `auto`, or `virtual`",
-    ),
-    setting(
-        "eyes_answer_timeout",
-        "CANTINA_EYES_ANSWER_TIMEOUT",
-        Some("1s"),
-        "How long the eyes' board may take to answer a command before it counts as lost",
-    ),
-    setting(
-        "eyes_boot_timeout",
-        "CANTINA_EYES_BOOT_TIMEOUT",
-        Some("3s"),
-        "How long to wait for the board's ready line after opening its port",
-    ),
-    setting(
-        "eyes_heartbeat",
-        "CANTINA_EYES_HEARTBEAT",
-        Some("2s"),
-        "When the eyes are quiet this long, check that the board still answers (0s: never)",
-    ),
-    setting(
-        "eyes_retry_max",
-        "CANTINA_EYES_RETRY_MAX",
-        Some("3s"),
-        "Longest wait between attempts to reopen a lost board (the wait doubles from 250ms)",
-    ),
-    setting(
-        "log_level",
-        "CANTINA_LOG_LEVEL",
-        Some("info"),
-        "What to log: a level or EnvFilter directives such as `info,cantina_server=debug`",
-    ),
-    setting(
-        "log_format",
-        "CANTINA_LOG_FORMAT",
-        Some("pretty"),
-        "Log format on stderr: `pretty` or `json`",
-    ),
-    setting(
-        "log_ring_size",
-        "CANTINA_LOG_RING_SIZE",
-        Some("10000"),
-        "Recent log entries kept in memory for TailLogs",
-    ),
-    setting(
-        "log_dedup_window",
-        "CANTINA_LOG_DEDUP_WINDOW",
-        Some("30s"),
-        "Identical entries (service, level, message) within this window are folded into one with a count (0s: never)",
-    ),
-    setting(
-        "log_file_format",
-        "CANTINA_LOG_FILE_FORMAT",
-        Some("text"),
-        "Session log file format: `text` ([time] LEVEL service message key=value) or `json` (JSON lines)",
-    ),
-    setting(
-        "log_flush_interval",
-        "CANTINA_LOG_FLUSH_INTERVAL",
-        Some("1s"),
-        "Longest an entry waits before the session file is flushed",
-    ),
-    setting(
-        "log_retention_files",
-        "CANTINA_LOG_RETENTION_FILES",
-        Some("20"),
-        "Session log files kept (oldest deleted first; 0: keep all)",
-    ),
-    setting(
-        "log_retention_size",
-        "CANTINA_LOG_RETENTION_SIZE",
-        Some("100MiB"),
-        "Total size of the session log files kept (oldest deleted first)",
-    ),
-    setting(
-        "log_follower_buffer",
-        "CANTINA_LOG_FOLLOWER_BUFFER",
-        Some("1024"),
-        "Entries that may wait for one TailLogs follower before it gets a gap marker",
-    ),
-    setting(
-        "request_timeout",
-        "CANTINA_REQUEST_TIMEOUT",
-        Some("30s"),
-        "Longest time a unary request may take",
-    ),
-    setting(
-        "shutdown_grace",
-        "CANTINA_SHUTDOWN_GRACE",
-        Some("5s"),
-        "How long shutdown waits for open requests and streams before closing them",
-    ),
-    setting(
-        "concurrency_limit",
-        "CANTINA_CONCURRENCY_LIMIT",
-        Some("256"),
-        "Requests handled at once per connection; more are refused (RESOURCE_EXHAUSTED)",
-    ),
-    setting(
-        "bus_queue_capacity",
-        "CANTINA_BUS_QUEUE_CAPACITY",
-        Some("1000"),
-        "Events that may wait for one subscriber (and one WatchEvents client) before the oldest are dropped",
-    ),
-    setting(
-        "bus_handler_timeout",
-        "CANTINA_BUS_HANDLER_TIMEOUT",
-        Some("5s"),
-        "Longest an event handler may take for one event",
-    ),
-    setting(
-        "bus_max_failures",
-        "CANTINA_BUS_MAX_FAILURES",
-        Some("3"),
-        "Failures in a row after which an event handler is unsubscribed (0: never)",
-    ),
-    setting(
-        "bus_history",
-        "CANTINA_BUS_HISTORY",
-        Some("100"),
-        "Recent events the bus keeps for inspection",
-    ),
-    setting(
-        "bus_metrics_interval",
-        "CANTINA_BUS_METRICS_INTERVAL",
-        Some("60s"),
-        "How often the bus logs its metrics (0s: never)",
-    ),
-    setting(
-        "max_message_size",
-        "CANTINA_MAX_MESSAGE_SIZE",
-        Some("4MiB"),
-        "Largest gRPC message accepted or sent (bytes, or with KiB/MiB)",
-    ),
-];
+/// A struct of settings, declared with the `settings!` macro.
+pub trait Settings: Sized {
+    /// Appends the description of each setting, in declaration order.
+    fn describe(out: &mut Vec<&'static Setting>);
+
+    /// Parses each setting from the merged raw values, reporting every
+    /// problem to `v`; `None` when any was bad.
+    fn resolve(v: &mut Validator<'_>) -> Option<Self>;
+
+    /// Appends each setting with its value as TOML (`None`: unset), in
+    /// declaration order.
+    fn print(&self, out: &mut Vec<(&'static Setting, Option<String>)>);
+}
+
+/// A setting's type as `--print-config` prints it: TOML that reads back as
+/// the same value.
+pub trait Show {
+    /// What kind of value it is, for the documentation.
+    const TYPE: &'static str;
+
+    /// The value as a TOML value; `None` when unset.
+    fn show(&self) -> Option<String>;
+}
+
+/// `text` as a TOML string.
+pub fn quote(text: &str) -> String {
+    toml::Value::String(text.to_string()).to_string()
+}
+
+impl Show for String {
+    const TYPE: &'static str = "text";
+    fn show(&self) -> Option<String> {
+        Some(quote(self))
+    }
+}
+
+impl Show for PathBuf {
+    const TYPE: &'static str = "path";
+    fn show(&self) -> Option<String> {
+        Some(quote(&self.display().to_string()))
+    }
+}
+
+impl Show for SocketAddr {
+    const TYPE: &'static str = "address";
+    fn show(&self) -> Option<String> {
+        Some(quote(&self.to_string()))
+    }
+}
+
+impl Show for Duration {
+    const TYPE: &'static str = "duration";
+    fn show(&self) -> Option<String> {
+        Some(quote(&humantime::format_duration(*self).to_string()))
+    }
+}
+
+impl Show for bool {
+    const TYPE: &'static str = "boolean";
+    fn show(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+impl Show for usize {
+    const TYPE: &'static str = "integer";
+    fn show(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+impl Show for u32 {
+    const TYPE: &'static str = "integer";
+    fn show(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+impl Show for u64 {
+    const TYPE: &'static str = "integer";
+    fn show(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+impl<T: Show> Show for Option<T> {
+    const TYPE: &'static str = T::TYPE;
+    fn show(&self) -> Option<String> {
+        self.as_ref().and_then(Show::show)
+    }
+}
+
+/// Parses each raw value, keeping every failure.
+pub struct Validator<'a> {
+    raw: &'a BTreeMap<&'static str, (String, Origin)>,
+    errors: &'a mut Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    /// The value of `setting`: parsed from its raw text, or `unset()` when no
+    /// source gives it; `None`, and the problem reported, when it is bad.
+    pub fn leaf<T, P, U>(&mut self, setting: &'static Setting, parse: P, unset: U) -> Option<T>
+    where
+        P: FnOnce(&str) -> Result<T, String>,
+        U: FnOnce() -> T,
+    {
+        let Some((value, _)) = self.raw.get(setting.key) else {
+            return Some(unset());
+        };
+        parse(value.trim())
+            .map_err(|problem| self.report(setting.key, problem))
+            .ok()
+    }
+
+    /// Reports a problem with the value of `key`, which some source gave.
+    pub fn report(&mut self, key: &'static str, problem: String) {
+        let (value, origin) = self.raw[key].clone();
+        self.errors.push(ConfigError {
+            key: key.into(),
+            value: Some(value),
+            origin,
+            problem,
+        });
+    }
+}
+
+/// Every setting of the server, in declaration order.
+pub static SETTINGS: LazyLock<Vec<&'static Setting>> = LazyLock::new(|| {
+    let mut settings = Vec::new();
+    Config::describe(&mut settings);
+    settings
+});
+
+/// The embedded defaults of a struct of settings (settings without a default
+/// take their `unset` value).
+pub fn defaults<T: Settings>() -> T {
+    let mut described = Vec::new();
+    T::describe(&mut described);
+    let raw = described
+        .iter()
+        .filter_map(|s| Some((s.key, (s.default?.to_string(), Origin::Default))))
+        .collect();
+    let mut errors = Vec::new();
+    T::resolve(&mut Validator {
+        raw: &raw,
+        errors: &mut errors,
+    })
+    .expect("the embedded defaults are valid")
+}
 
 /// The environment variable naming the configuration file.
 pub const CONFIG_ENV: &str = "CANTINA_CONFIG";
@@ -339,67 +412,6 @@ impl fmt::Display for ConfigErrors {
             f,
             "Run `cantina-server --help` for every setting, or `--print-config` to see the values in force."
         )
-    }
-}
-
-/// Where the sound goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AudioOutput {
-    /// The system's default device, falling back to `Virtual` when there is none.
-    Default,
-    /// A device by name.
-    Device(String),
-    /// The paced virtual output: no sound card needed.
-    Virtual,
-    /// A WAV file, for offline renders.
-    Wav(PathBuf),
-}
-
-impl fmt::Display for AudioOutput {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AudioOutput::Default => f.write_str("default"),
-            AudioOutput::Device(name) => f.write_str(name),
-            AudioOutput::Virtual => f.write_str("virtual"),
-            AudioOutput::Wav(path) => write!(f, "wav:{}", path.display()),
-        }
-    }
-}
-
-/// How the eyes' serial link behaves.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EyesSettings {
-    /// How long the board may take to answer a command.
-    pub answer_timeout: Duration,
-    /// How long to wait for the ready line after opening the port.
-    pub boot_timeout: Duration,
-    /// Quiet time after which the link is checked; zero for never.
-    pub heartbeat: Duration,
-    /// Longest wait between reconnection attempts.
-    pub retry_max: Duration,
-    /// How long each `eye test` pattern shows: 1 s, as the original; not a
-    /// setting, tests shorten it.
-    pub test_step: Duration,
-}
-
-/// Where the eyes are.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EyesPort {
-    /// Find the Arduino, falling back to `Virtual` when there is none.
-    Auto,
-    /// The virtual eyes inside the server.
-    Virtual,
-    /// An explicit serial port.
-    Path(PathBuf),
-}
-
-impl fmt::Display for EyesPort {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EyesPort::Auto => f.write_str("auto"),
-            EyesPort::Virtual => f.write_str("virtual"),
-            EyesPort::Path(path) => write!(f, "{}", path.display()),
-        }
     }
 }
 
@@ -494,95 +506,88 @@ impl TlsFiles {
     }
 }
 
-/// How log lines look on stderr.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    /// For people: one coloured line per event.
-    Pretty,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
-
-/// How session log files are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFileFormat {
-    /// `[iso-time] LEVEL service message key=value…`
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-/// Settings of log capture, the ring, dedup, session files and followers.
-#[derive(Clone, Debug)]
-pub struct LogSettings {
-    /// Recent entries kept in memory.
-    pub ring_size: usize,
-    /// Identical entries within this window are folded; zero disables.
-    pub dedup_window: Duration,
-    /// Session file format.
-    pub file_format: LogFileFormat,
-    /// Longest an entry waits before the file is flushed.
-    pub flush_interval: Duration,
-    /// Session files kept; zero keeps all.
-    pub retention_files: usize,
-    /// Total bytes of session files kept.
-    pub retention_bytes: u64,
-    /// Entries that may wait for one follower.
-    pub follower_buffer: usize,
-}
-
-/// The validated configuration of the server.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// Address the gRPC server listens on.
-    pub listen: SocketAddr,
-    /// Bearer token required on every RPC but health and reflection.
-    pub token: Option<String>,
-    /// Whether a non-loopback listen address with neither a token nor TLS
-    /// is accepted.
-    pub allow_insecure_remote: bool,
-    /// The TLS certificate and key; `None` serves plaintext gRPC.
-    pub tls: Option<TlsFiles>,
-    /// Where generated and persistent data lives.
-    pub data_dir: PathBuf,
-    /// Where session log files go.
-    pub log_dir: PathBuf,
-    /// The music library; `None` means the generated demo library.
-    pub music_dir: Option<PathBuf>,
-    /// Where the sound goes.
-    pub audio_output: AudioOutput,
-    /// Output sample rate; `None`: the device's own.
-    pub audio_sample_rate: Option<u32>,
-    /// Output period in frames; `None`: the device's own.
-    pub audio_period: Option<u32>,
-    /// Longest wait between attempts to reopen a lost output.
-    pub audio_retry_max: Duration,
-    /// DJ mode's crossfade length.
-    pub dj_transition: Duration,
-    /// Where the eyes are.
-    pub eyes_port: EyesPort,
-    /// How the eyes' link behaves.
-    pub eyes: EyesSettings,
-    /// The tracing filter directives.
-    pub log_level: String,
-    /// How log lines look on stderr.
-    pub log_format: LogFormat,
-    /// Longest time a unary request may take.
-    pub request_timeout: Duration,
-    /// How long shutdown waits for open requests and streams.
-    pub shutdown_grace: Duration,
-    /// Requests handled at once per connection.
-    pub concurrency_limit: usize,
-    /// Largest gRPC message accepted or sent, in bytes.
-    pub max_message_size: usize,
-    /// The log service's settings.
-    pub logs: LogSettings,
-    /// The event bus's settings.
-    pub bus: crate::bus::BusConfig,
-    /// How often the bus logs its metrics; zero for never.
-    pub bus_metrics_interval: Duration,
-    /// Where each value came from, by key, for `--print-config`.
-    pub origins: BTreeMap<&'static str, Origin>,
+settings! {
+    /// The validated configuration of the server.
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct Config {
+        /// Address the gRPC server listens on (HOST:PORT; port 0 picks a free port)
+        pub listen: SocketAddr = setting {
+            key: "listen", env: "CANTINA_LISTEN", default: "127.0.0.1:50051",
+            parse: parse_listen,
+        },
+        /// Bearer token required on every RPC but health and reflection
+        pub token: Option<String> = setting {
+            key: "token", env: "CANTINA_TOKEN", unset: None,
+            parse: |s| parse_token(s).map(Some),
+            secret: true,
+        },
+        /// Allow listening on a non-loopback address with neither a token nor TLS
+        pub allow_insecure_remote: bool = setting {
+            key: "allow_insecure_remote", env: "CANTINA_ALLOW_INSECURE_REMOTE", default: "false",
+            parse: parse_bool,
+            switch: true,
+        },
+        /// The TLS certificate and key (`tls_cert`, `tls_key`); `None` serves
+        /// plaintext gRPC.
+        pub tls: Option<TlsFiles> = group {},
+        /// Where session log files go
+        pub log_dir: PathBuf = setting {
+            key: "log_dir", env: "CANTINA_LOG_DIR", default: "logs",
+            parse: parse_path_required,
+        },
+        /// The audio's settings, and where generated data lives.
+        pub audio: AudioSettings = group {},
+        /// Serial port of the eyes' Arduino, `auto`, or `virtual`
+        pub eyes_port: EyesPort = setting {
+            key: "eyes_port", env: "CANTINA_EYES_PORT", default: "auto",
+            parse: str::parse,
+        },
+        /// How the eyes' link behaves.
+        pub eyes: EyesSettings = group {},
+        /// What to log: a level or EnvFilter directives such as `info,cantina_server=debug`
+        pub log_level: String = setting {
+            key: "log_level", env: "CANTINA_LOG_LEVEL", default: "info",
+            type: "filter",
+            parse: parse_log_level,
+        },
+        /// Log format on stderr: `pretty` or `json`
+        pub log_format: LogFormat = setting {
+            key: "log_format", env: "CANTINA_LOG_FORMAT", default: "pretty",
+            parse: str::parse,
+        },
+        /// The log service's settings.
+        pub logs: LogSettings = group {},
+        /// Longest time a unary request may take
+        pub request_timeout: Duration = setting {
+            key: "request_timeout", env: "CANTINA_REQUEST_TIMEOUT", default: "30s",
+            parse: duration,
+        },
+        /// How long shutdown waits for open requests and streams before closing them
+        pub shutdown_grace: Duration = setting {
+            key: "shutdown_grace", env: "CANTINA_SHUTDOWN_GRACE", default: "5s",
+            parse: duration_or_zero,
+        },
+        /// Requests handled at once per connection; more are refused (RESOURCE_EXHAUSTED)
+        pub concurrency_limit: usize = setting {
+            key: "concurrency_limit", env: "CANTINA_CONCURRENCY_LIMIT", default: "256",
+            parse: positive,
+        },
+        /// The event bus's settings.
+        pub bus: BusConfig = group {},
+        /// How often the bus logs its metrics (0s: never)
+        pub bus_metrics_interval: Duration = setting {
+            key: "bus_metrics_interval", env: "CANTINA_BUS_METRICS_INTERVAL", default: "60s",
+            parse: duration_or_zero,
+        },
+        /// Largest gRPC message accepted or sent (bytes, or with KiB/MiB)
+        pub max_message_size: usize = setting {
+            key: "max_message_size", env: "CANTINA_MAX_MESSAGE_SIZE", default: "4MiB",
+            type: "size",
+            parse: parse_size,
+        },
+        /// Where each value came from, by key, for `--print-config`.
+        pub origins: BTreeMap<&'static str, Origin> = fixed { BTreeMap::new() },
+    }
 }
 
 impl Default for Config {
@@ -591,6 +596,74 @@ impl Default for Config {
         Sources::default()
             .resolve()
             .expect("the embedded defaults are valid")
+    }
+}
+
+settings! {
+    /// The TLS settings as given, before the both-or-neither check.
+    struct TlsSettings {
+        /// TLS certificate chain, a PEM file (with tls_key: serve gRPC over TLS)
+        cert: Option<PathBuf> = setting {
+            key: "tls_cert", env: "CANTINA_TLS_CERT", unset: None,
+            parse: parse_path,
+        },
+        /// Private key of the TLS certificate, a PEM file
+        key: Option<PathBuf> = setting {
+            key: "tls_key", env: "CANTINA_TLS_KEY", unset: None,
+            parse: parse_path,
+        },
+    }
+}
+
+/// TLS is both files or neither, and both usable.
+impl Settings for Option<TlsFiles> {
+    fn describe(out: &mut Vec<&'static Setting>) {
+        TlsSettings::describe(out);
+    }
+
+    fn resolve(v: &mut Validator<'_>) -> Option<Self> {
+        let TlsSettings { cert, key } = TlsSettings::resolve(v)?;
+        match (cert, key) {
+            (None, None) => Some(None),
+            (Some(_), None) => {
+                v.report(
+                    "tls_cert",
+                    "a certificate needs its private key: set tls_key (CANTINA_TLS_KEY, --tls-key) \
+                     too, or remove tls_cert to serve without TLS"
+                        .into(),
+                );
+                None
+            }
+            (None, Some(_)) => {
+                v.report(
+                    "tls_key",
+                    "a private key needs its certificate: set tls_cert (CANTINA_TLS_CERT, \
+                     --tls-cert) too, or remove tls_key to serve without TLS"
+                        .into(),
+                );
+                None
+            }
+            (Some(cert), Some(key)) => {
+                let files = TlsFiles { cert, key };
+                match files.load() {
+                    Ok(_) => Some(Some(files)),
+                    Err(problems) => {
+                        for (key, problem) in problems {
+                            v.report(key, problem);
+                        }
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    fn print(&self, out: &mut Vec<(&'static Setting, Option<String>)>) {
+        TlsSettings {
+            cert: self.as_ref().map(|t| t.cert.clone()),
+            key: self.as_ref().map(|t| t.key.clone()),
+        }
+        .print(out);
     }
 }
 
@@ -608,13 +681,13 @@ impl Sources {
     /// command line built with [`add_args`], and the file they name.
     pub fn from_matches(matches: &ArgMatches) -> Result<Self, ConfigErrors> {
         let mut sources = Sources::default();
-        for setting in SETTINGS {
+        for setting in SETTINGS.iter() {
             let Some(value) = matches.get_one::<String>(setting.key) else {
                 continue;
             };
             let origin = match matches.value_source(setting.key) {
                 Some(ValueSource::EnvVariable) => Origin::Env(setting.env),
-                _ => Origin::Flag(format!("--{}", flag_name(setting.key))),
+                _ => Origin::Flag(setting.flag()),
             };
             sources
                 .overrides
@@ -645,7 +718,7 @@ impl Sources {
     pub fn resolve(&self) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
         let mut raw: BTreeMap<&'static str, (String, Origin)> = BTreeMap::new();
-        for setting in SETTINGS {
+        for setting in SETTINGS.iter() {
             if let Some(default) = setting.default {
                 raw.insert(setting.key, (default.to_string(), Origin::Default));
             }
@@ -657,260 +730,47 @@ impl Sources {
             raw.insert(key, value.clone());
         }
 
-        let mut v = Validator {
+        let config = Config::resolve(&mut Validator {
             raw: &raw,
             errors: &mut errors,
-        };
-        let listen = v.parse("listen", parse_listen);
-        let token = v.optional("token", |s| {
-            if s.is_empty() {
-                Err("an empty token would accept anyone; remove the setting or set a secret".into())
-            } else if !s.chars().all(|c| c.is_ascii_graphic()) {
-                Err("use printable ASCII without spaces (it travels in an HTTP header)".into())
-            } else {
-                Ok(s.to_string())
-            }
         });
-        let allow_insecure_remote = v.parse("allow_insecure_remote", parse_bool);
-        let tls_cert = v.optional("tls_cert", parse_path).flatten().flatten();
-        let tls_key = v.optional("tls_key", parse_path).flatten().flatten();
-        let tls_wanted = tls_cert.is_some() || tls_key.is_some();
-        let tls = resolve_tls(tls_cert, tls_key, &raw, v.errors);
-        let data_dir = v
-            .optional("data_dir", parse_path)
-            .flatten()
-            .flatten()
-            .unwrap_or_else(default_data_dir);
-        let log_dir = v.parse("log_dir", parse_path_required);
-        let music_dir = v.optional("music_dir", parse_path).flatten().flatten();
-        let audio_output = v.parse("audio_output", parse_audio_output);
-        let auto_or = |low: u32, high: u32, what: &'static str| {
-            move |s: &str| -> Result<Option<u32>, String> {
-                if s.eq_ignore_ascii_case("auto") {
-                    return Ok(None);
-                }
-                match s.parse::<u32>() {
-                    Ok(n) if (low..=high).contains(&n) => Ok(Some(n)),
-                    _ => Err(format!(
-                        "use `auto` or a whole number of {what} from {low} to {high}"
-                    )),
-                }
-            }
-        };
-        let audio_sample_rate = v.parse("audio_sample_rate", auto_or(8_000, 192_000, "Hz"));
-        let audio_period = v.parse("audio_period", auto_or(16, 4096, "frames"));
-        let audio_retry_max = v.parse("audio_retry_max", |s| parse_duration(s, false));
-        let dj_transition = v.parse("dj_transition", |s| parse_duration(s, false));
-        let eyes_port = v.parse("eyes_port", parse_eyes_port);
-        let eyes_answer_timeout = v.parse("eyes_answer_timeout", |s| parse_duration(s, false));
-        let eyes_boot_timeout = v.parse("eyes_boot_timeout", |s| parse_duration(s, true));
-        let eyes_heartbeat = v.parse("eyes_heartbeat", |s| parse_duration(s, true));
-        let eyes_retry_max = v.parse("eyes_retry_max", |s| parse_duration(s, false));
-        let log_level = v.parse("log_level", |s| {
-            tracing_subscriber::EnvFilter::try_new(s)
-                .map(|_| s.to_string())
-                .map_err(|e| format!("not a log filter ({e}); use a level such as `info` or directives such as `info,cantina_server=debug`"))
-        });
-        let log_format = v.parse("log_format", |s| match s.to_ascii_lowercase().as_str() {
-            "pretty" | "text" => Ok(LogFormat::Pretty),
-            "json" => Ok(LogFormat::Json),
-            _ => Err("use `pretty` or `json`".into()),
-        });
-        let request_timeout = v.parse("request_timeout", |s| parse_duration(s, false));
-        let shutdown_grace = v.parse("shutdown_grace", |s| parse_duration(s, true));
-        let concurrency_limit = v.parse("concurrency_limit", |s| match s.parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err("use a whole number of at least 1".into()),
-        });
-        let max_message_size = v.parse("max_message_size", parse_size);
-        let whole = |s: &str| {
-            s.parse::<usize>()
-                .map_err(|_| "use a whole number".to_string())
-        };
-        let positive = |s: &str| match s.parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err("use a whole number of at least 1".to_string()),
-        };
-        let bus_queue_capacity = v.parse("bus_queue_capacity", positive);
-        let log_ring_size = v.parse("log_ring_size", positive);
-        let log_dedup_window = v.parse("log_dedup_window", |s| parse_duration(s, true));
-        let log_file_format = v.parse("log_file_format", |s| {
-            match s.to_ascii_lowercase().as_str() {
-                "text" => Ok(LogFileFormat::Text),
-                "json" => Ok(LogFileFormat::Json),
-                _ => Err("use `text` or `json`".to_string()),
-            }
-        });
-        let log_flush_interval = v.parse("log_flush_interval", |s| parse_duration(s, false));
-        let log_retention_files = v.parse("log_retention_files", whole);
-        let log_retention_size = v.parse("log_retention_size", |s| match parse_bytes(s)? {
-            n if n >= 1 << 20 => Ok(n),
-            _ => Err("keep at least 1MiB of session logs".to_string()),
-        });
-        let log_follower_buffer = v.parse("log_follower_buffer", positive);
-        let bus_handler_timeout = v.parse("bus_handler_timeout", |s| parse_duration(s, false));
-        let bus_max_failures = v.parse("bus_max_failures", |s| {
-            s.parse::<u32>()
-                .map_err(|_| "use a whole number (0: never unsubscribe)".to_string())
-        });
-        let bus_history = v.parse("bus_history", whole);
-        let bus_metrics_interval = v.parse("bus_metrics_interval", |s| parse_duration(s, true));
-
-        // A bad TLS setting is reported as such, not again here.
-        if let (Some(listen), Some(false)) = (listen, allow_insecure_remote)
-            && !listen.ip().is_loopback()
-            && token.as_ref().is_none_or(Option::is_none)
-            && !tls_wanted
-        {
-            let (value, origin) = raw["listen"].clone();
-            errors.push(ConfigError {
-                key: "listen".into(),
-                value: Some(value),
-                origin,
-                problem: "this exposes the droid to the network with neither a token nor TLS: \
-                          set a token (CANTINA_TOKEN or `token` in the file) or TLS (tls_cert and \
-                          tls_key), listen on 127.0.0.1, or pass --allow-insecure-remote if that \
-                          is really wanted"
-                    .into(),
-            });
-        }
-
+        check_remote(&raw, &mut errors);
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
-        Ok(Config {
-            listen: listen.expect("validated"),
-            token: token.flatten(),
-            allow_insecure_remote: allow_insecure_remote.expect("validated"),
-            tls,
-            data_dir,
-            log_dir: log_dir.expect("validated"),
-            music_dir,
-            audio_output: audio_output.expect("validated"),
-            audio_sample_rate: audio_sample_rate.expect("validated"),
-            audio_period: audio_period.expect("validated"),
-            audio_retry_max: audio_retry_max.expect("validated"),
-            dj_transition: dj_transition.expect("validated"),
-            eyes_port: eyes_port.expect("validated"),
-            eyes: EyesSettings {
-                answer_timeout: eyes_answer_timeout.expect("validated"),
-                boot_timeout: eyes_boot_timeout.expect("validated"),
-                heartbeat: eyes_heartbeat.expect("validated"),
-                retry_max: eyes_retry_max.expect("validated"),
-                test_step: Duration::from_secs(1),
-            },
-            log_level: log_level.expect("validated"),
-            log_format: log_format.expect("validated"),
-            request_timeout: request_timeout.expect("validated"),
-            shutdown_grace: shutdown_grace.expect("validated"),
-            concurrency_limit: concurrency_limit.expect("validated"),
-            max_message_size: max_message_size.expect("validated"),
-            logs: LogSettings {
-                ring_size: log_ring_size.expect("validated"),
-                dedup_window: log_dedup_window.expect("validated"),
-                file_format: log_file_format.expect("validated"),
-                flush_interval: log_flush_interval.expect("validated"),
-                retention_files: log_retention_files.expect("validated"),
-                retention_bytes: log_retention_size.expect("validated"),
-                follower_buffer: log_follower_buffer.expect("validated"),
-            },
-            bus: crate::bus::BusConfig {
-                queue_capacity: bus_queue_capacity.expect("validated"),
-                handler_timeout: bus_handler_timeout.expect("validated"),
-                max_failures: bus_max_failures.expect("validated"),
-                history: bus_history.expect("validated"),
-                ..crate::bus::BusConfig::default()
-            },
-            bus_metrics_interval: bus_metrics_interval.expect("validated"),
-            origins: raw.into_iter().map(|(k, (_, o))| (k, o)).collect(),
-        })
+        let mut config = config.expect("no problem reported");
+        config.origins = raw.into_iter().map(|(k, (_, o))| (k, o)).collect();
+        Ok(config)
     }
 }
 
-/// Both TLS files or neither, and both usable: problems go to `errors`.
-fn resolve_tls(
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-    raw: &BTreeMap<&'static str, (String, Origin)>,
-    errors: &mut Vec<ConfigError>,
-) -> Option<TlsFiles> {
-    let mut report = |key: &'static str, problem: String| {
-        let (value, origin) = raw[key].clone();
+/// A non-loopback listen address needs a token, TLS or explicit consent. A
+/// bad listen address or switch is reported as such, not again here; a bad
+/// token counts as none.
+fn check_remote(raw: &BTreeMap<&'static str, (String, Origin)>, errors: &mut Vec<ConfigError>) {
+    let value = |key: &str| raw.get(key).map(|(value, _)| value.trim());
+    let listen = value("listen").and_then(|s| parse_listen(s).ok());
+    let allowed = value("allow_insecure_remote").and_then(|s| parse_bool(s).ok());
+    let token = value("token").is_some_and(|s| parse_token(s).is_ok());
+    let tls_wanted = ["tls_cert", "tls_key"]
+        .into_iter()
+        .any(|key| value(key).is_some_and(|s| !s.is_empty()));
+    if let (Some(listen), Some(false)) = (listen, allowed)
+        && !listen.ip().is_loopback()
+        && !token
+        && !tls_wanted
+    {
+        let (value, origin) = raw["listen"].clone();
         errors.push(ConfigError {
-            key: key.into(),
+            key: "listen".into(),
             value: Some(value),
             origin,
-            problem,
+            problem: "this exposes the droid to the network with neither a token nor TLS: \
+                      set a token (CANTINA_TOKEN or `token` in the file) or TLS (tls_cert and \
+                      tls_key), listen on 127.0.0.1, or pass --allow-insecure-remote if that \
+                      is really wanted"
+                .into(),
         });
-    };
-    match (cert, key) {
-        (None, None) => None,
-        (Some(_), None) => {
-            report(
-                "tls_cert",
-                "a certificate needs its private key: set tls_key (CANTINA_TLS_KEY, --tls-key) \
-                 too, or remove tls_cert to serve without TLS"
-                    .into(),
-            );
-            None
-        }
-        (None, Some(_)) => {
-            report(
-                "tls_key",
-                "a private key needs its certificate: set tls_cert (CANTINA_TLS_CERT, \
-                 --tls-cert) too, or remove tls_key to serve without TLS"
-                    .into(),
-            );
-            None
-        }
-        (Some(cert), Some(key)) => {
-            let files = TlsFiles { cert, key };
-            match files.load() {
-                Ok(_) => Some(files),
-                Err(problems) => {
-                    for (key, problem) in problems {
-                        report(key, problem);
-                    }
-                    None
-                }
-            }
-        }
-    }
-}
-
-/// Parses each raw value, keeping every failure.
-struct Validator<'a> {
-    raw: &'a BTreeMap<&'static str, (String, Origin)>,
-    errors: &'a mut Vec<ConfigError>,
-}
-
-impl Validator<'_> {
-    /// A setting that has a default: `None` only when its value is bad.
-    fn parse<T>(&mut self, key: &str, f: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
-        self.optional(key, f).flatten()
-    }
-
-    /// A setting that may be unset: `Some(None)` when unset, `None` when bad.
-    fn optional<T>(
-        &mut self,
-        key: &str,
-        f: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Option<Option<T>> {
-        let Some((value, origin)) = self.raw.get(key) else {
-            return Some(None);
-        };
-        match f(value.trim()) {
-            Ok(parsed) => Some(Some(parsed)),
-            Err(problem) => {
-                self.errors.push(ConfigError {
-                    key: key.into(),
-                    value: Some(value.clone()),
-                    origin: origin.clone(),
-                    problem,
-                });
-                None
-            }
-        }
     }
 }
 
@@ -988,7 +848,7 @@ fn flag_name(key: &str) -> String {
 }
 
 /// The per-user data folder (`~/.local/share/cantina` on Linux).
-fn default_data_dir() -> PathBuf {
+pub fn default_data_dir() -> PathBuf {
     dirs::data_dir()
         .map(|d| d.join("cantina"))
         .unwrap_or_else(|| PathBuf::from("cantina-data"))
@@ -1005,6 +865,22 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     }
 }
 
+fn parse_token(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err("an empty token would accept anyone; remove the setting or set a secret".into())
+    } else if !s.chars().all(|c| c.is_ascii_graphic()) {
+        Err("use printable ASCII without spaces (it travels in an HTTP header)".into())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+fn parse_log_level(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("not a log filter ({e}); use a level such as `info` or directives such as `info,cantina_server=debug`"))
+}
+
 fn parse_bool(s: &str) -> Result<bool, String> {
     match s.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
@@ -1013,7 +889,8 @@ fn parse_bool(s: &str) -> Result<bool, String> {
     }
 }
 
-fn parse_path(s: &str) -> Result<Option<PathBuf>, String> {
+/// A path; empty means none.
+pub fn parse_path(s: &str) -> Result<Option<PathBuf>, String> {
     Ok((!s.is_empty()).then(|| PathBuf::from(s)))
 }
 
@@ -1021,26 +898,14 @@ fn parse_path_required(s: &str) -> Result<PathBuf, String> {
     parse_path(s)?.ok_or_else(|| "give a folder".to_string())
 }
 
-fn parse_audio_output(s: &str) -> Result<AudioOutput, String> {
-    match s {
-        "" => Err("use `default`, a device name, `virtual` or `wav:PATH`".into()),
-        "default" => Ok(AudioOutput::Default),
-        "virtual" => Ok(AudioOutput::Virtual),
-        _ => match s.strip_prefix("wav:") {
-            Some("") => Err("`wav:` needs a file path, as in `wav:/tmp/show.wav`".into()),
-            Some(path) => Ok(AudioOutput::Wav(PathBuf::from(path))),
-            None => Ok(AudioOutput::Device(s.to_string())),
-        },
-    }
+/// A duration longer than zero, with a unit (`500ms`, `5s`, `2m`).
+pub fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s, false)
 }
 
-fn parse_eyes_port(s: &str) -> Result<EyesPort, String> {
-    match s {
-        "" => Err("use a serial port path, `auto` or `virtual`".into()),
-        "auto" => Ok(EyesPort::Auto),
-        "virtual" => Ok(EyesPort::Virtual),
-        _ => Ok(EyesPort::Path(PathBuf::from(s))),
-    }
+/// A duration with a unit, zero allowed (it means "never" or "at once").
+pub fn duration_or_zero(s: &str) -> Result<Duration, String> {
+    parse_duration(s, true)
 }
 
 fn parse_duration(s: &str, zero_ok: bool) -> Result<Duration, String> {
@@ -1051,8 +916,46 @@ fn parse_duration(s: &str, zero_ok: bool) -> Result<Duration, String> {
     }
 }
 
+/// A whole number, zero allowed.
+pub fn whole(s: &str) -> Result<usize, String> {
+    s.parse::<usize>()
+        .map_err(|_| "use a whole number".to_string())
+}
+
+/// A whole number of at least 1.
+pub fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("use a whole number of at least 1".to_string()),
+    }
+}
+
+/// `auto` (`None`) or a whole number of `what` from `low` to `high`.
+pub fn auto_or(
+    low: u32,
+    high: u32,
+    what: &'static str,
+) -> impl Fn(&str) -> Result<Option<u32>, String> {
+    move |s: &str| {
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(None);
+        }
+        match s.parse::<u32>() {
+            Ok(n) if (low..=high).contains(&n) => Ok(Some(n)),
+            _ => Err(format!(
+                "use `auto` or a whole number of {what} from {low} to {high}"
+            )),
+        }
+    }
+}
+
+/// Prints what [`auto_or`] reads: `auto` for `None`.
+pub fn show_auto(value: &Option<u32>) -> Option<String> {
+    Some(quote(&value.map_or("auto".to_string(), |n| n.to_string())))
+}
+
 /// A number of bytes, optionally with a unit (`KiB`, `MiB`, `GiB`).
-fn parse_bytes(s: &str) -> Result<u64, String> {
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
     let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
@@ -1093,11 +996,11 @@ pub fn add_args(mut command: Command) -> Command {
             .value_parser(clap::value_parser!(PathBuf))
             .help("TOML configuration file (keys as in --print-config)"),
     );
-    for setting in SETTINGS {
+    for setting in SETTINGS.iter() {
         let mut arg = Arg::new(setting.key)
             .long(flag_name(setting.key))
             .env(setting.env)
-            .help(setting.help)
+            .help(setting.help())
             .action(ArgAction::Set);
         if setting.switch {
             arg = arg
@@ -1110,9 +1013,9 @@ pub fn add_args(mut command: Command) -> Command {
         if let Some(default) = setting.default {
             // Shown in --help; the value itself comes from `Sources::resolve`,
             // so that a default never masks the file.
-            arg = arg.help(format!("{} [default: {default}]", setting.help));
+            arg = arg.help(format!("{} [default: {default}]", setting.help()));
         }
-        if setting.key == "token" {
+        if setting.secret {
             arg = arg.hide_env_values(true);
         }
         command = command.arg(arg);
@@ -1125,117 +1028,62 @@ impl Config {
     /// hidden: what `--print-config` prints, and a valid configuration file.
     pub fn to_toml(&self) -> String {
         let mut out = String::from("# Cantina server configuration in force\n");
-        let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
-        for setting in SETTINGS {
-            let value = match setting.key {
-                "listen" => Some(quote(&self.listen.to_string())),
-                "token" if self.token.is_some() => {
-                    // Never printed: the output is meant to be shared and pasted.
-                    out.push_str("# token is set (hidden)  # CANTINA_TOKEN\n");
-                    continue;
-                }
-                "token" => None,
-                "allow_insecure_remote" => Some(self.allow_insecure_remote.to_string()),
-                "tls_cert" => self
-                    .tls
-                    .as_ref()
-                    .map(|t| quote(&t.cert.display().to_string())),
-                "tls_key" => self
-                    .tls
-                    .as_ref()
-                    .map(|t| quote(&t.key.display().to_string())),
-                "data_dir" => Some(quote(&self.data_dir.display().to_string())),
-                "log_dir" => Some(quote(&self.log_dir.display().to_string())),
-                "music_dir" => self
-                    .music_dir
-                    .as_ref()
-                    .map(|p| quote(&p.display().to_string())),
-                "audio_output" => Some(quote(&self.audio_output.to_string())),
-                "audio_sample_rate" => Some(quote(
-                    &self
-                        .audio_sample_rate
-                        .map_or("auto".to_string(), |n| n.to_string()),
-                )),
-                "audio_period" => Some(quote(
-                    &self
-                        .audio_period
-                        .map_or("auto".to_string(), |n| n.to_string()),
-                )),
-                "audio_retry_max" => Some(quote(
-                    &humantime::format_duration(self.audio_retry_max).to_string(),
-                )),
-                "dj_transition" => Some(quote(
-                    &humantime::format_duration(self.dj_transition).to_string(),
-                )),
-                "eyes_port" => Some(quote(&self.eyes_port.to_string())),
-                "eyes_answer_timeout" => Some(quote(
-                    &humantime::format_duration(self.eyes.answer_timeout).to_string(),
-                )),
-                "eyes_boot_timeout" => Some(quote(
-                    &humantime::format_duration(self.eyes.boot_timeout).to_string(),
-                )),
-                "eyes_heartbeat" => Some(quote(
-                    &humantime::format_duration(self.eyes.heartbeat).to_string(),
-                )),
-                "eyes_retry_max" => Some(quote(
-                    &humantime::format_duration(self.eyes.retry_max).to_string(),
-                )),
-                "log_level" => Some(quote(&self.log_level)),
-                "log_format" => Some(quote(match self.log_format {
-                    LogFormat::Pretty => "pretty",
-                    LogFormat::Json => "json",
-                })),
-                "request_timeout" => Some(quote(
-                    &humantime::format_duration(self.request_timeout).to_string(),
-                )),
-                "shutdown_grace" => Some(quote(
-                    &humantime::format_duration(self.shutdown_grace).to_string(),
-                )),
-                "concurrency_limit" => Some(self.concurrency_limit.to_string()),
-                "max_message_size" => Some(self.max_message_size.to_string()),
-                "bus_queue_capacity" => Some(self.bus.queue_capacity.to_string()),
-                "log_ring_size" => Some(self.logs.ring_size.to_string()),
-                "log_dedup_window" => Some(quote(
-                    &humantime::format_duration(self.logs.dedup_window).to_string(),
-                )),
-                "log_file_format" => Some(quote(match self.logs.file_format {
-                    LogFileFormat::Text => "text",
-                    LogFileFormat::Json => "json",
-                })),
-                "log_flush_interval" => Some(quote(
-                    &humantime::format_duration(self.logs.flush_interval).to_string(),
-                )),
-                "log_retention_files" => Some(self.logs.retention_files.to_string()),
-                "log_retention_size" => Some(self.logs.retention_bytes.to_string()),
-                "log_follower_buffer" => Some(self.logs.follower_buffer.to_string()),
-                "bus_handler_timeout" => Some(quote(
-                    &humantime::format_duration(self.bus.handler_timeout).to_string(),
-                )),
-                "bus_max_failures" => Some(self.bus.max_failures.to_string()),
-                "bus_history" => Some(self.bus.history.to_string()),
-                "bus_metrics_interval" => Some(quote(
-                    &humantime::format_duration(self.bus_metrics_interval).to_string(),
-                )),
-                other => unreachable!("setting {other} has no printer"),
-            };
+        let mut values = Vec::new();
+        self.print(&mut values);
+        for (setting, value) in values {
             let origin = self
                 .origins
                 .get(setting.key)
                 .map(ToString::to_string)
                 .unwrap_or_else(|| "default".into());
             match value {
+                // Never printed: the output is meant to be shared and pasted.
+                Some(_) if setting.secret => out.push_str(&format!(
+                    "# {} is set (hidden)  # {}\n",
+                    setting.key, setting.env
+                )),
                 Some(value) => out.push_str(&format!(
                     "{} = {value}  # {}, from {origin}\n",
                     setting.key, setting.env
                 )),
                 None => out.push_str(&format!(
                     "# {} is unset  # {}: {}\n",
-                    setting.key, setting.env, setting.help
+                    setting.key,
+                    setting.env,
+                    setting.help()
                 )),
             }
         }
         out
     }
+}
+
+/// The table of every setting in `docs/settings.md`, generated from the
+/// declarations.
+pub fn settings_table() -> String {
+    let cell = |text: &str| {
+        text.replace('|', "\\|")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let mut out = String::from(
+        "| Key | Variable | Flag | Type | Default | Meaning |\n\
+         |-----|----------|------|------|---------|---------|\n",
+    );
+    for setting in SETTINGS.iter() {
+        let default = setting
+            .default
+            .map_or("unset".to_string(), |d| format!("`{d}`"));
+        out.push_str(&format!(
+            "| `{}` | `{}` | `{}` | {} | {default} | {} |\n",
+            setting.key,
+            setting.env,
+            setting.flag(),
+            setting.type_name,
+            cell(setting.help()),
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -1257,7 +1105,7 @@ mod tests {
         let config = Config::default();
         assert_eq!(config.listen, "127.0.0.1:50051".parse().unwrap());
         assert_eq!(config.token, None);
-        assert_eq!(config.audio_output, AudioOutput::Default);
+        assert_eq!(config.audio.output, AudioOutput::Default);
         assert_eq!(config.eyes_port, EyesPort::Auto);
         assert_eq!(config.log_dir, PathBuf::from("logs"));
         assert_eq!(config.max_message_size, 4 << 20);
@@ -1510,7 +1358,7 @@ mod tests {
         }
         .resolve()
         .unwrap();
-        assert_eq!(again.music_dir, Some(PathBuf::from("/srv/music")));
+        assert_eq!(again.audio.music_dir, Some(PathBuf::from("/srv/music")));
         assert_eq!(again.eyes_port, EyesPort::Path("/dev/ttyACM0".into()));
         assert_eq!(again.request_timeout, config.request_timeout);
         assert!(
@@ -1531,5 +1379,165 @@ mod tests {
         );
         assert!(parse_duration("0s", false).is_err());
         assert_eq!(parse_duration("0s", true), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn every_variable_and_flag_follows_the_key() {
+        let mut keys = std::collections::BTreeSet::new();
+        for setting in SETTINGS.iter() {
+            assert!(keys.insert(setting.key), "{} declared twice", setting.key);
+            assert_eq!(
+                setting.env,
+                format!("CANTINA_{}", setting.key.to_ascii_uppercase()),
+                "the variable of {}",
+                setting.key
+            );
+            assert_eq!(
+                setting.flag(),
+                format!("--{}", setting.key.replace('_', "-")),
+                "the flag of {}",
+                setting.key
+            );
+            assert!(!setting.help().is_empty(), "{} has no help", setting.key);
+        }
+        let command = add_args(Command::new("test"));
+        for setting in SETTINGS.iter() {
+            let arg = command
+                .get_arguments()
+                .find(|a| a.get_id() == setting.key)
+                .unwrap_or_else(|| panic!("no flag for {}", setting.key));
+            assert_eq!(
+                arg.get_long().map(|l| format!("--{l}")),
+                Some(setting.flag())
+            );
+            assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some(setting.env));
+        }
+    }
+
+    /// `config` printed, then read back as a configuration file (the token,
+    /// which is never printed, given again as a variable).
+    fn read_back(config: &Config) -> Config {
+        let mut overrides = BTreeMap::new();
+        if let Some(token) = &config.token {
+            overrides.insert("token", (token.clone(), Origin::Env("CANTINA_TOKEN")));
+        }
+        let mut again = Sources {
+            file: Some(("printed.toml".into(), config.to_toml())),
+            overrides,
+        }
+        .resolve()
+        .unwrap_or_else(|e| panic!("{e}\n{}", config.to_toml()));
+        again.origins = config.origins.clone();
+        again
+    }
+
+    #[test]
+    fn printed_defaults_read_back_as_the_defaults() {
+        let config = Config::default();
+        assert_eq!(read_back(&config), config);
+    }
+
+    #[test]
+    fn printed_config_with_every_setting_changed_reads_back_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = tls_files(dir.path());
+        let changed: BTreeMap<&'static str, &str> = [
+            ("listen", "0.0.0.0:7000"),
+            ("token", "s3cret"),
+            ("allow_insecure_remote", "true"),
+            ("tls_cert", cert.as_str()),
+            ("tls_key", key.as_str()),
+            ("log_dir", "/var/log/cantina"),
+            ("data_dir", "/srv/cantina"),
+            ("music_dir", "/srv/music"),
+            ("audio_output", "wav:/tmp/show.wav"),
+            ("audio_sample_rate", "44100"),
+            ("audio_period", "256"),
+            ("audio_retry_max", "10s"),
+            ("dj_transition", "1m 30s"),
+            ("eyes_port", "/dev/ttyACM0"),
+            ("eyes_answer_timeout", "250ms"),
+            ("eyes_boot_timeout", "0s"),
+            ("eyes_heartbeat", "0s"),
+            ("eyes_retry_max", "5s"),
+            ("log_level", "debug,cantina_server=trace"),
+            ("log_format", "json"),
+            ("log_ring_size", "500"),
+            ("log_dedup_window", "0s"),
+            ("log_file_format", "json"),
+            ("log_flush_interval", "100ms"),
+            ("log_retention_files", "0"),
+            ("log_retention_size", "2GiB"),
+            ("log_follower_buffer", "64"),
+            ("request_timeout", "2m"),
+            ("shutdown_grace", "0s"),
+            ("concurrency_limit", "16"),
+            ("bus_queue_capacity", "10"),
+            ("bus_handler_timeout", "1s"),
+            ("bus_max_failures", "0"),
+            ("bus_history", "0"),
+            ("bus_metrics_interval", "0s"),
+            ("max_message_size", "16MiB"),
+        ]
+        .into_iter()
+        .collect();
+        let keys: Vec<_> = SETTINGS.iter().map(|s| s.key).collect();
+        let mut changed_keys: Vec<_> = changed.keys().copied().collect();
+        changed_keys.push("token");
+        changed_keys.sort();
+        changed_keys.dedup();
+        let mut all_keys = keys.clone();
+        all_keys.sort();
+        assert_eq!(changed_keys, all_keys, "change every setting in this test");
+
+        let config = Sources {
+            file: None,
+            overrides: changed
+                .iter()
+                .map(|(&key, value)| flag(key, value))
+                .collect(),
+        }
+        .resolve()
+        .unwrap();
+        let defaults = Config::default();
+        let mut printed = Vec::new();
+        config.print(&mut printed);
+        let mut printed_defaults = Vec::new();
+        defaults.print(&mut printed_defaults);
+        for ((setting, value), (_, default)) in printed.iter().zip(&printed_defaults) {
+            assert_ne!(value, default, "{} is not changed", setting.key);
+        }
+        assert_eq!(read_back(&config), config);
+    }
+
+    #[test]
+    fn the_settings_doc_is_up_to_date() {
+        const BEGIN: &str = "<!-- settings table: generated from the declarations; \
+                             regenerate with CANTINA_BLESS=1 -->\n";
+        const END: &str = "<!-- end of the settings table -->";
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/settings.md");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let (before, rest) = text.split_once(BEGIN).expect("the table's opening marker");
+        let (_, after) = rest.split_once(END).expect("the table's closing marker");
+        let wanted = format!("{before}{BEGIN}{}{END}{after}", settings_table());
+        if wanted == text {
+            return;
+        }
+        if std::env::var("CANTINA_BLESS").is_ok_and(|v| v == "1") {
+            std::fs::write(&path, wanted).unwrap();
+            return;
+        }
+        for setting in SETTINGS.iter() {
+            assert!(
+                text.contains(&format!("| `{}` |", setting.key)),
+                "{} is missing from docs/settings.md",
+                setting.key
+            );
+        }
+        panic!(
+            "docs/settings.md's table is out of date with the settings declared in the code; \
+             regenerate it with `CANTINA_BLESS=1 cargo test -p cantina-server --lib config`"
+        );
     }
 }

@@ -31,7 +31,7 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use tracing::{info, warn};
 
 use crate::{
-    audio::{Audio, AudioSettings},
+    audio::Audio,
     bus::{Bus, BusMonitor},
     commands::Dispatcher,
     config::Config,
@@ -146,18 +146,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     // The subsystems; `droid::Parts` sets their start order (logging
     // first) and their mode hooks.
     let eyes = Eyes::new(config.eyes_port.clone(), config.eyes.clone(), bus.clone());
-    let audio = Audio::new(
-        AudioSettings {
-            output: config.audio_output.clone(),
-            sample_rate: config.audio_sample_rate,
-            period_frames: config.audio_period,
-            music_dir: config.music_dir.clone(),
-            data_dir: config.data_dir.clone(),
-            retry_max: config.audio_retry_max,
-            dj_transition: config.dj_transition,
-        },
-        bus.clone(),
-    );
+    let audio = Audio::new(config.audio.clone(), bus.clone());
     let parts = Parts {
         logs: logs.clone(),
         bus_monitor: Arc::new(BusMonitor::new(bus.clone(), config.bus_metrics_interval)),

@@ -16,17 +16,21 @@ pub fn test_config() -> Config {
     cantina_server::telemetry::init_capture_only("info");
     let log_dir = tempfile::tempdir().expect("a temporary folder").keep();
     let data_dir = tempfile::tempdir().expect("a temporary folder").keep();
+    let defaults = Config::default();
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         shutdown_grace: Duration::from_millis(300),
         log_dir,
-        data_dir,
-        // An empty library: no demo library to generate for every server.
-        music_dir: Some(tempfile::tempdir().expect("a temporary folder").keep()),
-        // Deterministic whatever serial ports and sound cards the machine has.
+        audio: cantina_server::config::AudioSettings {
+            data_dir,
+            // An empty library: no demo library to generate for every server.
+            music_dir: Some(tempfile::tempdir().expect("a temporary folder").keep()),
+            // Deterministic whatever serial ports and sound cards the machine has.
+            output: cantina_server::config::AudioOutput::Virtual,
+            ..defaults.audio.clone()
+        },
         eyes_port: cantina_server::config::EyesPort::Virtual,
-        audio_output: cantina_server::config::AudioOutput::Virtual,
-        ..Config::default()
+        ..defaults
     }
 }
 

@@ -25,6 +25,7 @@ pub mod mixer;
 mod outcome;
 pub mod output;
 mod player;
+pub mod settings;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -35,7 +36,6 @@ use tracing::warn;
 use crate::{
     actor::{ActorError, Handle, Subject},
     bus::Bus,
-    config::AudioOutput,
     lifecycle::{BoxFuture, ServiceStatus, StatusHandle, Subsystem},
     modes::{Mode, ModeHook},
 };
@@ -45,6 +45,7 @@ pub use outcome::{
     SoundStarted, Started, Stopped, Transition, Unducked, VolumeChange,
 };
 use player::{Outcome, Request};
+pub use settings::{AudioOutput, AudioSettings};
 
 /// The mixer's sample layout: interleaved stereo `f32`, at the output's rate.
 pub const CHANNELS: usize = 2;
@@ -67,34 +68,6 @@ impl BusId {
     /// The bus's index in arrays.
     pub fn index(self) -> usize {
         self as usize
-    }
-}
-
-/// The audio's settings.
-#[derive(Clone, Debug)]
-pub struct AudioSettings {
-    /// Where the sound goes.
-    pub output: AudioOutput,
-    /// Frames a second; `None`: the device's default (48,000 for our outputs).
-    pub sample_rate: Option<u32>,
-    /// Frames per period; `None`: the device's default (1,024 for our outputs).
-    pub period_frames: Option<u32>,
-    /// The music library; `None`: the generated demo library in `data_dir`.
-    pub music_dir: Option<PathBuf>,
-    /// Where the demo library is generated.
-    pub data_dir: PathBuf,
-    /// Longest wait between attempts to reopen a lost output.
-    pub retry_max: Duration,
-    /// Length of DJ mode's crossfades.
-    pub dj_transition: Duration,
-}
-
-impl AudioSettings {
-    /// The library folder in use.
-    pub fn library_dir(&self) -> PathBuf {
-        self.music_dir
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("music"))
     }
 }
 

@@ -21,6 +21,7 @@
 
 mod inbox;
 mod monitor;
+pub mod settings;
 mod topic;
 
 use std::{
@@ -43,6 +44,7 @@ use tracing::{error, warn};
 
 pub use inbox::{Inbox, Item, Overflow, Pushed};
 pub use monitor::BusMonitor;
+pub use settings::BusConfig;
 pub use topic::{PatternError, Topic, TopicClass, TopicSet, glob_match};
 
 /// One published event.
@@ -179,33 +181,6 @@ pub fn current_correlation() -> Option<Arc<str>> {
 /// without one of its own.
 pub async fn with_correlation<F: Future>(id: String, future: F) -> F::Output {
     CORRELATION.scope(Arc::from(id), future).await
-}
-
-/// Settings of the bus.
-#[derive(Clone, Debug)]
-pub struct BusConfig {
-    /// Default inbox size of a subscriber.
-    pub queue_capacity: usize,
-    /// Default time a handler may take for one event.
-    pub handler_timeout: Duration,
-    /// Failures in a row after which a handler is unsubscribed.
-    pub max_failures: u32,
-    /// Recent events kept for inspection.
-    pub history: usize,
-    /// Failed deliveries kept for inspection.
-    pub dead_letters: usize,
-}
-
-impl Default for BusConfig {
-    fn default() -> Self {
-        Self {
-            queue_capacity: 1000,
-            handler_timeout: Duration::from_secs(5),
-            max_failures: 3,
-            history: 100,
-            dead_letters: 100,
-        }
-    }
 }
 
 /// A pre-middleware: sees (and may annotate) every event before delivery;

@@ -19,6 +19,7 @@ pub mod firmware;
 mod link;
 mod message;
 pub mod protocol;
+pub mod settings;
 pub mod sim;
 
 use std::{sync::Arc, time::Duration};
@@ -30,12 +31,12 @@ use tracing::warn;
 use crate::{
     actor::{ActorError, Handle, Subject},
     bus::Bus,
-    config::{EyesPort, EyesSettings},
     lifecycle::{BoxFuture, ServiceStatus, StatusHandle, Subsystem},
     modes::{Mode, ModeHook},
 };
 use message::{Msg, Reply, Request};
 pub use protocol::{DEFAULT_BRIGHTNESS, Pattern};
+pub use settings::{EyesPort, EyesSettings};
 
 /// Requests that may be outstanding at once, from sending until the
 /// answer (wherever they wait: inbox, queue, window); more are refused.

@@ -11,6 +11,7 @@
 pub mod capture;
 pub mod dedup;
 pub mod file;
+pub mod settings;
 pub mod tail;
 
 use std::{
@@ -27,11 +28,9 @@ use tokio::sync::{broadcast, oneshot};
 use tracing::Level;
 
 pub use capture::{CaptureLayer, Record};
+pub use settings::{LogFileFormat, LogFormat, LogSettings};
 
-use crate::{
-    config::{LogFileFormat, LogSettings},
-    lifecycle::{BoxFuture, ServiceStatus, StatusHandle, Subsystem},
-};
+use crate::lifecycle::{BoxFuture, ServiceStatus, StatusHandle, Subsystem};
 
 /// The friendly service name of each target prefix: one table, most specific
 /// first. Anything else is named by its crate.
