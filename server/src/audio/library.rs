@@ -1063,8 +1063,6 @@ pub(crate) fn hound_error(err: hound::Error) -> io::Error {
 
 #[cfg(test)]
 mod tests {
-    use std::time::SystemTime;
-
     use super::*;
     use crate::audio::fixtures::{self, Format, Tags as FileTags};
 
@@ -1495,6 +1493,21 @@ mod tests {
         let library = dir.path().join("library");
         let installed = install(&song, &library).unwrap();
         assert_eq!(installed.copied, [library.join("Solo - Song.wav")]);
+    }
+
+    /// A build without the demo library leaves the folder empty (and there), so the scan finds
+    /// an empty library rather than failing.
+    #[cfg(not(feature = "demo-library"))]
+    #[test]
+    fn without_the_demo_library_the_library_is_an_empty_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let library = dir.path().join("music");
+        assert_eq!(
+            ensure_demo_library(&library).unwrap(),
+            Vec::<PathBuf>::new()
+        );
+        let scan = scan(&library).unwrap();
+        assert!(scan.tracks.is_empty() && scan.skipped.is_empty());
     }
 
     #[test]
