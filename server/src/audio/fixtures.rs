@@ -4,7 +4,8 @@
 //! (STYLE habit 9), so this module writes them: WAV directly through `hound`, every other format
 //! by encoding that WAV with the `ffmpeg` program, the encoder real music files come from. It is
 //! a public module of the library (not `#[cfg(test)]`) because integration tests in other crates
-//! of the workspace and the benchmarks use it too.
+//! of the workspace and the benchmarks use it too, but it exists only with the package's
+//! `testkit` feature: a production build never compiles it.
 //!
 //! Without `ffmpeg` the encoding functions fail with an error that says how to install it: a
 //! test that needs an MP3 must fail, not quietly skip, when it cannot make one.

@@ -18,6 +18,9 @@
 //! anything timed to the music ([`Audio::clock`]).
 
 pub mod decode;
+#[cfg(feature = "demo-library")]
+pub mod demo;
+#[cfg(feature = "testkit")]
 pub mod fixtures;
 pub mod gain;
 pub mod library;

@@ -10,7 +10,10 @@
 //! `unplug`/`plug`, so the server can keep it as its port. The board behaves like the
 //! real one on its serial line: opening the port resets it, it is deaf for `--boot-ms`
 //! and then prints `+`; it answers each command `+` or `-` at the paced `--baud` speed.
-//! See `cantina_server::eyes::sim` for the details.
+//! See `cantina_server::eyes::sim` for the details. The program is test tooling: it is built
+//! only with the `testkit` feature
+//! (`cargo run -p cantina-server --features testkit --bin cantina-eyes-sim -- --link /tmp/eyes`;
+//! the workspace's test build turns the feature on by itself).
 //!
 //! **Output** (stdout, one line per event, flushed at once):
 //! - `ready <link> <slave>`: first line; the board is plugged in, waiting for an open;

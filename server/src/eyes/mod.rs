@@ -1,5 +1,5 @@
 //! The eyes: two LED matrices on the droid's Arduino, driven over serial in
-//! the firmware's protocol (EYES-PROTOCOL.md).
+//! the firmware's protocol (docs/eyes-protocol.md).
 //!
 //! [`Eyes`] is the handle (cheap to clone, async) and the [`Subsystem`]; the
 //! actor ([`actor`]) owns the serial port on an OS thread of its own, sends
@@ -11,8 +11,9 @@
 //! With no Arduino (`virtual`, or `auto` finding none) the eyes run against
 //! a board emulated inside the server ([`link`]) that answers like the
 //! firmware, at the wire's pace, and is marked virtual in status and logs.
-//! [`sim`] is the same firmware ([`firmware`]) on a real pseudo-terminal, for
-//! tests and demos; [`protocol`] is the protocol as plain data.
+//! `sim` (with the `testkit` feature only) is the same firmware ([`firmware`])
+//! on a real pseudo-terminal, for tests and demos; [`protocol`] is the
+//! protocol as plain data.
 
 mod actor;
 pub mod firmware;
@@ -20,6 +21,7 @@ mod link;
 mod message;
 pub mod protocol;
 pub mod settings;
+#[cfg(feature = "testkit")]
 pub mod sim;
 
 use std::{sync::Arc, time::Duration};

@@ -35,6 +35,10 @@
 //! or [`SimBoard::on_event`]. The board runs on one std thread; [`SimBoard`]'s
 //! methods are synchronous: when `unplug()` returns, the client's port is dead and the
 //! link is gone.
+//!
+//! This is test and demo tooling: the module exists only with the package's `testkit`
+//! feature, so a production build (`cargo build --release -p cantina-server`) never
+//! compiles it.
 
 use std::{
     cmp::max,
