@@ -24,7 +24,7 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/cantina_descriptor.bin"));
 
-/// Health service names of the subsystems, as API.md fixes them.
+/// Health service names of the subsystems, as the gRPC contract fixes them (docs/grpc.md).
 pub mod health {
     /// The whole server.
     pub const SERVER: &str = "";

@@ -116,7 +116,7 @@ pub fn bin(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.exists(),
-        "{} is missing: build the workspace first (`cargo build --workspace`; the README's test command does)",
+        "{} is missing: build the workspace first (`cargo build --workspace --all-targets`, which builds the testkit binaries too; the README's test command does)",
         path.display()
     );
     path

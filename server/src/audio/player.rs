@@ -1108,7 +1108,7 @@ impl Player {
             return Err(AudioError::Unavailable(format!(
                 "the music library in {} is still being scanned{}; try again in a moment",
                 self.settings.library_dir().display(),
-                if self.settings.music_dir.is_none() {
+                if self.settings.music_dir.is_none() && cfg!(feature = "demo-library") {
                     " (the demo library is generated on first run)"
                 } else {
                     ""

@@ -4,7 +4,7 @@
 //! 115200 baud 8N1, one-character commands) reads one byte at a time and answers every command character with a line: `+` when it knows
 //! the command, `-` when it does not. CR and LF are separators it skips without
 //! answering, so `H\n` and `H\r\n` both produce exactly one answer. This model is what
-//! the simulated board ([`super::sim`]) and the in-process test links run, so the
+//! the simulated board (`eyes::sim`, with the `testkit` feature) and the in-process test links run, so the
 //! server's protocol code can be checked against the firmware's behaviour without a
 //! board on the desk.
 

@@ -86,7 +86,7 @@ pub enum EyesError {
     Unavailable(String),
     /// The firmware answered `-`.
     #[error(
-        "the eyes' board answered '-' (unknown command) to '{command}': its firmware does not know that command; check that it is the eyes firmware of EYES-PROTOCOL.md"
+        "the eyes' board answered '-' (unknown command) to '{command}': its firmware does not know that command; check that it is the eyes firmware of docs/eyes-protocol.md"
     )]
     Rejected {
         /// The command character.

@@ -1,4 +1,4 @@
-//! The eyes' serial protocol as plain data (EYES-PROTOCOL.md): pattern names
+//! The eyes' serial protocol as plain data (docs/eyes-protocol.md): pattern names
 //! and their firmware glyphs, the brightness mapping, the answers, and which
 //! serial port is the eyes' board. No I/O here.
 
@@ -152,7 +152,7 @@ pub fn byte_time(baud: u32) -> std::time::Duration {
     std::time::Duration::from_nanos((10 * 1_000_000_000u64).div_ceil(u64::from(baud)))
 }
 
-/// The brightness the eyes start with (ORIGINAL-SYSTEM.md).
+/// The brightness the eyes start with (as on the original droid).
 pub const DEFAULT_BRIGHTNESS: f64 = 0.8;
 
 /// A brightness made valid: clamped to 0.0–1.0, NaN counting as 0.
@@ -275,7 +275,7 @@ const KNOWN_BOARDS: [(u16, Option<u16>); 3] = [
 /// Port names of USB serial adapters.
 const BOARD_NAMES: [&str; 3] = ["ttyACM", "ttyUSB", "usbmodem"];
 
-/// Picks the eyes' port as EYES-PROTOCOL.md says: known USB ids, then known
+/// Picks the eyes' port as docs/eyes-protocol.md says: known USB ids, then known
 /// names, then a manufacturer saying "arduino", then the only port present.
 /// Returns the port and why it was chosen.
 ///
