@@ -336,9 +336,41 @@ impl Supervisor {
     }
 }
 
+/// Test support for code that watches the lifecycle.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// Keeps the handle it is started with, so a test can report DEGRADED
+    /// and back through it, as the eyes do when their board goes away and
+    /// comes back. Its name is `eyes`.
+    #[derive(Default)]
+    pub(crate) struct Flaky(Mutex<Option<StatusHandle>>);
+
+    impl Flaky {
+        /// The handle it was last started with.
+        pub(crate) fn handle(&self) -> StatusHandle {
+            self.0.lock().unwrap().clone().expect("started")
+        }
+    }
+
+    impl Subsystem for Flaky {
+        fn name(&self) -> &'static str {
+            "eyes"
+        }
+        fn start(&self, status: StatusHandle) -> BoxFuture<'_, Result<(), String>> {
+            *self.0.lock().unwrap() = Some(status);
+            Box::pin(async { Ok(()) })
+        }
+        fn stop(&self) -> BoxFuture<'_, ()> {
+            Box::pin(async {})
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{testing::Flaky, *};
     use crate::bus::{Bus, Topic};
 
     /// Records the order of calls; fails to start when told to.
@@ -451,23 +483,6 @@ mod tests {
         );
     }
 
-    /// Reports DEGRADED and back through its handle, as the eyes will when
-    /// their board goes away and comes back.
-    struct Flaky(Mutex<Option<StatusHandle>>);
-
-    impl Subsystem for Flaky {
-        fn name(&self) -> &'static str {
-            "eyes"
-        }
-        fn start(&self, status: StatusHandle) -> BoxFuture<'_, Result<(), String>> {
-            *self.0.lock().unwrap() = Some(status);
-            Box::pin(async { Ok(()) })
-        }
-        fn stop(&self) -> BoxFuture<'_, ()> {
-            Box::pin(async {})
-        }
-    }
-
     /// Records what it is told.
     #[derive(Default)]
     struct Recorder(Mutex<Vec<(&'static str, ServiceStatus)>>);
@@ -486,13 +501,13 @@ mod tests {
     async fn status_changes_are_published_and_observed() {
         let recorder = Arc::new(Recorder::default());
         let bus = Bus::default();
-        let flaky = Arc::new(Flaky(Mutex::new(None)));
+        let flaky = Arc::new(Flaky::default());
         let sup = Supervisor::new(
             vec![flaky.clone()],
             vec![Arc::new(bus.clone()), recorder.clone()],
         );
         sup.start_all().await.unwrap();
-        let handle = flaky.0.lock().unwrap().clone().unwrap();
+        let handle = flaky.handle();
         handle
             .set(ServiceStatus::Degraded, "serial port gone")
             .await;

@@ -85,30 +85,12 @@ impl StatusObserver for Health {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
     use tonic_health::pb::{
         HealthCheckRequest, health_check_response::ServingStatus as S, health_server::Health as _,
     };
 
     use super::*;
-    use crate::lifecycle::{StatusHandle, Subsystem, Supervisor};
-
-    /// A subsystem that keeps its status handle, to report changes later.
-    struct Flaky(Mutex<Option<StatusHandle>>);
-
-    impl Subsystem for Flaky {
-        fn name(&self) -> &'static str {
-            "eyes"
-        }
-        fn start(&self, status: StatusHandle) -> BoxFuture<'_, Result<(), String>> {
-            *self.0.lock().unwrap() = Some(status);
-            Box::pin(async { Ok(()) })
-        }
-        fn stop(&self) -> BoxFuture<'_, ()> {
-            Box::pin(async {})
-        }
-    }
+    use crate::lifecycle::{Supervisor, testing::Flaky};
 
     #[tokio::test]
     async fn status_changes_move_health() {
@@ -126,11 +108,11 @@ mod tests {
         };
         assert_eq!(check(cantina::health::SERVER).await, S::Serving);
         assert_eq!(check("cantina.eyes").await, S::NotServing, "before start");
-        let flaky = Arc::new(Flaky(Mutex::new(None)));
+        let flaky = Arc::new(Flaky::default());
         let sup = Supervisor::new(vec![flaky.clone()], vec![health.observer()]);
         sup.start_all().await.unwrap();
         assert_eq!(check("cantina.eyes").await, S::Serving);
-        let handle = flaky.0.lock().unwrap().clone().unwrap();
+        let handle = flaky.handle();
         handle
             .set(ServiceStatus::Degraded, "serial port gone")
             .await;
