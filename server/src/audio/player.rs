@@ -24,11 +24,9 @@ use super::{
     library::{self, Track},
     mixer::{self, MixerControl, MixerEvent, SampleClock, Source, VoiceId},
     output::{self, Format, MixerSlot, Output, OutputKind},
+    settings::AudioOutput,
 };
-use crate::{
-    bus::{Bus, Topic},
-    config::AudioOutput,
-};
+use crate::bus::{Bus, Topic};
 
 /// How often the control task looks at the mixer and the output.
 const TICK: Duration = Duration::from_millis(20);
