@@ -20,6 +20,7 @@ use super::{
     Installed, Library, Paused, PlaybackState, Queued, Resumed, SoundStarted, Started, Stopped,
     Transition, Unducked, VolumeChange,
     decode::Decoder,
+    demo,
     gain::{self, Curve},
     library::{self, Track},
     mixer::{self, MixerControl, MixerEvent, SampleClock, Source, VoiceId},
@@ -1124,7 +1125,7 @@ impl Player {
         tokio::task::spawn_blocking(move || {
             let scan = (|| {
                 if demo {
-                    library::ensure_demo_library(&dir).map_err(|e| {
+                    demo::ensure_demo_library(&dir).map_err(|e| {
                         format!("cannot write the demo library to {}: {e}", dir.display())
                     })?;
                 }
