@@ -6,7 +6,8 @@
 //! lets open requests finish for the configured grace period, then closes the
 //! rest and stops the subsystems in reverse order.
 //!
-//! Map: [`config`] (settings), [`bus`] (the event bus), [`commands`] (the
+//! Map: [`config`] (settings, assembled from each subsystem's; declared with
+//! [`declare`]), [`bus`] (the event bus), [`commands`] (the
 //! console: registry, one file per command), [`grpc`] (the only module that
 //! knows proto types), [`droid`] (shared state), [`modes`], [`audio`], [`eyes`], [`lifecycle`]
 //! (subsystems), [`shutdown`], [`telemetry`].
@@ -16,6 +17,7 @@ pub mod audio;
 pub mod bus;
 pub mod commands;
 pub mod config;
+pub mod declare;
 pub mod droid;
 pub mod eyes;
 pub mod grpc;

@@ -6,9 +6,9 @@
 //! and its duration come from the container's headers through symphonia, without decoding the
 //! file. A file that cannot be played is listed in [`Scan::skipped`] with the reason; one bad file
 //! never spoils a scan. [`find`] turns a query into a track ([`NoMatch`] when nothing fits,
-//! where the original played the first track instead). [`install`] copies files in,
-//! [`ensure_demo_library`] writes a few synthesized tunes so a fresh droid has something to play
-//! (with the `demo-library` feature; the tunes are in `audio::demo`).
+//! where the original played the first track instead). [`install`] copies files in. (The demo
+//! library a fresh droid plays, [`DEMO_ARTIST`]'s synthesized tunes, is written by `audio::demo`,
+//! which builds on this module.)
 //!
 //! # Durations
 //! Every duration comes from headers, never from decoding to the end:
@@ -1031,27 +1031,6 @@ fn same_contents(a: &Path, b: &Path) -> io::Result<bool> {
     }
 }
 
-/// Makes sure the demo tracks are in `dir`, writing those that are missing, and returns their
-/// paths (see [`super::demo`]): what the player does when no `music_dir` is set.
-#[cfg(feature = "demo-library")]
-pub fn ensure_demo_library(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    super::demo::ensure_demo_library(dir)
-}
-
-/// Without the `demo-library` feature there are no demo tracks: makes sure `dir` exists (so the
-/// library is empty rather than unreadable), says in the log how to get music, and returns no
-/// paths.
-#[cfg(not(feature = "demo-library"))]
-pub fn ensure_demo_library(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    fs::create_dir_all(dir)?;
-    tracing::warn!(
-        folder = %dir.display(),
-        "no music_dir is set and this build has no demo library (the demo-library feature is off): \
-         the music library is empty; set music_dir, or put music in with `install music <folder>`"
-    );
-    Ok(Vec::new())
-}
-
 /// hound's errors as `io::Error`, keeping the I/O ones as they are.
 #[cfg(any(feature = "demo-library", feature = "testkit"))]
 pub(crate) fn hound_error(err: hound::Error) -> io::Error {
@@ -1493,21 +1472,6 @@ mod tests {
         let library = dir.path().join("library");
         let installed = install(&song, &library).unwrap();
         assert_eq!(installed.copied, [library.join("Solo - Song.wav")]);
-    }
-
-    /// A build without the demo library leaves the folder empty (and there), so the scan finds
-    /// an empty library rather than failing.
-    #[cfg(not(feature = "demo-library"))]
-    #[test]
-    fn without_the_demo_library_the_library_is_an_empty_folder() {
-        let dir = tempfile::tempdir().unwrap();
-        let library = dir.path().join("music");
-        assert_eq!(
-            ensure_demo_library(&library).unwrap(),
-            Vec::<PathBuf>::new()
-        );
-        let scan = scan(&library).unwrap();
-        assert!(scan.tracks.is_empty() && scan.skipped.is_empty());
     }
 
     #[test]

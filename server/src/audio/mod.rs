@@ -18,7 +18,6 @@
 //! anything timed to the music ([`Audio::clock`]).
 
 pub mod decode;
-#[cfg(feature = "demo-library")]
 pub mod demo;
 #[cfg(feature = "testkit")]
 pub mod fixtures;

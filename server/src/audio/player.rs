@@ -20,15 +20,14 @@ use super::{
     Installed, Library, Paused, PlaybackState, Queued, Resumed, SoundStarted, Started, Stopped,
     Transition, Unducked, VolumeChange,
     decode::Decoder,
+    demo,
     gain::{self, Curve},
     library::{self, Track},
     mixer::{self, MixerControl, MixerEvent, SampleClock, Source, VoiceId},
     output::{self, Format, MixerSlot, Output, OutputKind},
+    settings::AudioOutput,
 };
-use crate::{
-    bus::{Bus, Topic},
-    config::AudioOutput,
-};
+use crate::bus::{Bus, Topic};
 
 /// How often the control task looks at the mixer and the output.
 const TICK: Duration = Duration::from_millis(20);
@@ -1126,7 +1125,7 @@ impl Player {
         tokio::task::spawn_blocking(move || {
             let scan = (|| {
                 if demo {
-                    library::ensure_demo_library(&dir).map_err(|e| {
+                    demo::ensure_demo_library(&dir).map_err(|e| {
                         format!("cannot write the demo library to {}: {e}", dir.display())
                     })?;
                 }

@@ -1,10 +1,10 @@
 //! The audio's settings: where the sound goes, how the output is driven,
-//! where the music is. Declared with [`settings!`](crate::config): each
+//! where the music is. Declared with [`settings!`](crate::declare): each
 //! field's `///` comment is its `--help` text.
 
 use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
 
-use crate::config::{self, Show, quote, settings};
+use crate::declare::{self, Show, quote, settings};
 
 settings! {
     /// The audio's settings.
@@ -14,13 +14,13 @@ settings! {
     pub struct AudioSettings {
         /// Where generated and persistent data lives [default: <per-user data folder>/cantina]
         pub data_dir: PathBuf = setting {
-            key: "data_dir", env: "CANTINA_DATA_DIR", unset: config::default_data_dir(),
-            parse: |s| Ok(config::parse_path(s)?.unwrap_or_else(config::default_data_dir)),
+            key: "data_dir", env: "CANTINA_DATA_DIR", unset: declare::default_data_dir(),
+            parse: |s| Ok(declare::parse_path(s)?.unwrap_or_else(declare::default_data_dir)),
         },
         /// The music library folder [default: the generated demo library in the data folder]
         pub music_dir: Option<PathBuf> = setting {
             key: "music_dir", env: "CANTINA_MUSIC_DIR", unset: None,
-            parse: config::parse_path,
+            parse: declare::parse_path,
         },
         /// `default`, a sound device name, `virtual`, or `wav:PATH`
         pub output: AudioOutput = setting {
@@ -31,25 +31,25 @@ settings! {
         pub sample_rate: Option<u32> = setting {
             key: "audio_sample_rate", env: "CANTINA_AUDIO_SAMPLE_RATE", default: "auto",
             type: "integer or `auto`",
-            parse: config::auto_or(8_000, 192_000, "Hz"),
-            show: config::show_auto,
+            parse: declare::auto_or(8_000, 192_000, "Hz"),
+            show: declare::show_auto,
         },
         /// Frames the output asks for at a time, or `auto` (the device's own; 1024 for the virtual and WAV outputs)
         pub period_frames: Option<u32> = setting {
             key: "audio_period", env: "CANTINA_AUDIO_PERIOD", default: "auto",
             type: "integer or `auto`",
-            parse: config::auto_or(16, 4096, "frames"),
-            show: config::show_auto,
+            parse: declare::auto_or(16, 4096, "frames"),
+            show: declare::show_auto,
         },
         /// Longest wait between attempts to reopen a lost audio output (the wait doubles from 250ms)
         pub retry_max: Duration = setting {
             key: "audio_retry_max", env: "CANTINA_AUDIO_RETRY_MAX", default: "3s",
-            parse: config::duration,
+            parse: declare::duration,
         },
         /// How long DJ mode's crossfades between tracks last
         pub dj_transition: Duration = setting {
             key: "dj_transition", env: "CANTINA_DJ_TRANSITION", default: "8s",
-            parse: config::duration,
+            parse: declare::duration,
         },
     }
 }

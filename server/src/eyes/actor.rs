@@ -33,11 +33,9 @@ use super::{
     link::{self, Link},
     message::{Msg, Reply, Request},
     protocol::{self, Line, LineSplitter},
+    settings::{EyesPort, EyesSettings},
 };
-use crate::{
-    bus::{Bus, Draft, Topic},
-    config::{EyesPort, EyesSettings},
-};
+use crate::bus::{Bus, Draft, Topic};
 
 /// Commands in flight at once: 2 bytes each, well inside the Arduino's
 /// 64-byte receive buffer.

@@ -1,10 +1,10 @@
 //! The eyes' settings: how the serial link to the board behaves, and where
-//! the board is. Declared with [`settings!`](crate::config): each field's
+//! the board is. Declared with [`settings!`](crate::declare): each field's
 //! `///` comment is its `--help` text.
 
 use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
 
-use crate::config::{self, Show, quote, settings};
+use crate::declare::{self, Show, quote, settings};
 
 settings! {
     /// How the eyes' serial link behaves.
@@ -13,22 +13,22 @@ settings! {
         /// How long the eyes' board may take to answer a command before it counts as lost
         pub answer_timeout: Duration = setting {
             key: "eyes_answer_timeout", env: "CANTINA_EYES_ANSWER_TIMEOUT", default: "1s",
-            parse: config::duration,
+            parse: declare::duration,
         },
         /// How long to wait for the board's ready line after opening its port
         pub boot_timeout: Duration = setting {
             key: "eyes_boot_timeout", env: "CANTINA_EYES_BOOT_TIMEOUT", default: "3s",
-            parse: config::duration_or_zero,
+            parse: declare::duration_or_zero,
         },
         /// When the eyes are quiet this long, check that the board still answers (0s: never)
         pub heartbeat: Duration = setting {
             key: "eyes_heartbeat", env: "CANTINA_EYES_HEARTBEAT", default: "2s",
-            parse: config::duration_or_zero,
+            parse: declare::duration_or_zero,
         },
         /// Longest wait between attempts to reopen a lost board (the wait doubles from 250ms)
         pub retry_max: Duration = setting {
             key: "eyes_retry_max", env: "CANTINA_EYES_RETRY_MAX", default: "3s",
-            parse: config::duration,
+            parse: declare::duration,
         },
         /// How long each `eye test` pattern shows: 1 s, as the original; not a
         /// setting, tests shorten it.

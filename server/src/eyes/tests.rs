@@ -7,14 +7,14 @@ use std::{sync::Arc, time::Duration};
 use super::*;
 use crate::{
     bus::{Bus, TopicSet},
-    config::Config,
+    declare,
     lifecycle::Supervisor,
 };
 
 fn settings() -> EyesSettings {
     EyesSettings {
         test_step: Duration::from_millis(20),
-        ..Config::default().eyes
+        ..declare::defaults::<EyesSettings>()
     }
 }
 

@@ -16,8 +16,7 @@ use std::{
     time::Duration,
 };
 
-use super::Entry;
-use crate::config::LogFileFormat;
+use super::{Entry, settings::LogFileFormat};
 
 /// Messages to the writer thread.
 pub enum Msg {

@@ -1,11 +1,11 @@
 //! The logs' settings: the ring, dedup, session files and followers, and the
 //! formats of the lines on stderr and in the files. Declared with
-//! [`settings!`](crate::config): each field's `///` comment is its `--help`
+//! [`settings!`](crate::declare): each field's `///` comment is its `--help`
 //! text.
 
 use std::{fmt, str::FromStr, time::Duration};
 
-use crate::config::{self, Show, quote, settings};
+use crate::declare::{self, Show, quote, settings};
 
 settings! {
     /// Settings of log capture, the ring, dedup, session files and followers.
@@ -16,12 +16,12 @@ settings! {
         /// Recent log entries kept in memory for TailLogs
         pub ring_size: usize = setting {
             key: "log_ring_size", env: "CANTINA_LOG_RING_SIZE", default: "10000",
-            parse: config::positive,
+            parse: declare::positive,
         },
         /// Identical entries (service, level, message) within this window are folded into one with a count (0s: never)
         pub dedup_window: Duration = setting {
             key: "log_dedup_window", env: "CANTINA_LOG_DEDUP_WINDOW", default: "30s",
-            parse: config::duration_or_zero,
+            parse: declare::duration_or_zero,
         },
         /// Session log file format: `text` ([time] LEVEL service message key=value) or `json` (JSON lines)
         pub file_format: LogFileFormat = setting {
@@ -31,18 +31,18 @@ settings! {
         /// Longest an entry waits before the session file is flushed
         pub flush_interval: Duration = setting {
             key: "log_flush_interval", env: "CANTINA_LOG_FLUSH_INTERVAL", default: "1s",
-            parse: config::duration,
+            parse: declare::duration,
         },
         /// Session log files kept (oldest deleted first; 0: keep all)
         pub retention_files: usize = setting {
             key: "log_retention_files", env: "CANTINA_LOG_RETENTION_FILES", default: "20",
-            parse: config::whole,
+            parse: declare::whole,
         },
         /// Total size of the session log files kept (oldest deleted first)
         pub retention_bytes: u64 = setting {
             key: "log_retention_size", env: "CANTINA_LOG_RETENTION_SIZE", default: "100MiB",
             type: "size",
-            parse: |s| match config::parse_bytes(s)? {
+            parse: |s| match declare::parse_bytes(s)? {
                 n if n >= 1 << 20 => Ok(n),
                 _ => Err("keep at least 1MiB of session logs".to_string()),
             },
@@ -50,7 +50,7 @@ settings! {
         /// Entries that may wait for one TailLogs follower before it gets a gap marker
         pub follower_buffer: usize = setting {
             key: "log_follower_buffer", env: "CANTINA_LOG_FOLLOWER_BUFFER", default: "1024",
-            parse: config::positive,
+            parse: declare::positive,
         },
     }
 }
