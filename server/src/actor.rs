@@ -36,7 +36,8 @@ use crate::{
     modes::{Mode, ModeHook},
 };
 
-/// Longest [`Handle::stop`] waits for the actor to end.
+/// Longest [`Handle::stop`] waits for a task to end before aborting it (and
+/// for a thread before warning that it is slow to stop).
 pub const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// A request on its way to an actor: what is asked, where the answer goes,
@@ -145,7 +146,8 @@ enum Worker {
 }
 
 impl Worker {
-    /// Waits for the actor to end, at most [`STOP_WAIT`].
+    /// Waits for the actor to end: a task at most [`STOP_WAIT`], then it is
+    /// aborted; a thread until it has ended.
     async fn wait(self, subject: Subject) {
         match self {
             Worker::Task(mut task) => {
@@ -156,11 +158,14 @@ impl Worker {
                     let _ = task.await;
                 }
             }
+            // A thread cannot be cut off, and it may hold hardware (the
+            // serial port) that the next start opens again: it is waited for
+            // to the end, with a warning when that takes long.
             Worker::Thread(thread) => {
-                let joined = tokio::task::spawn_blocking(move || thread.join());
-                let ended = tokio::time::timeout(STOP_WAIT, joined).await.is_ok();
-                if !ended {
-                    warn!(actor = %subject, "the thread of {subject} did not stop within {STOP_WAIT:?}; leaving it to finish");
+                let mut joined = tokio::task::spawn_blocking(move || thread.join());
+                if tokio::time::timeout(STOP_WAIT, &mut joined).await.is_err() {
+                    warn!(actor = %subject, "the thread of {subject} did not stop within {STOP_WAIT:?}; still waiting for it");
+                    let _ = joined.await;
                 }
             }
         }
@@ -317,9 +322,10 @@ impl<M: Send + 'static, X> Handle<M, X> {
         self.lock().as_ref().map(|running| f(&running.extra))
     }
 
-    /// Ends the actor and waits for it, at most [`STOP_WAIT`]: a task still
-    /// running then is aborted (so that it lets go of its device before the
-    /// next start opens it); a thread, which cannot be, is left to finish.
+    /// Ends the actor and waits for it: a task still running after
+    /// [`STOP_WAIT`] is aborted (so that it lets go of its device before the
+    /// next start opens it); a thread, which cannot be, is waited for until
+    /// it has ended, as the eyes always were.
     /// Nothing happens when nothing runs.
     pub async fn stop(&self) {
         let Some(mut running) = self.lock().take() else {

@@ -42,6 +42,7 @@ pub const SERVICES: &[(&str, &str)] = &[
     ("cantina_server::lifecycle", "supervisor"),
     ("cantina_server::droid", "droid"),
     ("cantina_server::logs", "logs"),
+    ("cantina_server::telemetry", "logs"),
     ("cantina_server::config", "config"),
     ("cantina_server::audio", "audio"),
     ("cantina_server::eyes", "eyes"),
