@@ -229,32 +229,25 @@ impl Show for Duration {
     }
 }
 
-impl Show for bool {
-    const TYPE: &'static str = "boolean";
-    fn show(&self) -> Option<String> {
-        Some(self.to_string())
-    }
+/// `Show` for types whose TOML form is their `Display`.
+macro_rules! show_as_displayed {
+    ($( $ty:ty => $name:literal ),* $(,)?) => {
+        $(
+            impl Show for $ty {
+                const TYPE: &'static str = $name;
+                fn show(&self) -> Option<String> {
+                    Some(self.to_string())
+                }
+            }
+        )*
+    };
 }
 
-impl Show for usize {
-    const TYPE: &'static str = "integer";
-    fn show(&self) -> Option<String> {
-        Some(self.to_string())
-    }
-}
-
-impl Show for u32 {
-    const TYPE: &'static str = "integer";
-    fn show(&self) -> Option<String> {
-        Some(self.to_string())
-    }
-}
-
-impl Show for u64 {
-    const TYPE: &'static str = "integer";
-    fn show(&self) -> Option<String> {
-        Some(self.to_string())
-    }
+show_as_displayed! {
+    bool => "boolean",
+    usize => "integer",
+    u32 => "integer",
+    u64 => "integer",
 }
 
 impl<T: Show> Show for Option<T> {
