@@ -104,6 +104,8 @@ topics! {
     MusicDjStarted = "music.dj.started", Normal;
     /// DJ mode ended.
     MusicDjStopped = "music.dj.stopped", Normal;
+    /// A DJ crossfade begins in `dj_commentary_lead`: the moment for commentary.
+    MusicDjTransitionUpcoming = "music.dj.transition.upcoming", Normal;
     /// Playback position, periodically.
     MusicPlaybackProgress = "music.playback.progress", Bulk;
     /// A sound effect began (`play sound`).
@@ -118,6 +120,16 @@ topics! {
     SpeechStarted = "speech.started", Normal;
     /// Speech ended.
     SpeechEnded = "speech.ended", Normal;
+    /// A client's microphone opened (published with `PublishEvent`).
+    VoiceListeningStarted = "voice.listening.started", Normal;
+    /// A client's microphone closed.
+    VoiceListeningStopped = "voice.listening.stopped", Normal;
+    /// A client began preparing a reply.
+    VoiceThinkingStarted = "voice.thinking.started", Normal;
+    /// A client's reply is ready (or abandoned).
+    VoiceThinkingStopped = "voice.thinking.stopped", Normal;
+    /// A client judged the conversation's mood: payload `sentiment`.
+    VoiceSentiment = "voice.sentiment", Normal;
     /// The eyes show another pattern.
     EyesPatternChanged = "eyes.pattern.changed", Normal;
     /// The eyes' brightness changed.
