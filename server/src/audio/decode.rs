@@ -1122,6 +1122,60 @@ impl Resample {
     }
 }
 
+/// Interleaved stereo converted from one rate to another piece by piece, for
+/// audio that arrives in parts (speech, as it is synthesized). Keeps what is
+/// left of each part for the next; the output lines up with the input and
+/// ends with exactly the frames the input's length calls for.
+pub struct StreamResampler {
+    /// `None` when the rates are equal: samples pass through.
+    inner: Option<Resample>,
+}
+
+impl StreamResampler {
+    /// A converter from `from` to `to` frames a second.
+    ///
+    /// # Errors
+    ///
+    /// Rubato's, for a rate it cannot convert (0, or absurdly far apart).
+    pub fn new(from: u32, to: u32) -> Result<Self, String> {
+        if from == 0 || to == 0 {
+            return Err(format!("cannot convert {from} Hz to {to} Hz"));
+        }
+        let inner = (from != to).then(|| Resample::new(from, to)).transpose()?;
+        Ok(Self { inner })
+    }
+
+    /// Converts `stereo` (interleaved), appending what is ready to `out`.
+    ///
+    /// # Errors
+    ///
+    /// Rubato's.
+    pub fn push(&mut self, stereo: &[f32], out: &mut Vec<f32>) -> Result<(), String> {
+        match &mut self.inner {
+            None => {
+                out.extend_from_slice(stereo);
+                Ok(())
+            }
+            Some(resample) => {
+                resample.pending.extend_from_slice(stereo);
+                resample.run(out)
+            }
+        }
+    }
+
+    /// At the end of the input: appends the rest to `out`.
+    ///
+    /// # Errors
+    ///
+    /// Rubato's.
+    pub fn finish(&mut self, out: &mut Vec<f32>) -> Result<(), String> {
+        match &mut self.inner {
+            None => Ok(()),
+            Some(resample) => resample.finish(out),
+        }
+    }
+}
+
 /// One rubato call from `input` (at least a chunk, or `partial` valid frames) into `scratch`.
 fn process(
     inner: &mut dyn Resampler<f32>,

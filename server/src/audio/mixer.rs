@@ -133,6 +133,21 @@ pub enum MixerEvent {
     },
 }
 
+/// A voice's start frame before the output has taken it.
+const NOT_STARTED: u64 = u64::MAX;
+
+/// Where a voice starts on the [`SampleClock`], once the output has taken it.
+#[derive(Clone, Debug)]
+pub struct VoiceStart(Arc<AtomicU64>);
+
+impl VoiceStart {
+    /// The clock's frame on which the voice's first sample plays, if it has started.
+    pub fn frame(&self) -> Option<u64> {
+        let frame = self.0.load(Ordering::Acquire);
+        (frame != NOT_STARTED).then_some(frame)
+    }
+}
+
 /// The output's sample clock: frames rendered since the mixer was made.
 ///
 /// Advanced once per [`Mixer::render`] call, after the whole buffer is
@@ -233,6 +248,8 @@ struct Voice {
     played: u64,
     /// `played`, published once per render call for [`MixerControl::position`].
     position: Arc<AtomicU64>,
+    /// The clock's frame its first sample plays on ([`NOT_STARTED`] until then).
+    started: Arc<AtomicU64>,
     /// Frames of silence played for lack of samples during this render call.
     short: u32,
     /// It ran short in the last render call too: the underrun goes on, and
@@ -320,6 +337,8 @@ pub struct MixerControl {
     /// their number is kept ≤ [`MAX_VOICES`] so the callback's table and
     /// retire queue always have room.
     positions: HashMap<VoiceId, Arc<AtomicU64>>,
+    /// Where each voice out started on the clock, for [`MixerControl::started_at`].
+    starts: HashMap<VoiceId, Arc<AtomicU64>>,
     /// Frames rendered.
     clock: SampleClock,
     /// Counters shared with the callback.
@@ -371,6 +390,7 @@ pub fn mixer(sample_rate: u32, max_period_frames: usize) -> (Mixer, MixerControl
         events: event_rx,
         next_id: 1,
         positions: HashMap::with_capacity(MAX_VOICES),
+        starts: HashMap::with_capacity(MAX_VOICES),
         clock,
         stats,
     };
@@ -425,6 +445,11 @@ impl Mixer {
         while let Ok(command) = self.commands.pop() {
             match command {
                 Command::Add(voice) => {
+                    // Commands apply before the buffer renders: the voice's
+                    // first frame is the buffer's first.
+                    voice
+                        .started
+                        .store(self.clock.0.load(Ordering::Relaxed), Ordering::Release);
                     if self.voices.len() < self.voices.capacity() {
                         self.voices.push(voice);
                     } else {
@@ -741,6 +766,7 @@ impl MixerControl {
         };
         let id = self.next_id;
         let position = Arc::new(AtomicU64::new(0));
+        let started = Arc::new(AtomicU64::new(NOT_STARTED));
         let voice = Box::new(Voice {
             id,
             bus,
@@ -750,12 +776,14 @@ impl MixerControl {
             state: State::Playing,
             played: 0,
             position: position.clone(),
+            started: started.clone(),
             short: 0,
             starving: false,
         });
         self.send(Command::Add(voice))?;
         self.next_id += 1;
         self.positions.insert(id, position);
+        self.starts.insert(id, started);
         Ok(id)
     }
 
@@ -868,6 +896,18 @@ impl MixerControl {
             .map(|position| position.load(Ordering::Relaxed))
     }
 
+    /// The clock's frame on which this voice's first sample plays, once the
+    /// output has taken it (`None` before, and once the voice is reclaimed).
+    /// Timed things that go with a voice (lip sync, cues) count from here.
+    pub fn started_at(&self, id: VoiceId) -> Option<u64> {
+        self.start_of(id)?.frame()
+    }
+
+    /// A handle on where this voice starts, readable from any thread.
+    pub fn start_of(&self, id: VoiceId) -> Option<VoiceStart> {
+        self.starts.get(&id).map(|s| VoiceStart(s.clone()))
+    }
+
     /// Underruns so far: render calls in which a voice ran short (counted once per voice).
     pub fn underruns(&self) -> u64 {
         self.stats.underruns.load(Ordering::Relaxed)
@@ -909,6 +949,7 @@ impl MixerControl {
     fn reclaim(&mut self) {
         while let Ok(voice) = self.retired.pop() {
             self.positions.remove(&voice.id);
+            self.starts.remove(&voice.id);
         }
     }
 }

@@ -44,7 +44,8 @@ use crate::{
 pub use mixer::SampleClock;
 pub use outcome::{
     CrossfadeStarted, DjStarted, DjStopped, Ducked, Installed, Library, Paused, Queued, Resumed,
-    SoundStarted, Started, Stopped, Transition, Unducked, VolumeChange,
+    SoundStarted, SpeechClip, SpeechEnd, SpeechStarted, SpeechStopped, Started, Stopped,
+    Transition, Unducked, VolumeChange,
 };
 use player::{Outcome, Request};
 pub use settings::{AudioOutput, AudioSettings};
@@ -204,6 +205,11 @@ requests! {
     dj_next() -> Started => DjNext;
     /// `dj queue <track>`.
     dj_queue(query: String) -> Queued => DjQueue;
+    /// Plays an utterance on the speech bus, ducking the music under it
+    /// until the last overlapping utterance ends.
+    speak(clip: SpeechClip) -> SpeechStarted => Speak;
+    /// Stops (with a short fade) one utterance, or all of them.
+    stop_speech(voice: Option<mixer::VoiceId>) -> SpeechStopped => StopSpeech;
 }
 
 impl Audio {

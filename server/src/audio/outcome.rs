@@ -5,7 +5,12 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use super::library::{Skipped, Track};
+use tokio::sync::oneshot;
+
+use super::{
+    library::{Skipped, Track},
+    mixer::{Source, VoiceId, VoiceStart},
+};
 
 /// A track that started: `play music`, `next music`, `crossfade`, `dj next`,
 /// or DJ mode's first track.
@@ -186,4 +191,47 @@ pub struct DjStopped {
     /// DJ mode was on (the current track now plays to its end); `false`:
     /// nothing changed.
     pub was_on: bool,
+}
+
+/// An utterance for the speech bus: its samples (interleaved stereo at the
+/// output's rate, filled as it is synthesized), how the music ducks under
+/// it, and where its end is told.
+pub struct SpeechClip {
+    /// The samples.
+    pub source: Source,
+    /// The music's level while it plays; the default duck level if `None`.
+    pub duck_level: Option<f32>,
+    /// How long the music takes to duck and to come back; the default fade if `None`.
+    pub duck_fade: Option<Duration>,
+    /// Told when the utterance has played out or was stopped.
+    pub ended: oneshot::Sender<SpeechEnd>,
+}
+
+/// How an utterance ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpeechEnd {
+    /// Frames of it that played.
+    pub frames_played: u64,
+    /// `true`: stopped (`speech stop`, a new utterance in its place); `false`: played out.
+    pub stopped: bool,
+}
+
+/// An utterance the mixer took.
+#[derive(Clone, Debug)]
+pub struct SpeechStarted {
+    /// Its voice in the mixer.
+    pub voice: VoiceId,
+    /// Where its first sample plays on the sample clock, once the output took it.
+    pub start: VoiceStart,
+    /// The sample clock when it was handed over (it sounds from the output's next period).
+    pub at_frame: u64,
+    /// The music's level under it.
+    pub duck_level: f32,
+}
+
+/// What `speech stop` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpeechStopped {
+    /// Utterances fading out.
+    pub stopped: usize,
 }

@@ -17,8 +17,8 @@ use tracing::{debug, info, warn};
 
 use super::{
     AudioError, AudioSettings, AudioState, BusId, CrossfadeStarted, DjStarted, DjStopped, Ducked,
-    Installed, Library, Paused, PlaybackState, Queued, Resumed, SoundStarted, Started, Stopped,
-    Transition, Unducked, VolumeChange,
+    Installed, Library, Paused, PlaybackState, Queued, Resumed, SoundStarted, SpeechClip,
+    SpeechEnd, SpeechStarted, SpeechStopped, Started, Stopped, Transition, Unducked, VolumeChange,
     decode::Decoder,
     demo,
     gain::{self, Curve},
@@ -45,6 +45,8 @@ const DJ_MEMORY: usize = 10;
 const STALL: Duration = Duration::from_millis(1500);
 /// Effects that may sound at once (the mixer has 16 voices; music needs 2).
 const MAX_EFFECTS: usize = 8;
+/// Utterances that may overlap (what is left of the mixer's voices).
+const MAX_UTTERANCES: usize = 4;
 
 /// First wait before reopening a lost output; it doubles up to the setting.
 const FIRST_RETRY: Duration = Duration::from_millis(250);
@@ -109,6 +111,10 @@ outcomes! {
     DjStarted(DjStarted),
     /// `dj stop`.
     DjStopped(DjStopped),
+    /// An utterance started.
+    Speaking(SpeechStarted),
+    /// `speech stop`.
+    SpeechStopped(SpeechStopped),
 }
 
 /// The outcome a request promises. Each request has one kind of outcome (the
@@ -161,6 +167,22 @@ pub enum Request {
     DjQueue {
         query: String,
     },
+    Speak {
+        clip: SpeechClip,
+    },
+    StopSpeech {
+        voice: Option<VoiceId>,
+    },
+}
+
+/// An utterance playing on the speech bus.
+struct Utterance {
+    voice: VoiceId,
+    /// The music's level under it.
+    duck_level: f32,
+    /// How fast the music ducks for it and comes back after it.
+    fade: Duration,
+    ended: Option<tokio::sync::oneshot::Sender<SpeechEnd>>,
 }
 
 /// A playing track.
@@ -200,6 +222,10 @@ pub struct Player {
     dj: bool,
     volume: u8,
     ducked: Option<f32>,
+    /// Utterances on the speech bus; the music ducks while there are any.
+    speaking: Vec<Utterance>,
+    /// The music's duck level as set in the mixer (the user's and the speech's lower).
+    duck_applied: Option<f32>,
     crossfading: Option<(VoiceId, VoiceId)>,
     last_error: Option<String>,
     scans: mpsc::Receiver<Result<library::Scan, String>>,
@@ -264,6 +290,8 @@ impl Player {
             dj: false,
             volume: gain::DEFAULT_VOLUME,
             ducked: None,
+            speaking: Vec::new(),
+            duck_applied: None,
             crossfading: None,
             last_error: None,
             scans,
@@ -508,8 +536,13 @@ impl Player {
 
     async fn mixer_event(&mut self, event: MixerEvent) {
         match event {
-            MixerEvent::VoiceEnded { id, stopped, .. } => {
+            MixerEvent::VoiceEnded {
+                id,
+                stopped,
+                frames_played,
+            } => {
                 self.effects.retain(|(voice, _)| *voice != id);
+                self.speech_ended(id, SpeechEnd { frames_played, stopped });
                 self.fading.retain(|deck| deck.voice != id);
                 // A crossfade one of whose voices is gone is over (its
                 // CrossfadeDone may never come); DJ mode must not wait on it.
@@ -710,6 +743,8 @@ impl Player {
                 let fade = self.settings.dj_transition;
                 self.start_track(next, Some(fade)).await?.into()
             }
+            Request::Speak { clip } => self.speak(clip)?.into(),
+            Request::StopSpeech { voice } => self.stop_speech(voice).into(),
         })
     }
 
@@ -999,9 +1034,11 @@ impl Player {
         let fade = fade_ms
             .map(|ms| Duration::from_millis(u64::from(ms)))
             .unwrap_or(gain::DEFAULT_DUCK_FADE);
-        let frames = gain::frames_for(fade, self.rate);
-        self.mixer(|m| m.duck(level, frames))?;
-        self.ducked = Some(level);
+        let before = self.ducked.replace(level);
+        if let Err(e) = self.apply_duck(fade) {
+            self.ducked = before;
+            return Err(e);
+        }
         self.emit(
             Topic::MusicDuckStarted,
             json!({ "level": level, "fade_ms": fade.as_millis() as u64 }),
@@ -1013,9 +1050,11 @@ impl Player {
         let fade = fade_ms
             .map(|ms| Duration::from_millis(u64::from(ms)))
             .unwrap_or(gain::DEFAULT_DUCK_FADE);
-        let frames = gain::frames_for(fade, self.rate);
-        self.mixer(|m| m.unduck(frames))?;
         let was = self.ducked.take();
+        if let Err(e) = self.apply_duck(fade) {
+            self.ducked = was;
+            return Err(e);
+        }
         if was.is_some() {
             self.emit(
                 Topic::MusicDuckEnded,
@@ -1026,6 +1065,96 @@ impl Player {
             previous: was,
             fade,
         })
+    }
+
+    // --- speech -----------------------------------------------------------------
+
+    /// Puts an utterance on the speech bus and ducks the music under it.
+    fn speak(&mut self, clip: SpeechClip) -> Result<SpeechStarted, AudioError> {
+        self.output_up()?;
+        if self.speaking.len() >= MAX_UTTERANCES {
+            return Err(AudioError::Refused(format!(
+                "{MAX_UTTERANCES} utterances are already playing; wait for one to end or 'speech stop'"
+            )));
+        }
+        let duck_level = clip
+            .duck_level
+            .unwrap_or(gain::DEFAULT_DUCK_LEVEL)
+            .clamp(0.0, 1.0);
+        let fade = clip.duck_fade.unwrap_or(gain::DEFAULT_DUCK_FADE);
+        let voice = self
+            .control
+            .add_voice(
+                BusId::Speech,
+                clip.source,
+                1.0,
+                Some((
+                    gain::frames_for(Duration::from_millis(5), self.rate),
+                    Curve::Linear,
+                )),
+            )
+            .map_err(|_| mixer_full())?;
+        let start = self.control.start_of(voice).expect("the voice was just added");
+        let at_frame = self.control.clock().frames();
+        self.speaking.push(Utterance {
+            voice,
+            duck_level,
+            fade,
+            ended: Some(clip.ended),
+        });
+        if let Err(e) = self.apply_duck(fade) {
+            warn!(error = %e, "could not duck the music under speech");
+        }
+        Ok(SpeechStarted {
+            voice,
+            start,
+            at_frame,
+            duck_level,
+        })
+    }
+
+    /// Fades out one utterance, or all.
+    fn stop_speech(&mut self, voice: Option<VoiceId>) -> SpeechStopped {
+        let fade = gain::frames_for(CLICK_FADE, self.rate);
+        let mut stopped = 0;
+        for u in &self.speaking {
+            if voice.is_none_or(|v| v == u.voice) && self.control.stop_voice(u.voice, fade).is_ok()
+            {
+                stopped += 1;
+            }
+        }
+        SpeechStopped { stopped }
+    }
+
+    /// An utterance's voice ended: tell its owner, and bring the music back
+    /// when it was the last.
+    fn speech_ended(&mut self, voice: VoiceId, end: SpeechEnd) {
+        let Some(i) = self.speaking.iter().position(|u| u.voice == voice) else {
+            return;
+        };
+        let mut utterance = self.speaking.remove(i);
+        if let Some(ended) = utterance.ended.take() {
+            let _ = ended.send(end);
+        }
+        if let Err(e) = self.apply_duck(utterance.fade) {
+            warn!(error = %e, "could not bring the music back after speech");
+        }
+    }
+
+    /// Sets the music bus's duck to what is asked now: the lower of the
+    /// user's `duck` and every utterance's level, or none; over `fade`.
+    fn apply_duck(&mut self, fade: Duration) -> Result<(), AudioError> {
+        let target = duck_target(self.ducked, self.speaking.iter().map(|u| u.duck_level));
+        if target == self.duck_applied {
+            return Ok(());
+        }
+        let frames = gain::frames_for(fade, self.rate);
+        match target {
+            Some(level) => self.mixer(|m| m.duck(level, frames))?,
+            None => self.mixer(|m| m.unduck(frames))?,
+        }
+        self.duck_applied = target;
+        Ok(())
     }
 
     fn list(&self) -> Library {
@@ -1211,7 +1340,7 @@ impl Player {
                 .map(|d| self.position(d.voice))
                 .unwrap_or_default(),
             volume: self.volume,
-            ducked: self.ducked,
+            ducked: self.duck_applied,
             dj: self.dj,
             queue: self.queue.iter().map(Track::display_name).collect(),
             library_size: self.tracks.len(),
@@ -1247,6 +1376,8 @@ impl Player {
             .chain(self.fading.drain(..))
             .collect();
         let effects = std::mem::take(&mut self.effects);
+        // Their owners hear of the end when the senders drop.
+        self.speaking.clear();
         let _ = tokio::task::spawn_blocking(move || {
             drop(output);
             drop((decks, effects));
@@ -1270,6 +1401,12 @@ fn mixer_full() -> AudioError {
 // --- decisions ------------------------------------------------------------------
 //
 // Pure, so that their tests are data in, data out.
+
+/// The music's duck level: the lowest of the user's `duck` and the
+/// utterances playing; `None` (full level) when there is neither.
+fn duck_target(user: Option<f32>, speech: impl Iterator<Item = f32>) -> Option<f32> {
+    speech.fold(user, |low, level| Some(low.map_or(level, |l| l.min(level))))
+}
 
 /// Adds `track` at the end of the queue; returns its place, 1 playing next.
 fn enqueue(queue: &mut VecDeque<Track>, track: Track) -> usize {
@@ -1496,6 +1633,17 @@ mod tests {
             dj_transition(setting, Duration::from_secs(1)),
             Duration::from_millis(500)
         );
+    }
+
+    #[test]
+    fn the_music_ducks_to_the_lowest_level_asked_and_only_while_asked() {
+        assert_eq!(duck_target(None, [].into_iter()), None);
+        assert_eq!(duck_target(Some(0.3), [].into_iter()), Some(0.3));
+        assert_eq!(duck_target(None, [0.5].into_iter()), Some(0.5));
+        assert_eq!(duck_target(None, [0.5, 0.2].into_iter()), Some(0.2));
+        // A user's deeper duck stays in force under speech, and after it.
+        assert_eq!(duck_target(Some(0.1), [0.5].into_iter()), Some(0.1));
+        assert_eq!(duck_target(Some(0.7), [0.5].into_iter()), Some(0.5));
     }
 
     #[test]

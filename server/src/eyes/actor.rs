@@ -101,6 +101,8 @@ impl Source {
 enum Effect {
     Pattern(Pattern, Source),
     Brightness(f64),
+    /// A level digit that follows the voice: changes nothing reported.
+    Level(u8),
     /// A re-send of the brightness to check that the board answers.
     Heartbeat,
 }
@@ -110,6 +112,7 @@ impl Effect {
         match self {
             Effect::Pattern(p, _) => p.glyph(),
             Effect::Brightness(b) => protocol::brightness_digit(b),
+            Effect::Level(level) => b'0' + level.min(9),
             Effect::Heartbeat => protocol::brightness_digit(brightness),
         }
     }
@@ -169,6 +172,9 @@ pub struct Actor {
     rejected: Vec<String>,
     /// The confirmed brightness.
     brightness: f64,
+    /// The level following the voice, while the droid speaks: what a
+    /// heartbeat re-sends instead of the brightness.
+    voice_level: Option<u8>,
     test: Option<Test>,
     last_traffic: Instant,
 }
@@ -202,6 +208,7 @@ impl Actor {
             next_seq: 0,
             rejected: Vec::new(),
             brightness: state.brightness,
+            voice_level: None,
             test: None,
             last_traffic: now,
             setup,
@@ -320,8 +327,9 @@ impl Actor {
                     self.step_test(now);
                 }
                 if self.waiting.is_empty() && self.heartbeat_at().is_some_and(|at| at <= now) {
+                    let effect = self.voice_level.map_or(Effect::Heartbeat, Effect::Level);
                     self.waiting
-                        .push_back(job(Effect::Heartbeat, self.brightness, None, None));
+                        .push_back(job(effect, self.brightness, None, None));
                 }
             }
             _ => {}
@@ -709,6 +717,7 @@ impl Actor {
                     );
                 }
             }
+            Effect::Level(level) => self.voice_level = Some(level),
             Effect::Heartbeat => {}
         }
         if let Some(reply) = job.reply {
@@ -739,7 +748,11 @@ impl Actor {
         };
         let request = match request {
             // These need the board.
-            Request::Pattern { reply, .. } | Request::Brightness { reply, .. } if down => {
+            Request::Pattern { reply, .. }
+            | Request::Brightness { reply, .. }
+            | Request::Level { reply, .. }
+                if down =>
+            {
                 let _ = reply.send(Err(unavailable()));
                 return;
             }
@@ -781,6 +794,21 @@ impl Actor {
                     Some(reply),
                     correlation,
                 ));
+            }
+            Request::Level {
+                level,
+                reply,
+                correlation,
+            } => {
+                let effect = match level {
+                    Some(level) => Effect::Level(level.min(9)),
+                    None => {
+                        self.voice_level = None;
+                        Effect::Brightness(self.brightness)
+                    }
+                };
+                self.waiting
+                    .push_back(job(effect, self.brightness, Some(reply), correlation));
             }
             Request::Follow {
                 pattern,

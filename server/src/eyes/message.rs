@@ -47,6 +47,14 @@ pub enum Request {
         reply: Reply<()>,
         correlation: Option<Arc<str>>,
     },
+    /// A brightness level (`0`–`9`) that follows the voice while the droid
+    /// speaks, or `None`: back to the brightness set. Neither changes the
+    /// brightness the eyes report nor announces anything: 25 a second.
+    Level {
+        level: Option<u8>,
+        reply: Reply<()>,
+        correlation: Option<Arc<str>>,
+    },
     /// The mode's pattern.
     Follow {
         pattern: Pattern,

@@ -175,6 +175,18 @@ impl Eyes {
         .await
     }
 
+    /// While the droid speaks: shows brightness `level` (`0`–`9`) without
+    /// changing the brightness set or announcing it; `None` goes back to the
+    /// brightness set. Returns once the board confirmed it.
+    pub async fn voice_level(&self, level: Option<u8>) -> Result<(), EyesError> {
+        self.call(|reply, correlation| Request::Level {
+            level,
+            reply,
+            correlation,
+        })
+        .await
+    }
+
     /// Makes `pattern` what the eyes rest on (the mode's pattern). Unlike
     /// [`set_pattern`](Self::set_pattern) it is kept while the board is
     /// lost, shown when it comes back, and does not interrupt `eye test`.
