@@ -248,6 +248,7 @@ show_as_displayed! {
     usize => "integer",
     u32 => "integer",
     u64 => "integer",
+    f32 => "number",
 }
 
 impl<T: Show> Show for Option<T> {
@@ -377,6 +378,15 @@ pub fn default_data_dir() -> PathBuf {
     dirs::data_dir()
         .map(|d| d.join("cantina"))
         .unwrap_or_else(|| PathBuf::from("cantina-data"))
+}
+
+/// `true` or `false` (also `yes`/`no`, `on`/`off`, `1`/`0`).
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("use true or false".into()),
+    }
 }
 
 /// A path; empty means none.

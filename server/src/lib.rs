@@ -25,6 +25,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod modes;
 pub mod shutdown;
+pub mod speech;
 pub mod telemetry;
 
 use std::{net::SocketAddr, sync::Arc, time::SystemTime};
