@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "proto/cantina/v1/plan.proto",
     "proto/cantina/v1/log.proto",
     "proto/cantina/v1/system.proto",
+    "proto/cantina/v1/speech.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -36,4 +36,6 @@ pub mod health {
     pub const LOGS: &str = "cantina.logs";
     /// Plan execution.
     pub const PLANS: &str = "cantina.plans";
+    /// Speech (the text-to-speech engine and speech playback).
+    pub const SPEECH: &str = "cantina.speech";
 }

@@ -18,6 +18,7 @@ use crate::{
     audio::Audio,
     bus::{Bus, BusMonitor, Topic},
     eyes::Eyes,
+    speech::Speech,
     lifecycle::{StartError, StatusObserver, Subsystem, Supervisor},
     logs::Logs,
     modes::{Mode, ModeChange, ModeError, ModeHook, Modes},
@@ -82,6 +83,8 @@ parts! {
     audio: Audio,
     /// The LED eyes.
     eyes: Eyes,
+    /// The droid's voice: after the audio and the eyes it plays through.
+    speech: Speech,
     ;
     // The eyes follow the mode first; IDLE stops the music.
     mode hooks: eyes as "eyes", audio as "music",

@@ -40,6 +40,7 @@ use crate::{
     config::Config,
     droid::{Droid, Parts, ServerInfo},
     eyes::Eyes,
+    speech::Speech,
     lifecycle::StartError,
     logs::Logs,
     shutdown::Shutdown,
@@ -150,11 +151,19 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     // first) and their mode hooks.
     let eyes = Eyes::new(config.eyes_port.clone(), config.eyes.clone(), bus.clone());
     let audio = Audio::new(config.audio.clone(), bus.clone());
+    let speech = Speech::new(
+        config.speech.clone(),
+        config.audio.data_dir.clone(),
+        audio.clone(),
+        eyes.clone(),
+        bus.clone(),
+    );
     let parts = Parts {
         logs: logs.clone(),
         bus_monitor: Arc::new(BusMonitor::new(bus.clone(), config.bus_metrics_interval)),
         audio,
         eyes,
+        speech,
     };
     let droid = Droid::boot(info, bus, parts, Some(health.observer()), shutdown.clone()).await?;
     let dispatcher = Arc::new(Dispatcher::new(droid.clone()));

@@ -20,6 +20,7 @@ mod music;
 mod quit;
 pub mod registry;
 mod reset;
+mod speech;
 mod status;
 
 use std::{fmt, sync::Arc};
@@ -44,6 +45,8 @@ pub enum Category {
     Dj,
     /// The LED eyes.
     Eyes,
+    /// The droid's voice.
+    Speech,
     /// Logging and diagnostics.
     Debug,
 }
@@ -56,6 +59,7 @@ impl Category {
         Category::Music,
         Category::Dj,
         Category::Eyes,
+        Category::Speech,
         Category::Debug,
     ];
 
@@ -67,6 +71,7 @@ impl Category {
             Category::Music => "music",
             Category::Dj => "dj",
             Category::Eyes => "eyes",
+            Category::Speech => "speech",
             Category::Debug => "debug",
         }
     }
@@ -182,6 +187,12 @@ pub fn all() -> Vec<&'static CommandSpec> {
         &eye::BRIGHTNESS,
         &eye::TEST,
         &eye::STATUS,
+        &speech::SAY,
+        &speech::STOP,
+        &speech::STATUS,
+        &speech::VOICES,
+        &speech::VOICE,
+        &speech::PLAY,
         &debug::SPEC,
     ]
 }
@@ -205,6 +216,8 @@ pub enum Command {
     Eye(eye::Eye),
     /// The music and DJ commands.
     Music(music::Music),
+    /// `say` and the speech commands.
+    Speech(speech::Speech),
 }
 
 impl Command {
@@ -219,6 +232,7 @@ impl Command {
             Command::Debug(cmd) => cmd.apply(ctx),
             Command::Eye(cmd) => cmd.apply(ctx).await,
             Command::Music(cmd) => cmd.apply(ctx).await,
+            Command::Speech(cmd) => cmd.apply(ctx).await,
         }
     }
 }

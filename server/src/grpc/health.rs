@@ -41,6 +41,7 @@ impl Health {
             cantina::health::EYES,
             cantina::health::LOGS,
             cantina::health::PLANS,
+            cantina::health::SPEECH,
         ] {
             reporter
                 .set_service_status(name, ServingStatus::NotServing)

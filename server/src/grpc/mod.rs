@@ -8,13 +8,14 @@ mod auth;
 mod command;
 mod health;
 mod logs;
+mod speech;
 mod system;
 
 use std::sync::Arc;
 
 use cantina::v1::{
     command_service_server::CommandServiceServer, log_service_server::LogServiceServer,
-    system_service_server::SystemServiceServer,
+    speech_service_server::SpeechServiceServer, system_service_server::SystemServiceServer,
 };
 use tokio::net::TcpListener;
 use tonic::{
@@ -29,6 +30,7 @@ pub use auth::Auth;
 pub use command::CommandApi;
 pub use health::Health;
 pub use logs::LogApi;
+pub use speech::SpeechApi;
 pub use system::{MISSED_TOPIC, SystemApi};
 
 use crate::{
@@ -129,6 +131,9 @@ pub async fn serve(
         LogServiceServer::new(LogApi::new(logs, droid.bus.clone(), droid.shutdown.clone()))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
+    let speech = SpeechServiceServer::new(SpeechApi::new(droid.speech.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
     let system = SystemServiceServer::new(SystemApi::new(droid))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
@@ -138,6 +143,7 @@ pub async fn serve(
         <CommandServiceServer<CommandApi> as NamedService>::NAME,
         <SystemServiceServer<SystemApi> as NamedService>::NAME,
         <LogServiceServer<LogApi> as NamedService>::NAME,
+        <SpeechServiceServer<SpeechApi> as NamedService>::NAME,
         <HealthServer<()> as NamedService>::NAME,
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
@@ -156,6 +162,7 @@ pub async fn serve(
         .add_service(reflection(&served).build_v1alpha()?)
         .add_service(InterceptedService::new(commands, auth.clone()))
         .add_service(InterceptedService::new(system, auth.clone()))
+        .add_service(InterceptedService::new(speech, auth.clone()))
         .add_service(InterceptedService::new(log_service, auth));
 
     Ok(router

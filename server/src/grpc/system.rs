@@ -128,6 +128,7 @@ impl SystemService for SystemApi {
             subsystems,
             audio: Some(audio_to_proto(&droid.audio.state())),
             eyes: Some(eyes_to_proto(&droid.eyes.state())),
+            speech: Some(speech_to_proto(&droid.speech.state())),
             plans: Vec::new(),
             started_at: Some(droid.info.started_at.into()),
             bus: Some(cantina::json::struct_from_json(droid.bus.metrics())),
@@ -183,6 +184,21 @@ impl SystemService for SystemApi {
             changed: change.changed(),
             message: change.describe(),
         }))
+    }
+}
+
+/// What the speech does, for GetStatus.
+fn speech_to_proto(state: &crate::speech::SpeechState) -> pb::SpeechStatus {
+    pb::SpeechStatus {
+        engine: state.engine.clone(),
+        engine_ready: state.engine_ready,
+        voice: state.voice.clone(),
+        speaking: state.speaking.iter().map(|s| s.id.clone()).collect(),
+        utterances: state.utterances,
+        cache_clips: u32::try_from(state.cache_clips).unwrap_or(u32::MAX),
+        cache_bytes: state.cache_bytes,
+        problem: state.problem.clone().unwrap_or_default(),
+        last_error: state.last_error.clone().unwrap_or_default(),
     }
 }
 
