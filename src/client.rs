@@ -11,7 +11,9 @@ use tonic::{
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
 };
 
-use crate::v1::command_service_client::CommandServiceClient;
+use crate::v1::{
+    command_service_client::CommandServiceClient, speech_service_client::SpeechServiceClient,
+};
 
 /// Where the server listens unless told otherwise.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
@@ -199,6 +201,8 @@ pub struct Clients {
     pub channel: AuthChannel,
     /// `cantina.v1.CommandService`.
     pub command: CommandServiceClient<AuthChannel>,
+    /// `cantina.v1.SpeechService`.
+    pub speech: SpeechServiceClient<AuthChannel>,
 }
 
 /// Connects to `address` (for example `127.0.0.1:50051`), sending `token` on
@@ -282,6 +286,7 @@ pub async fn connect_with(
     Ok(Clients {
         address: uri,
         command: CommandServiceClient::new(channel.clone()),
+        speech: SpeechServiceClient::new(channel.clone()),
         channel,
     })
 }

@@ -39,6 +39,9 @@ pub fn render(status: &SystemStatus, colours: Colours) -> String {
     if let Some(eyes) = &status.eyes {
         sections.push(eyes_block(eyes));
     }
+    if let Some(speech) = &status.speech {
+        sections.push(speech_block(speech));
+    }
     if !status.plans.is_empty() {
         sections.push(plans(&status.plans, colours));
     }
@@ -178,6 +181,36 @@ fn audio_block(audio: &AudioStatus) -> String {
         pairs.push(("last_error", audio.last_error.clone()));
     }
     format!("audio:\n{}", key_values(&pairs, "  "))
+}
+
+fn speech_block(speech: &cantina::v1::SpeechStatus) -> String {
+    let mut pairs = vec![
+        ("engine", or_none(&speech.engine).to_string()),
+        ("voice", or_none(&speech.voice).to_string()),
+        (
+            "speaking",
+            if speech.speaking.is_empty() {
+                "no".to_string()
+            } else {
+                speech.speaking.join(", ")
+            },
+        ),
+        (
+            "cache",
+            format!(
+                "{} clips, {} KiB",
+                speech.cache_clips,
+                speech.cache_bytes / 1024
+            ),
+        ),
+    ];
+    if !speech.problem.is_empty() {
+        pairs.push(("problem", speech.problem.clone()));
+    }
+    if !speech.last_error.is_empty() {
+        pairs.push(("last_error", speech.last_error.clone()));
+    }
+    format!("speech:\n{}", key_values(&pairs, "  "))
 }
 
 fn eyes_block(eyes: &EyesStatus) -> String {
@@ -369,6 +402,7 @@ mod tests {
                 last_error: "write timed out".into(),
                 testing: false,
             }),
+            speech: None,
             plans: vec![PlanSummary {
                 plan_id: "p-1".into(),
                 name: "hello".into(),
