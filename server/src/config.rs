@@ -28,8 +28,8 @@ use std::{
 use clap::{Arg, ArgAction, ArgMatches, Command, parser::ValueSource};
 
 use crate::declare::{
-    Setting, Settings, Validator, duration, duration_or_zero, flag_name, parse_bytes, parse_path,
-    positive, settings,
+    Setting, Settings, Validator, duration, duration_or_zero, flag_name, parse_bool, parse_bytes,
+    parse_path, positive, settings,
 };
 pub use crate::{
     audio::{AudioOutput, AudioSettings},
@@ -517,14 +517,6 @@ fn parse_log_level(s: &str) -> Result<String, String> {
     tracing_subscriber::EnvFilter::try_new(s)
         .map(|_| s.to_string())
         .map_err(|e| format!("not a log filter ({e}); use a level such as `info` or directives such as `info,cantina_server=debug`"))
-}
-
-fn parse_bool(s: &str) -> Result<bool, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err("use true or false".into()),
-    }
 }
 
 fn parse_path_required(s: &str) -> Result<PathBuf, String> {

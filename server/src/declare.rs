@@ -402,6 +402,15 @@ fn parse_duration(s: &str, zero_ok: bool) -> Result<Duration, String> {
     }
 }
 
+/// `true` or `false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("use true or false".into()),
+    }
+}
+
 /// A whole number, zero allowed.
 pub fn whole(s: &str) -> Result<usize, String> {
     s.parse::<usize>()
