@@ -242,7 +242,8 @@ impl Audio {
     /// stops the music when the droid goes IDLE.
     pub fn mode_hook(&self) -> ModeHook {
         crate::actor::mode_hook(self, |audio: Audio, to| async move {
-            if audio.inner.settings.mode_chime {
+            // STARTUP (a reset going back through it) has no chime.
+            if audio.inner.settings.mode_chime && chime::figure(to).is_some() {
                 audio.chime_aside(to);
             }
             if to == Mode::Idle
