@@ -293,6 +293,8 @@ async fn run_period(
             data_dir: dir.join("data"),
             retry_max: Duration::from_secs(1),
             dj_transition: Duration::from_secs(5),
+            dj_commentary_lead: Duration::ZERO,
+            mode_chime: false,
         },
         bus.clone(),
     );

@@ -1000,6 +1000,8 @@ mod tests {
             ("audio_period", "256"),
             ("audio_retry_max", "10s"),
             ("dj_transition", "1m 30s"),
+            ("dj_commentary_lead", "0s"),
+            ("mode_chime", "false"),
             ("eyes_port", "/dev/ttyACM0"),
             ("eyes_answer_timeout", "250ms"),
             ("eyes_boot_timeout", "0s"),

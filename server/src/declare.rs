@@ -380,15 +380,6 @@ pub fn default_data_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("cantina-data"))
 }
 
-/// `true` or `false` (also `yes`/`no`, `on`/`off`, `1`/`0`).
-pub fn parse_bool(s: &str) -> Result<bool, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err("use true or false".into()),
-    }
-}
-
 /// A path; empty means none.
 pub fn parse_path(s: &str) -> Result<Option<PathBuf>, String> {
     Ok((!s.is_empty()).then(|| PathBuf::from(s)))
@@ -409,6 +400,15 @@ fn parse_duration(s: &str, zero_ok: bool) -> Result<Duration, String> {
         Ok(d) if zero_ok || !d.is_zero() => Ok(d),
         Ok(_) => Err("must be longer than zero".into()),
         Err(_) => Err("not a duration; use a number with a unit, such as 500ms, 5s or 2m".into()),
+    }
+}
+
+/// `true` or `false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("use true or false".into()),
     }
 }
 

@@ -17,6 +17,7 @@
 //! The output's sample clock (frames rendered) is the droid's clock for
 //! anything timed to the music ([`Audio::clock`]).
 
+mod chime;
 pub mod decode;
 pub mod demo;
 #[cfg(feature = "testkit")]
@@ -43,8 +44,8 @@ use crate::{
 };
 pub use mixer::SampleClock;
 pub use outcome::{
-    CrossfadeStarted, DjStarted, DjStopped, Ducked, Installed, Library, Paused, Queued, Resumed,
-    SoundStarted, SpeechClip, SpeechEnd, SpeechStarted, SpeechStopped, Started, Stopped,
+    Chimed, CrossfadeStarted, DjStarted, DjStopped, Ducked, Installed, Library, Paused, Queued,
+    Resumed, SoundStarted, SpeechClip, SpeechEnd, SpeechStarted, SpeechStopped, Started, Stopped,
     Transition, Unducked, VolumeChange,
 };
 use player::{Outcome, Request};
@@ -210,6 +211,8 @@ requests! {
     speak(clip: SpeechClip) -> SpeechStarted => Speak;
     /// Stops (with a short fade) one utterance, or all of them.
     stop_speech(voice: Option<mixer::VoiceId>) -> SpeechStopped => StopSpeech;
+    /// The chime of a change to `mode`, on the effects bus.
+    chime(mode: Mode) -> Chimed => Chime;
 }
 
 impl Audio {
@@ -241,9 +244,14 @@ impl Audio {
         self.inner.actor.with_running(SampleClock::clone)
     }
 
-    /// The hook that stops the music when the droid goes IDLE.
+    /// The hook that chimes on every mode change (with `mode_chime`) and
+    /// stops the music when the droid goes IDLE.
     pub fn mode_hook(&self) -> ModeHook {
         crate::actor::mode_hook(self, |audio: Audio, to| async move {
+            // STARTUP (a reset going back through it) has no chime.
+            if audio.inner.settings.mode_chime && chime::figure(to).is_some() {
+                audio.chime_aside(to);
+            }
             if to == Mode::Idle
                 && audio.state().state != Some(PlaybackState::Stopped)
                 && let Err(e) = audio.stop().await
@@ -251,6 +259,26 @@ impl Audio {
                 warn!(error = %e, "could not stop the music for IDLE mode");
             }
         })
+    }
+
+    /// Plays `mode`'s chime without waiting for it: the mode change goes on
+    /// at once, and a chime that cannot play (no output, audio stopped) is
+    /// only logged. The chime is on the effects bus, so going IDLE, which
+    /// stops the music, leaves it sounding.
+    fn chime_aside(&self, mode: Mode) {
+        let audio = self.clone();
+        let correlation = crate::bus::current_correlation();
+        let chime = async move {
+            if let Err(e) = audio.chime(mode).await {
+                warn!(mode = %mode, error = %e, "could not play the mode chime");
+            }
+        };
+        tokio::spawn(async move {
+            match correlation {
+                Some(id) => crate::bus::with_correlation(id.to_string(), chime).await,
+                None => chime.await,
+            }
+        });
     }
 
     /// Sends `request` to the control task and waits for its outcome.

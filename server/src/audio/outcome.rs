@@ -175,6 +175,16 @@ pub struct SoundStarted {
     pub at_frame: u64,
 }
 
+/// The mode chime that started on the effects bus.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chimed {
+    /// How long it sounds.
+    pub length: Duration,
+    /// The sample clock when it started (it sounds from the output's next
+    /// period).
+    pub at_frame: u64,
+}
+
 /// What `dj start` did.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DjStarted {

@@ -16,9 +16,10 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use super::{
-    AudioError, AudioSettings, AudioState, BusId, CrossfadeStarted, DjStarted, DjStopped, Ducked,
-    Installed, Library, Paused, PlaybackState, Queued, Resumed, SoundStarted, SpeechClip,
+    AudioError, AudioSettings, AudioState, BusId, Chimed, CrossfadeStarted, DjStarted, DjStopped,
+    Ducked, Installed, Library, Paused, PlaybackState, Queued, Resumed, SoundStarted, SpeechClip,
     SpeechEnd, SpeechStarted, SpeechStopped, Started, Stopped, Transition, Unducked, VolumeChange,
+    chime::Chimes,
     decode::Decoder,
     demo,
     gain::{self, Curve},
@@ -27,7 +28,10 @@ use super::{
     output::{self, Format, MixerSlot, Output, OutputKind},
     settings::AudioOutput,
 };
-use crate::bus::{Bus, Topic};
+use crate::{
+    bus::{Bus, Topic},
+    modes::Mode,
+};
 
 /// How often the control task looks at the mixer and the output.
 const TICK: Duration = Duration::from_millis(20);
@@ -115,6 +119,8 @@ outcomes! {
     Speaking(SpeechStarted),
     /// `speech stop`.
     SpeechStopped(SpeechStopped),
+    /// The mode chime.
+    Chimed(Chimed),
 }
 
 /// The outcome a request promises. Each request has one kind of outcome (the
@@ -173,6 +179,9 @@ pub enum Request {
     StopSpeech {
         voice: Option<VoiceId>,
     },
+    Chime {
+        mode: Mode,
+    },
 }
 
 /// An utterance playing on the speech bus.
@@ -191,6 +200,18 @@ struct Deck {
     track: Track,
     decoder: Decoder,
     ending_soon_sent: bool,
+}
+
+/// DJ mode's next transition, announced (`music.dj.transition.upcoming`)
+/// before its crossfade and then played as announced.
+struct DjPlan {
+    /// The voice of the track it leaves: a plan never outlives its track.
+    from: VoiceId,
+    /// The track it crossfades into.
+    to: Track,
+    /// `to` is the queue's first; it leaves the queue when the crossfade
+    /// starts, not before, so the queue shows it until then.
+    queued: bool,
 }
 
 /// The output's state.
@@ -238,6 +259,12 @@ pub struct Player {
     clock_seen: (u64, Instant),
     /// Device glitches (xruns) of outputs since dropped.
     xruns: u64,
+    /// The mode chimes, synthesized at the output's rate.
+    chimes: Chimes,
+    /// The mode chime sounding, if any: a new one replaces it.
+    chime: Option<VoiceId>,
+    /// DJ mode's next transition, once announced.
+    dj_plan: Option<DjPlan>,
 }
 
 impl Player {
@@ -301,6 +328,9 @@ impl Player {
             underruns_reported: 0,
             clock_seen: (0, now),
             xruns: 0,
+            chimes: Chimes::new(rate),
+            chime: None,
+            dj_plan: None,
         };
         player
             .control
@@ -515,6 +545,8 @@ impl Player {
         self.ending_soon();
         if self.dj {
             self.dj_advance().await;
+        } else {
+            self.dj_plan = None;
         }
         if self.last_progress.elapsed() >= Duration::from_secs(1) {
             self.last_progress = Instant::now();
@@ -543,6 +575,9 @@ impl Player {
             } => {
                 self.effects.retain(|(voice, _)| *voice != id);
                 self.speech_ended(id, SpeechEnd { frames_played, stopped });
+                if self.chime == Some(id) {
+                    self.chime = None;
+                }
                 self.fading.retain(|deck| deck.voice != id);
                 // A crossfade one of whose voices is gone is over (its
                 // CrossfadeDone may never come); DJ mode must not wait on it.
@@ -622,21 +657,30 @@ impl Player {
         }
     }
 
-    /// DJ mode: starts the crossfade into the next track so that it ends
-    /// as the current one does.
+    /// DJ mode: announces the next transition `dj_commentary_lead` ahead
+    /// (see [`Player::dj_announce`]), then starts the crossfade into the
+    /// track announced so that it ends as the current one does.
     async fn dj_advance(&mut self) {
-        if self.paused || self.crossfading.is_some() {
+        if self.paused {
             return;
         }
         let Some(deck) = &self.current else { return };
         let Some(duration) = deck.track.duration else {
             return;
         };
-        let position = self.position(deck.voice);
+        let voice = deck.voice;
+        let position = self.position(voice);
+        self.dj_announce(voice, duration, position);
+        if self.crossfading.is_some() {
+            return;
+        }
         let Some(fade) = dj_crossfade_due(self.settings.dj_transition, duration, position) else {
             return;
         };
-        let Some(next) = self.take_queued_or_pick(true) else {
+        let Some(next) = self
+            .take_announced(voice)
+            .or_else(|| self.take_queued_or_pick(true))
+        else {
             return;
         };
         self.emit_queue();
@@ -661,6 +705,129 @@ impl Player {
             pick.then(|| dj_pick(tracks, recent, playing, &mut rand::rng()).cloned())
                 .flatten()
         })
+    }
+
+    // --- DJ commentary -----------------------------------------------------------
+    //
+    // Each DJ transition is announced once, `dj_commentary_lead` before its
+    // crossfade starts (at once when less remains), naming both tracks, so
+    // that a commentary client's speech can land over it; the crossfade then
+    // goes into the very track announced. When the user changes what comes
+    // next (a track queued after a random pick was announced) the plan is
+    // dropped and the new next track announced at once (`revised`). Another
+    // track started by hand simply leaves the old plan behind.
+
+    /// Drops an announced plan that no longer holds, and announces the next
+    /// transition when it is due and not announced yet.
+    fn dj_announce(&mut self, voice: VoiceId, duration: Duration, position: Duration) {
+        let front = self.queue.front().map(|t| t.path.as_path());
+        let mut revised = false;
+        if let Some(plan) = &self.dj_plan
+            && !dj_plan_holds(plan.from, &plan.to.path, plan.queued, voice, front)
+        {
+            revised = plan.from == voice;
+            debug!(track = %plan.to.display_name(), "the announced DJ transition no longer holds");
+            self.dj_plan = None;
+        }
+        if self.dj_plan.is_some() {
+            return;
+        }
+        let (lead, setting) = (
+            self.settings.dj_commentary_lead,
+            self.settings.dj_transition,
+        );
+        let Some(starts_in) = dj_announce_due(lead, setting, duration, position) else {
+            return;
+        };
+        let (to, queued) = match self.queue.front() {
+            Some(track) => (track.clone(), true),
+            None => match self.dj_pick() {
+                Some(track) => (track, false),
+                None => return,
+            },
+        };
+        let Some(deck) = &self.current else { return };
+        let crossfade = dj_transition(setting, duration);
+        self.emit_upcoming(&deck.track, &to, crossfade, starts_in, queued, revised);
+        self.dj_plan = Some(DjPlan {
+            from: voice,
+            to,
+            queued,
+        });
+    }
+
+    /// The track announced to follow the one on `voice`, if that still
+    /// holds; a queued one leaves the queue.
+    fn take_announced(&mut self, voice: VoiceId) -> Option<Track> {
+        let plan = self.dj_plan.take()?;
+        let front = self.queue.front().map(|t| t.path.as_path());
+        if !dj_plan_holds(plan.from, &plan.to.path, plan.queued, voice, front) {
+            return None;
+        }
+        if plan.queued {
+            self.queue.pop_front();
+        }
+        Some(plan.to)
+    }
+
+    /// What `dj next` crossfades into at once: the track already announced,
+    /// else the queue's next or a pick, which DJ mode announces then with
+    /// no lead (`starts_in_ms` 0). Either way each transition is announced
+    /// once.
+    fn dj_next_track(&mut self) -> Result<Track, AudioError> {
+        self.output_up()?;
+        let playing = self.current.as_ref().map(|d| d.voice);
+        if let Some(track) = playing.and_then(|voice| self.take_announced(voice)) {
+            self.emit_queue();
+            return Ok(track);
+        }
+        let queued = !self.queue.is_empty();
+        let next = self.take_next()?;
+        if self.dj
+            && !self.paused
+            && let Some(deck) = &self.current
+        {
+            let fade = self.settings.dj_transition;
+            self.emit_upcoming(&deck.track, &next, fade, Duration::ZERO, queued, false);
+        }
+        Ok(next)
+    }
+
+    /// Publishes `music.dj.transition.upcoming`: from `from` into `to`, a
+    /// crossfade of `crossfade` starting in `starts_in` (to within a tick).
+    fn emit_upcoming(
+        &self,
+        from: &Track,
+        to: &Track,
+        crossfade: Duration,
+        starts_in: Duration,
+        queued: bool,
+        revised: bool,
+    ) {
+        let describe = |t: &Track| {
+            json!({
+                "track": t.display_name(),
+                "title": t.title,
+                "artist": t.artist,
+                "path": t.path,
+                "duration_ms": t.duration.map(|d| d.as_millis() as u64),
+            })
+        };
+        let now = self.control.clock().frames();
+        info!(from = %from.display_name(), to = %to.display_name(), starts_in = ?starts_in, "DJ transition upcoming");
+        self.emit(
+            Topic::MusicDjTransitionUpcoming,
+            json!({
+                "from": describe(from),
+                "to": describe(to),
+                "crossfade_ms": crossfade.as_millis() as u64,
+                "starts_in_ms": starts_in.as_millis() as u64,
+                "starts_at_frame": now + u64::from(gain::frames_for(starts_in, self.rate)),
+                "sample_rate": self.rate,
+                "queued": queued,
+                "revised": revised,
+            }),
+        );
     }
 
     // --- requests -------------------------------------------------------------
@@ -739,12 +906,13 @@ impl Player {
                 DjStopped { was_on }.into()
             }
             Request::DjNext {} => {
-                let next = self.take_next()?;
+                let next = self.dj_next_track()?;
                 let fade = self.settings.dj_transition;
                 self.start_track(next, Some(fade)).await?.into()
             }
             Request::Speak { clip } => self.speak(clip)?.into(),
             Request::StopSpeech { voice } => self.stop_speech(voice).into(),
+            Request::Chime { mode } => self.play_chime(mode)?.into(),
         })
     }
 
@@ -1225,6 +1393,40 @@ impl Player {
         })
     }
 
+    // --- mode chime -------------------------------------------------------------
+
+    /// Plays `mode`'s chime on the effects bus, from memory (see
+    /// [`super::chime`]); a chime still sounding from a change just before
+    /// fades out quickly, so quick changes never pile chimes up.
+    fn play_chime(&mut self, mode: Mode) -> Result<Chimed, AudioError> {
+        self.output_up()?;
+        let Some((source, length)) = self.chimes.source(mode) else {
+            return Err(AudioError::Refused(format!("{mode} mode has no chime")));
+        };
+        if let Some(old) = self.chime.take() {
+            let fade = gain::frames_for(CLICK_FADE, self.rate);
+            // Best effort: a full queue only means both sound a moment.
+            let _ = self.control.stop_voice(old, fade);
+        }
+        // The samples fade in and out themselves.
+        let voice = self
+            .control
+            .add_voice(BusId::Effects, source, 1.0, None)
+            .map_err(|_| mixer_full())?;
+        self.chime = Some(voice);
+        let at_frame = self.control.clock().frames();
+        debug!(%mode, "mode chime");
+        self.emit(
+            Topic::AudioSoundStarted,
+            json!({
+                "chime": mode.as_str(),
+                "duration_ms": length.as_millis() as u64,
+                "at_frame": at_frame,
+            }),
+        );
+        Ok(Chimed { length, at_frame })
+    }
+
     // --- library ----------------------------------------------------------------
 
     /// Scans the library in the background (generating the demo library
@@ -1469,6 +1671,39 @@ fn dj_crossfade_due(setting: Duration, duration: Duration, position: Duration) -
     (remaining <= dj_transition(setting, duration)).then(|| remaining.max(CLICK_FADE))
 }
 
+/// Whether DJ mode announces its next transition now, at `position` in a
+/// track of `duration`: once the crossfade (see [`dj_crossfade_due`]) starts
+/// within `lead`, which for a track shorter than the lead is at once.
+/// Returns how soon the crossfade starts; a zero lead announces nothing.
+fn dj_announce_due(
+    lead: Duration,
+    setting: Duration,
+    duration: Duration,
+    position: Duration,
+) -> Option<Duration> {
+    let starts_at = duration.saturating_sub(dj_transition(setting, duration));
+    let starts_in = starts_at.saturating_sub(position);
+    (!lead.is_zero() && starts_in <= lead).then_some(starts_in)
+}
+
+/// Whether an announced transition from the track on voice `from` into
+/// `to` (the queue's first when `queued`, else a pick made with the queue
+/// empty) still holds, with `playing` on and `front` first in the queue: the
+/// same track plays, and the queue has not put another one first.
+fn dj_plan_holds(
+    from: VoiceId,
+    to: &Path,
+    queued: bool,
+    playing: VoiceId,
+    front: Option<&Path>,
+) -> bool {
+    from == playing
+        && match front {
+            Some(front) => queued && front == to,
+            None => !queued,
+        }
+}
+
 /// The sample-clock frame at which a crossfade of `length` from `start`
 /// ends, at `rate` frames a second.
 fn crossfade_end(start: u64, length: Duration, rate: u32) -> u64 {
@@ -1678,5 +1913,76 @@ mod tests {
             dj_crossfade_due(setting, short, at(4.0)),
             Some(Duration::from_secs(2))
         );
+    }
+
+    #[test]
+    fn dj_mode_announces_its_transition_the_lead_before_the_crossfade_starts() {
+        let (lead, setting) = (Duration::from_secs(12), Duration::from_secs(8));
+        let track = Duration::from_secs(180);
+        let at = Duration::from_secs_f64;
+        // The crossfade starts at 172 s: announced from 160 s on.
+        assert_eq!(dj_announce_due(lead, setting, track, at(0.0)), None);
+        assert_eq!(dj_announce_due(lead, setting, track, at(159.9)), None);
+        assert_eq!(
+            dj_announce_due(lead, setting, track, at(160.0)),
+            Some(Duration::from_secs(12))
+        );
+        assert_eq!(
+            dj_announce_due(lead, setting, track, at(170.5)),
+            Some(Duration::from_millis(1_500))
+        );
+        // Due with the crossfade itself, and after it: no time left.
+        assert_eq!(
+            dj_announce_due(lead, setting, track, at(172.0)),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            dj_announce_due(lead, setting, track, at(179.0)),
+            Some(Duration::ZERO)
+        );
+        // The announcement is due no later than the crossfade, at every position.
+        for tenth in 0..=1_800 {
+            let position = at(f64::from(tenth) / 10.0);
+            if dj_crossfade_due(setting, track, position).is_some() {
+                assert!(dj_announce_due(lead, setting, track, position).is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn a_track_shorter_than_the_lead_is_announced_at_once_and_a_zero_lead_never() {
+        let (lead, setting) = (Duration::from_secs(12), Duration::from_secs(8));
+        // 9 s track: a 3 s crossfade (a third) from 6 s; 6 s ahead at the start.
+        let short = Duration::from_secs(9);
+        assert_eq!(
+            dj_announce_due(lead, setting, short, Duration::ZERO),
+            Some(Duration::from_secs(6))
+        );
+        let never = Duration::ZERO;
+        let track = Duration::from_secs(180);
+        for position in [0.0, 160.0, 172.0, 179.9] {
+            let position = Duration::from_secs_f64(position);
+            assert_eq!(dj_announce_due(never, setting, track, position), None);
+            assert_eq!(dj_announce_due(never, setting, short, position), None);
+        }
+    }
+
+    #[test]
+    fn an_announced_transition_holds_until_its_track_or_the_queue_changes() {
+        let (a, b) = (track("a"), track("b"));
+        let (a, b) = (a.path.as_path(), b.path.as_path());
+        // A pick, announced with the queue empty: holds while it stays empty.
+        assert!(dj_plan_holds(1, a, false, 1, None));
+        // Something queued since: it plays next, so the pick no longer holds.
+        assert!(!dj_plan_holds(1, a, false, 1, Some(b)));
+        assert!(!dj_plan_holds(1, a, false, 1, Some(a)));
+        // The queue's first, announced: holds while it is still first, even
+        // with more queued behind it.
+        assert!(dj_plan_holds(1, a, true, 1, Some(a)));
+        assert!(!dj_plan_holds(1, a, true, 1, Some(b)));
+        assert!(!dj_plan_holds(1, a, true, 1, None));
+        // Another track playing (started by hand, or the next one): never.
+        assert!(!dj_plan_holds(1, a, false, 2, None));
+        assert!(!dj_plan_holds(1, a, true, 2, Some(a)));
     }
 }

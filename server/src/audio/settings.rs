@@ -51,6 +51,16 @@ settings! {
             key: "dj_transition", env: "CANTINA_DJ_TRANSITION", default: "8s",
             parse: declare::duration,
         },
+        /// How long before each DJ crossfade `music.dj.transition.upcoming` names the tracks, for commentary (0s: never)
+        pub dj_commentary_lead: Duration = setting {
+            key: "dj_commentary_lead", env: "CANTINA_DJ_COMMENTARY_LEAD", default: "12s",
+            parse: declare::duration_or_zero,
+        },
+        /// Play a short chime on the effects bus when the mode changes
+        pub mode_chime: bool = setting {
+            key: "mode_chime", env: "CANTINA_MODE_CHIME", default: "true",
+            parse: declare::parse_bool,
+        },
     }
 }
 
