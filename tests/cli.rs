@@ -239,3 +239,45 @@ async fn events_shows_transitions_live_while_another_client_engages() {
         "only system.* topics: {seen:?}"
     );
 }
+
+#[tokio::test]
+async fn publish_puts_an_event_on_the_bus_or_says_why_not() {
+    let server = TestServer::start().await;
+    let bus = server.server.droid().bus.clone();
+    let pressed = bus.wait_for(
+        cantina_server::bus::TopicSelector::parse(&["ext.button.*"]).unwrap(),
+        |_| true,
+        std::time::Duration::from_secs(10),
+    );
+    let output = run(
+        &server,
+        &[
+            "--correlation-id",
+            "cli-7",
+            "publish",
+            "ext.button.pressed",
+            r#"{"button": 3}"#,
+        ],
+    )
+    .await;
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        stdout.starts_with("published ext.button.pressed (seq ") && stdout.contains("cli-7"),
+        "{stdout}"
+    );
+    let event = pressed.await.unwrap();
+    assert_eq!(event.payload, serde_json::json!({"button": 3}));
+    assert_eq!(event.correlation_id, "cli-7");
+
+    let refused = run(&server, &["publish", "system.mode.changed"]).await;
+    let stderr = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot be published by a client"),
+        "{stderr}"
+    );
+    let bad_json = run(&server, &["publish", "ext.x", "{button"]).await;
+    assert_eq!(bad_json.status.code(), Some(2));
+    assert!(text(&bad_json.stderr).contains("not valid JSON"));
+}

@@ -1,7 +1,8 @@
 //! The eyes end to end: a real server driving the simulated board on a real
 //! pseudo-terminal through the `serialport` code path, the bytes on the
-//! wire, refused and unanswered commands, and a board pulled out and plugged
-//! back in while the server runs.
+//! wire, refused and unanswered commands, a board pulled out and plugged
+//! back in while the server runs, and the eyes following a conversation
+//! published with PublishEvent.
 
 mod common;
 
@@ -13,13 +14,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cantina::v1::{GetStatusRequest, system_service_client::SystemServiceClient};
+use cantina::v1::{
+    GetStatusRequest, PublishEventRequest, WatchEventsRequest,
+    system_service_client::SystemServiceClient,
+};
 use cantina_server::{
     bus::TopicSet,
     config::{Config, EyesPort},
     eyes::sim::{SimBoard, SimEvent, SimOptions},
 };
 use common::{TestServer, bin, cantina, test_config};
+use serde_json::json;
 use tonic::Code;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -472,5 +477,145 @@ async fn a_board_slower_than_the_boot_timeout_is_synchronised_not_misread() {
         server.server.droid().bus.history(Some(lost), 10).is_empty(),
         "the link never flapped"
     );
+    server.server.stop().await.unwrap();
+}
+
+/// Publishes a client's event with PublishEvent.
+async fn say(server: &TestServer, topic: &str, payload: serde_json::Value, correlation_id: &str) {
+    SystemServiceClient::new(server.client().await.channel)
+        .publish_event(PublishEventRequest {
+            topic: topic.into(),
+            payload: Some(cantina::json::struct_from_json(payload)),
+            correlation_id: correlation_id.into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{topic}: {e:?}"));
+}
+
+/// Waits until the eyes' conversation follower has been handed `delivered`
+/// events and decided on each (it decides on an event in the same step as
+/// it takes it from its queue, so an empty queue means decided).
+async fn conversation_settled(server: &TestServer, delivered: u64) {
+    eventually(Duration::from_secs(5), || async {
+        let metrics = server.server.droid().bus.metrics();
+        let follower = metrics["handlers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == "eyes: conversation")
+            .expect("the eyes follow the conversation")
+            .clone();
+        follower["delivered"].as_u64() >= Some(delivered) && follower["queue_depth"] == 0
+    })
+    .await;
+}
+
+// Two workers: the test blocks one waiting for the board's bytes while the
+// server, which acts on published events after PublishEvent answers, runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_interactive_mode_the_eyes_follow_the_conversation() {
+    let (board, _dir) = board();
+    let events = board.events();
+    let server = TestServer::with_config(config(board.link().to_path_buf())).await;
+    assert_eq!(commands(&events, 4), "?7II");
+    dispatch(&server, "engage").await.unwrap();
+    assert_eq!(commands(&events, 1), "E");
+    let mut changes = SystemServiceClient::new(server.client().await.channel)
+        .watch_events(WatchEventsRequest {
+            topics: vec!["eyes.pattern.changed".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    say(&server, "voice.listening.started", json!({}), "talk-1").await;
+    assert_eq!(commands(&events, 1), "L");
+    // The change carries the conversation's correlation id.
+    let change = common::next_in(&mut changes).await;
+    assert_eq!(change.correlation_id, "talk-1");
+    let pattern =
+        cantina::json::struct_to_json(change.payload.as_ref().unwrap())["pattern"].clone();
+    assert_eq!(pattern, "listening");
+    say(&server, "voice.listening.stopped", json!({}), "").await;
+    assert_eq!(commands(&events, 1), "E", "back to INTERACTIVE's pattern");
+    say(&server, "voice.thinking.started", json!({}), "").await;
+    assert_eq!(commands(&events, 1), "T");
+    say(&server, "voice.thinking.stopped", json!({}), "").await;
+    assert_eq!(commands(&events, 1), "E");
+
+    // Listening that ends after thinking began leaves thinking on show.
+    say(&server, "voice.listening.started", json!({}), "").await;
+    assert_eq!(commands(&events, 1), "L");
+    say(&server, "voice.thinking.started", json!({}), "").await;
+    assert_eq!(commands(&events, 1), "T");
+    say(&server, "voice.listening.stopped", json!({}), "").await;
+    conversation_settled(&server, 7).await;
+    assert_eq!(board.state().glyph, 'T');
+
+    // A sentiment shows for 2 s, then what was before it.
+    say(&server, "voice.sentiment", json!({"sentiment": "sad"}), "").await;
+    assert_eq!(commands(&events, 1), "D");
+    let shown = Instant::now();
+    assert_eq!(
+        commands(&events, 1),
+        "T",
+        "thinking again after the sentiment"
+    );
+    let held = shown.elapsed();
+    assert!(
+        held >= Duration::from_millis(1900) && held < Duration::from_secs(4),
+        "{held:?}"
+    );
+    say(&server, "voice.thinking.stopped", json!({}), "").await;
+    assert_eq!(commands(&events, 1), "E");
+    // Surprised has no glyph of its own: happy's.
+    say(
+        &server,
+        "voice.sentiment",
+        json!({"sentiment": "surprised"}),
+        "",
+    )
+    .await;
+    assert_eq!(commands(&events, 1), "H");
+    assert_eq!(commands(&events, 1), "E");
+    server.server.stop().await.unwrap();
+}
+
+// Two workers: the test blocks one waiting for the board's bytes while the
+// server, which acts on published events after PublishEvent answers, runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_interactive_mode_the_conversation_leaves_the_eyes_alone() {
+    let (board, _dir) = board();
+    let events = board.events();
+    let server = TestServer::with_config(config(board.link().to_path_buf())).await;
+    assert_eq!(commands(&events, 4), "?7II");
+    let conversation = [
+        ("voice.listening.started", json!({})),
+        ("voice.sentiment", json!({"sentiment": "angry"})),
+        ("voice.thinking.started", json!({})),
+        ("voice.listening.stopped", json!({})),
+    ];
+    let mut delivered = 0;
+    // IDLE, then AMBIENT: after the events, the next thing the board gets
+    // is the marker pattern asked for afterwards, and nothing else.
+    for (mode, mode_glyph, marker, marker_glyph) in [
+        (None, 'I', "sad", "D"),
+        (Some("ambient"), 'H', "engaged", "E"),
+    ] {
+        if let Some(mode) = mode {
+            dispatch(&server, mode).await.unwrap();
+            assert_eq!(commands(&events, 1), mode_glyph.to_string());
+        }
+        for (topic, payload) in &conversation {
+            say(&server, topic, payload.clone(), "").await;
+        }
+        delivered += conversation.len() as u64;
+        conversation_settled(&server, delivered).await;
+        assert_eq!(board.state().glyph, mode_glyph);
+        dispatch(&server, &format!("eye pattern {marker}"))
+            .await
+            .unwrap();
+        assert_eq!(commands(&events, 1), marker_glyph, "{mode:?}");
+    }
     server.server.stop().await.unwrap();
 }

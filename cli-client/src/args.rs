@@ -117,6 +117,24 @@ pub enum Command {
                             cantina -o json events | jq .payload\n\
                             Quote globs so that the shell leaves them alone.")]
     Events(EventsArgs),
+    /// Put an event on the droid's bus: one of your own under `ext.`, or a
+    /// conversation event (`voice.listening.started` …).
+    #[command(after_help = "Examples:\n  \
+                            cantina publish ext.button.pressed '{\"button\": 3}'\n  \
+                            cantina publish voice.listening.started\n  \
+                            cantina publish voice.sentiment '{\"sentiment\": \"happy\"}'\n\
+                            Clients publish topics under ext. (lowercase letters, digits, _ and -\n\
+                            between dots) and voice.listening.started|stopped,\n\
+                            voice.thinking.started|stopped and voice.sentiment (happy, sad,\n\
+                            angry or surprised); the server refuses any other.")]
+    Publish {
+        /// The topic, such as `ext.button.pressed`.
+        #[arg(value_name = "TOPIC")]
+        topic: String,
+        /// The payload: a JSON object.
+        #[arg(value_name = "JSON")]
+        payload: Option<String>,
+    },
     /// Print the server's recent log entries, or follow them live with -f.
     #[command(after_help = log_args::LOGS_HELP)]
     Logs(LogsArgs),
@@ -201,6 +219,18 @@ mod tests {
         assert!(
             matches!(cli.command, Command::Events(args) if args.topics.is_empty() && args.no_timestamps)
         );
+    }
+
+    #[test]
+    fn publish_takes_a_topic_and_an_optional_json_payload() {
+        let cli = Cli::try_parse_from(["cantina", "publish", "ext.b", "{\"n\": 1}"]).unwrap();
+        assert!(matches!(cli.command,
+            Command::Publish { topic, payload: Some(p) } if topic == "ext.b" && p == "{\"n\": 1}"));
+        let cli = Cli::try_parse_from(["cantina", "publish", "voice.thinking.started"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Publish { payload: None, .. }
+        ));
     }
 
     #[test]

@@ -52,6 +52,9 @@ fn main() -> ExitCode {
         Command::Commands { category } => run::commands(&runtime, global, category.as_deref()),
         Command::Status => run::status(&runtime, global),
         Command::Events(args) => events::run(&runtime, global, args),
+        Command::Publish { topic, payload } => {
+            run::publish(&runtime, global, topic, payload.as_deref())
+        }
         Command::Logs(args) => logs::run(&runtime, global, args),
         Command::LogLevel { filter } => run::log_level(&runtime, global, filter),
         Command::Shell(args) => shell::run(&runtime, global, args),

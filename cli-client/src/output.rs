@@ -14,7 +14,8 @@ use std::{
 };
 
 use cantina::v1::{
-    CommandInfo, DispatchResponse, ListCommandsResponse, SetLogLevelResponse, SystemStatus,
+    CommandInfo, DispatchResponse, ListCommandsResponse, PublishEventResponse, SetLogLevelResponse,
+    SystemStatus,
 };
 
 use crate::{args::Format, colour::Colours, error::Failure, status};
@@ -66,6 +67,24 @@ pub fn log_level(
 ) -> io::Result<()> {
     match format {
         Format::Text | Format::Raw => message(out, &log_level_text(response)),
+        Format::Json => json(out, &cantina::json::to_json(response)),
+    }
+}
+
+/// What `cantina publish` published.
+pub fn published(
+    out: &mut dyn Write,
+    format: Format,
+    response: &PublishEventResponse,
+) -> io::Result<()> {
+    match format {
+        Format::Text | Format::Raw => message(
+            out,
+            &format!(
+                "published {} (seq {}, correlation id {})",
+                response.topic, response.seq, response.correlation_id
+            ),
+        ),
         Format::Json => json(out, &cantina::json::to_json(response)),
     }
 }

@@ -7,8 +7,9 @@ use cantina::{
     client::{AuthChannel, ConnectError},
     v1::{
         BusEvent, DispatchRequest, DispatchResponse, GetStatusRequest, ListCommandsRequest,
-        ListCommandsResponse, SystemStatus, WatchEventsRequest,
-        command_service_client::CommandServiceClient, system_service_client::SystemServiceClient,
+        ListCommandsResponse, PublishEventRequest, PublishEventResponse, SystemStatus,
+        WatchEventsRequest, command_service_client::CommandServiceClient,
+        system_service_client::SystemServiceClient,
     },
 };
 
@@ -99,6 +100,20 @@ impl Remote {
             topics: topics.to_vec(),
         };
         self.answer(self.system.clone().watch_events(request).await)
+    }
+
+    /// Puts an event on the bus, with the chosen correlation id if any.
+    pub async fn publish_event(
+        &self,
+        topic: &str,
+        payload: Option<prost_types::Struct>,
+    ) -> Result<PublishEventResponse, Failure> {
+        let request = PublishEventRequest {
+            topic: topic.to_string(),
+            payload,
+            correlation_id: self.correlation_id.clone().unwrap_or_default(),
+        };
+        self.answer(self.system.clone().publish_event(request).await)
     }
 
     /// Opens a stream of the server's log entries.

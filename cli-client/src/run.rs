@@ -1,6 +1,6 @@
 //! The one-shot subcommands: a console line (`cantina eye pattern happy`),
-//! `cantina status`, `cantina commands`, `cantina log-level` and `cantina
-//! completions`.
+//! `cantina status`, `cantina commands`, `cantina publish`, `cantina
+//! log-level` and `cantina completions`.
 //!
 //! Each connects, makes one call, prints the result or the failure and returns
 //! the exit code; `shell` and `events` have their own modules because they
@@ -63,6 +63,43 @@ pub fn commands(
                 output::commands(out, global.output, &list)
             }))
         }
+        Err(failure) => failed(&failure),
+    }
+}
+
+/// Puts an event on the droid's bus (`SystemService.PublishEvent`).
+pub fn publish(
+    runtime: &tokio::runtime::Runtime,
+    global: &GlobalArgs,
+    topic: &str,
+    payload: Option<&str>,
+) -> ExitCode {
+    let payload = match payload.map(serde_json::from_str::<serde_json::Value>) {
+        None => None,
+        Some(Ok(value @ serde_json::Value::Object(_))) => {
+            Some(cantina::json::struct_from_json(value))
+        }
+        Some(Ok(other)) => {
+            output::error(format!(
+                "the payload must be a JSON object such as '{{\"button\": 3}}', not {other}"
+            ));
+            return ExitCode::from(2);
+        }
+        Some(Err(e)) => {
+            output::error(format!("the payload is not valid JSON: {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        Remote::connect(global)
+            .await?
+            .publish_event(topic, payload)
+            .await
+    });
+    match result {
+        Ok(response) => done(output::to_stdout(|out| {
+            output::published(out, global.output, &response)
+        })),
         Err(failure) => failed(&failure),
     }
 }

@@ -142,6 +142,7 @@ fn envelope(prefix: &Arc<str>, seq: u64, payload: u64) -> Arc<Event> {
     Arc::new(Event {
         seq,
         topic: TOPIC,
+        ext: None,
         timestamp: std::time::SystemTime::now(),
         correlation_id: CorrelationId::Own(prefix.clone(), seq),
         source: "bench",

@@ -179,6 +179,9 @@ impl Droid {
         for (name, hook) in parts.mode_hooks() {
             modes.add_hook(name, hook);
         }
+        // In INTERACTIVE mode the eyes follow the conversation's events;
+        // the task ends when the bus closes.
+        crate::eyes::conversation::follow(&bus, modes.subscribe(), parts.eyes.clone());
         let droid = Arc::new(Droid {
             info,
             modes,

@@ -532,7 +532,7 @@ mod tests {
             "the observer is told every change, in order"
         );
         let statuses: Vec<_> = bus
-            .history(Some(Topic::ServiceStatusChanged.into()), 10)
+            .history(Some(Topic::ServiceStatusChanged), 10)
             .iter()
             .map(|e| {
                 (

@@ -15,10 +15,15 @@
 //!   with the first matching event or a timeout.
 //! - Every event carries a sequence number, a timestamp, a correlation id (the
 //!   publisher's, the dispatched command's, or its own) and metadata.
+//! - Clients' own events (`ext.button.pressed`, published with PublishEvent;
+//!   [`client`] says what a client may publish) are [`Topic::External`]
+//!   events carrying their full name ([`Event::name`]); globs select them by
+//!   that name ([`TopicSelector`]).
 //! - [`Bus::metrics`] reports counts per topic, per handler (calls, errors,
 //!   timeouts, durations, queue depth, drops) and in total; a subsystem logs
 //!   them periodically.
 
+pub mod client;
 mod inbox;
 mod monitor;
 pub mod settings;
@@ -45,17 +50,22 @@ use tracing::{error, warn};
 pub use inbox::{Inbox, Item, Overflow, Pushed};
 pub use monitor::BusMonitor;
 pub use settings::BusConfig;
-pub use topic::{PatternError, Topic, TopicClass, TopicSet, glob_match};
+pub use topic::{
+    ExtName, MAX_EXT_NAME, NameError, PatternError, Topic, TopicClass, TopicSelector, TopicSet,
+    glob_match,
+};
 
 /// One published event.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
 pub struct Event {
     /// Position on the bus, strictly increasing.
     pub seq: u64,
     /// What happened.
     pub topic: Topic,
+    /// The full name of an external event (`ext.button.pressed`); `None` on
+    /// every declared topic, whose name is the topic's.
+    pub ext: Option<ExtName>,
     /// When it was published.
-    #[serde(serialize_with = "rfc3339")]
     pub timestamp: SystemTime,
     /// Ties the event to the request that caused it.
     pub correlation_id: CorrelationId,
@@ -65,6 +75,35 @@ pub struct Event {
     pub payload: Value,
     /// Extra annotations from the publisher and middleware.
     pub metadata: BTreeMap<String, String>,
+}
+
+impl Event {
+    /// The dotted name: the topic's, or an external event's own.
+    pub fn name(&self) -> &str {
+        match &self.ext {
+            Some(name) => name.as_str(),
+            None => self.topic.as_str(),
+        }
+    }
+}
+
+impl Serialize for Event {
+    /// As the fields are, with `topic` the full name ([`Event::name`]).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut event = s.serialize_struct("Event", 7)?;
+        event.serialize_field("seq", &self.seq)?;
+        event.serialize_field("topic", self.name())?;
+        event.serialize_field(
+            "timestamp",
+            &humantime::format_rfc3339_millis(self.timestamp).to_string(),
+        )?;
+        event.serialize_field("correlation_id", &self.correlation_id)?;
+        event.serialize_field("source", self.source)?;
+        event.serialize_field("payload", &self.payload)?;
+        event.serialize_field("metadata", &self.metadata)?;
+        event.end()
+    }
 }
 
 fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -83,6 +122,7 @@ impl Event {
         Event {
             seq,
             topic,
+            ext: None,
             timestamp: SystemTime::now(),
             correlation_id: CorrelationId::Given(Arc::from("")),
             source: "test",
@@ -134,6 +174,7 @@ impl Serialize for CorrelationId {
 #[derive(Clone, Debug)]
 pub struct Draft {
     topic: Topic,
+    ext: Option<ExtName>,
     source: &'static str,
     payload: Value,
     correlation_id: Option<String>,
@@ -141,15 +182,43 @@ pub struct Draft {
 }
 
 impl Draft {
-    /// An event on `topic` from `source` carrying `payload`.
+    /// An event on `topic` from `source` carrying `payload`. (An external
+    /// event has a name of its own: [`Draft::external`].)
     pub fn new(topic: Topic, source: &'static str, payload: impl Serialize) -> Self {
+        debug_assert!(
+            topic != Topic::External,
+            "external events are made with Draft::external"
+        );
+        Self::make(topic, None, source, payload)
+    }
+
+    /// An external event named `name` from `source` carrying `payload`.
+    pub fn external(name: ExtName, source: &'static str, payload: impl Serialize) -> Self {
+        Self::make(Topic::External, Some(name), source, payload)
+    }
+
+    fn make(
+        topic: Topic,
+        ext: Option<ExtName>,
+        source: &'static str,
+        payload: impl Serialize,
+    ) -> Self {
         Self {
             topic,
+            ext,
             source,
             payload: serde_json::to_value(payload)
                 .unwrap_or_else(|e| json!({ "error": e.to_string() })),
             correlation_id: None,
             metadata: BTreeMap::new(),
+        }
+    }
+
+    /// The event's dotted name.
+    pub fn name(&self) -> &str {
+        match &self.ext {
+            Some(name) => name.as_str(),
+            None => self.topic.as_str(),
         }
     }
 
@@ -264,7 +333,7 @@ struct Subscriber {
     id: u64,
     name: String,
     patterns: Vec<String>,
-    topics: TopicSet,
+    topics: TopicSelector,
     priority: i32,
     filter: Option<Filter>,
     once: bool,
@@ -284,7 +353,8 @@ impl Subscriber {
     }
 
     fn wants(&self, event: &Event) -> bool {
-        self.topics.contains(event.topic) && self.filter.as_ref().is_none_or(|f| f(event))
+        self.topics.matches(event.topic, event.name())
+            && self.filter.as_ref().is_none_or(|f| f(event))
     }
 }
 
@@ -381,6 +451,7 @@ impl Bus {
         let mut event = Event {
             seq,
             topic: draft.topic,
+            ext: draft.ext,
             timestamp: SystemTime::now(),
             correlation_id,
             source: draft.source,
@@ -477,12 +548,17 @@ impl Bus {
         self.inner.has_middleware.store(true, Relaxed);
     }
 
-    /// Starts a subscription to `topics` (a [`Topic`] or a [`TopicSet`]).
-    pub fn subscribe(&self, topics: impl Into<TopicSet>) -> SubscribeBuilder<'_> {
+    /// Starts a subscription to `topics` (a [`Topic`], a [`TopicSet`] or a
+    /// [`TopicSelector`]).
+    pub fn subscribe(&self, topics: impl Into<TopicSelector>) -> SubscribeBuilder<'_> {
         let topics = topics.into();
         SubscribeBuilder {
             bus: self,
-            patterns: topics.topics().map(|t| t.as_str().to_string()).collect(),
+            patterns: topics
+                .set()
+                .topics()
+                .map(|t| t.as_str().to_string())
+                .collect(),
             topics,
             name: String::new(),
             priority: 0,
@@ -499,7 +575,7 @@ impl Bus {
         &self,
         patterns: &[S],
     ) -> Result<SubscribeBuilder<'_>, PatternError> {
-        let mut builder = self.subscribe(TopicSet::parse(patterns)?);
+        let mut builder = self.subscribe(TopicSelector::parse(patterns)?);
         builder.patterns = patterns.iter().map(|p| p.as_ref().to_string()).collect();
         if builder.patterns.is_empty() {
             builder.patterns.push("*".into());
@@ -512,7 +588,7 @@ impl Bus {
     /// event published between this call and the `.await` is not missed.
     pub fn wait_for(
         &self,
-        topics: impl Into<TopicSet>,
+        topics: impl Into<TopicSelector>,
         predicate: impl Fn(&Event) -> bool + Send + Sync + 'static,
         timeout: Duration,
     ) -> impl Future<Output = Result<Arc<Event>, WaitError>> + Send + 'static {
@@ -539,13 +615,19 @@ impl Bus {
         }
     }
 
-    /// The most recent events, oldest first, optionally of some topics only.
-    pub fn history(&self, topics: Option<TopicSet>, limit: usize) -> Vec<Arc<Event>> {
+    /// The most recent events, oldest first, optionally of some topics only
+    /// (a [`Topic`], a [`TopicSet`] or a [`TopicSelector`]).
+    pub fn history(
+        &self,
+        topics: Option<impl Into<TopicSelector>>,
+        limit: usize,
+    ) -> Vec<Arc<Event>> {
+        let topics = topics.map(Into::into);
         let history = self.inner.history.lock().expect("history lock");
         let mut recent: Vec<_> = history
             .iter()
             .rev()
-            .filter(|e| topics.is_none_or(|t| t.contains(e.topic)))
+            .filter(|e| topics.as_ref().is_none_or(|t| t.matches(e.topic, e.name())))
             .take(limit)
             .cloned()
             .collect();
@@ -668,7 +750,7 @@ impl Bus {
         stats.errors.fetch_add(1, Relaxed);
         inner.failures.fetch_add(1, Relaxed);
         let in_a_row = stats.failures_in_a_row.fetch_add(1, Relaxed) + 1;
-        warn!(subscriber = %sub.name, topic = %event.topic, seq = event.seq, %error, in_a_row, "event handler failed");
+        warn!(subscriber = %sub.name, topic = %event.name(), seq = event.seq, %error, in_a_row, "event handler failed");
         {
             let mut dead = inner.dead_letters.lock().expect("dead letter lock");
             if dead.len() == inner.config.dead_letters {
@@ -689,7 +771,7 @@ impl Bus {
                 Draft::new(
                     Topic::BusHandlerFailed,
                     "bus",
-                    json!({ "subscriber": sub.name, "topic": event.topic, "seq": event.seq, "error": error }),
+                    json!({ "subscriber": sub.name, "topic": event.name(), "seq": event.seq, "error": error }),
                 )
                 .correlation_id(event.correlation_id.to_string()),
             );
@@ -719,7 +801,7 @@ impl Bus {
 #[must_use = "a subscription starts only with .handler() or .stream()"]
 pub struct SubscribeBuilder<'a> {
     bus: &'a Bus,
-    topics: TopicSet,
+    topics: TopicSelector,
     patterns: Vec<String>,
     name: String,
     priority: i32,

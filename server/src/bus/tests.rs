@@ -60,6 +60,58 @@ async fn glob_subscriptions_match_families() {
 }
 
 #[tokio::test]
+async fn external_events_reach_subscribers_waiters_and_history_by_their_full_name() {
+    let bus = bus();
+    let name = |n: &str| ExtName::parse(n).unwrap();
+    let (_buttons, mut buttons) = forward(&bus, bus.subscribe_glob(&["ext.button.*"]).unwrap());
+    let (_all, mut all) = forward(&bus, bus.subscribe_glob::<&str>(&[]).unwrap());
+    let (_music, mut music) = forward(&bus, bus.subscribe_glob(&["music.*"]).unwrap());
+    let pressed = bus.wait_for(
+        TopicSelector::parse(&["ext.button.pressed"]).unwrap(),
+        |e| e.payload["button"] == 2,
+        Duration::from_secs(5),
+    );
+    bus.publish(Draft::external(
+        name("ext.sensor.door"),
+        "test",
+        json!({"open": true}),
+    ));
+    for button in [1, 2] {
+        bus.publish(
+            Draft::external(
+                name("ext.button.pressed"),
+                "test",
+                json!({"button": button}),
+            )
+            .correlation_id(format!("press-{button}")),
+        );
+    }
+    let event = pressed.await.unwrap();
+    assert_eq!(
+        (event.name(), event.topic),
+        ("ext.button.pressed", Topic::External)
+    );
+    assert_eq!(event.correlation_id, "press-2");
+    let first = buttons.recv().await.unwrap();
+    assert_eq!(
+        (first.name(), &first.payload),
+        ("ext.button.pressed", &json!({"button": 1}))
+    );
+    assert_eq!(buttons.recv().await.unwrap().payload["button"], 2);
+    assert_eq!(all.recv().await.unwrap().name(), "ext.sensor.door");
+    settle().await;
+    assert!(buttons.try_recv().is_err() && music.try_recv().is_err());
+
+    let doors = bus.history(Some(TopicSelector::parse(&["ext.sensor.*"]).unwrap()), 10);
+    assert_eq!(doors.len(), 1);
+    assert_eq!(doors[0].payload, json!({"open": true}));
+    assert_eq!(bus.history(Some(Topic::External), 10).len(), 3);
+    let json = serde_json::to_value(&*doors[0]).unwrap();
+    assert_eq!(json["topic"], "ext.sensor.door");
+    assert_eq!(bus.metrics()["topics"]["ext.*"], 3);
+}
+
+#[tokio::test]
 async fn higher_priority_is_handed_the_event_first() {
     let bus = bus();
     let order = Arc::new(Mutex::new(Vec::new()));
@@ -211,18 +263,18 @@ async fn history_keeps_the_most_recent_events() {
         );
     }
     let all: Vec<_> = bus
-        .history(None, 10)
+        .history(None::<Topic>, 10)
         .iter()
         .map(|e| e.payload.clone())
         .collect();
     assert_eq!(all, [json!(2), json!(3), json!(4)]);
     let modes: Vec<_> = bus
-        .history(Some(Topic::ModeChanged.into()), 10)
+        .history(Some(Topic::ModeChanged), 10)
         .iter()
         .map(|e| e.payload.clone())
         .collect();
     assert_eq!(modes, [json!(2), json!(4)]);
-    assert_eq!(bus.history(None, 1)[0].payload, json!(4));
+    assert_eq!(bus.history(None::<Topic>, 1)[0].payload, json!(4));
 }
 
 #[tokio::test]
@@ -240,7 +292,7 @@ async fn correlation_ids_come_from_the_draft_the_task_or_the_bus() {
     })
     .await;
     let own = bus.emit(Topic::ModeChanged, "test", ()).unwrap();
-    let history = bus.history(None, 3);
+    let history = bus.history(None::<Topic>, 3);
     assert_eq!(history[0].seq, given);
     assert_eq!(history[0].correlation_id, "req-1");
     assert_eq!(history[0].metadata["user"], "alice");

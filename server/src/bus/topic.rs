@@ -1,10 +1,16 @@
 //! Topics: every kind of event the droid publishes, in one enum with dotted
 //! names, each in a class that decides what goes first when a subscriber's
 //! queue is contended. Glob patterns (`music.*`, `system.mode.*`, `*`) compile
-//! once, at subscription, into a [`TopicSet`], so matching at publish time is
-//! a bit test.
+//! once, at subscription, into a [`TopicSelector`]: for the declared topics a
+//! [`TopicSet`], so matching at publish time is a bit test.
+//!
+//! Clients publish events of their own under `ext.` (`ext.button.pressed`),
+//! names the server cannot list in advance. They share one variant,
+//! [`Topic::External`], and each such event carries its full [`ExtName`]; a
+//! selector keeps the globs that can match an `ext.` name, tried only on
+//! external events (every other event still costs one bit test).
 
-use std::fmt;
+use std::{fmt, sync::Arc};
 
 /// How urgent a topic's events are when a subscriber's queue is contended:
 /// a queued higher class is delivered first and evicted last.
@@ -130,6 +136,9 @@ topics! {
     VoiceThinkingStopped = "voice.thinking.stopped", Normal;
     /// A client judged the conversation's mood: payload `sentiment`.
     VoiceSentiment = "voice.sentiment", Normal;
+    /// An event a client published under `ext.` (buttons, sensors,
+    /// scripts); each carries its full name, e.g. `ext.button.pressed`.
+    External = "ext.*", Normal;
     /// The eyes show another pattern.
     EyesPatternChanged = "eyes.pattern.changed", Normal;
     /// The eyes' brightness changed.
@@ -196,31 +205,11 @@ impl TopicSet {
             .filter(move |t| self.contains(*t))
     }
 
-    /// Compiles glob patterns (`*` any characters, dots included; `?` one
-    /// character). An empty list means every topic. A pattern that matches no
-    /// topic is an error that names the closest topics, because a typo would
-    /// otherwise be a subscription that silently never fires.
+    /// The declared topics that glob `patterns` select (with
+    /// [`Topic::External`] when one of them can match an `ext.` name); see
+    /// [`TopicSelector::parse`].
     pub fn parse<S: AsRef<str>>(patterns: &[S]) -> Result<Self, PatternError> {
-        if patterns.is_empty() {
-            return Ok(Self::all());
-        }
-        let mut set = TopicSet::default();
-        for pattern in patterns {
-            let pattern = pattern.as_ref().trim();
-            let matched: TopicSet = Topic::ALL
-                .iter()
-                .copied()
-                .filter(|t| glob_match(pattern, t.as_str()))
-                .collect();
-            if matched.is_empty() {
-                return Err(PatternError {
-                    pattern: pattern.to_string(),
-                    closest: closest(pattern),
-                });
-            }
-            set.0 |= matched.0;
-        }
-        Ok(set)
+        TopicSelector::parse(patterns).map(|s| s.set)
     }
 }
 
@@ -236,6 +225,223 @@ impl FromIterator<Topic> for TopicSet {
     }
 }
 
+/// What a subscription receives: a set of declared topics and, when the set
+/// holds [`Topic::External`], which external names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TopicSelector {
+    /// The declared topics.
+    set: TopicSet,
+    /// The globs an external event's name must match (one of them);
+    /// `None`: every name.
+    external: Option<Arc<[Box<str>]>>,
+}
+
+impl TopicSelector {
+    /// Compiles glob patterns (`*` any characters, dots included; `?` one
+    /// character). An empty list means every topic. A pattern that matches no
+    /// topic (and can match no `ext.` name) is an error that names the
+    /// closest topics, because a typo would otherwise be a subscription that
+    /// silently never fires.
+    pub fn parse<S: AsRef<str>>(patterns: &[S]) -> Result<Self, PatternError> {
+        if patterns.is_empty() {
+            return Ok(TopicSet::all().into());
+        }
+        let mut set = TopicSet::default();
+        let mut external: Vec<Box<str>> = Vec::new();
+        let mut every_name = false;
+        for pattern in patterns {
+            let pattern = pattern.as_ref().trim();
+            let matched: TopicSet = Topic::ALL
+                .iter()
+                .copied()
+                .filter(|t| *t != Topic::External && glob_match(pattern, t.as_str()))
+                .collect();
+            let ext = may_match_external(pattern);
+            if matched.is_empty() && !ext {
+                return Err(PatternError {
+                    pattern: pattern.to_string(),
+                    closest: closest(pattern),
+                });
+            }
+            set.0 |= matched.0;
+            if ext {
+                set.0 |= TopicSet::from(Topic::External).0;
+                every_name |= pattern.chars().all(|c| c == '*') || pattern == "ext.*";
+                external.push(pattern.into());
+            }
+        }
+        Ok(Self {
+            set,
+            external: (!every_name && !external.is_empty()).then(|| external.into()),
+        })
+    }
+
+    /// The declared topics selected.
+    pub fn set(&self) -> TopicSet {
+        self.set
+    }
+
+    /// Whether an event on `topic`, named `name` (its full name: only
+    /// external events have one of their own), is selected. For declared
+    /// topics a bit test; the globs run only for external events.
+    pub fn matches(&self, topic: Topic, name: &str) -> bool {
+        self.set.contains(topic)
+            && (topic != Topic::External
+                || self
+                    .external
+                    .as_ref()
+                    .is_none_or(|globs| globs.iter().any(|g| glob_match(g, name))))
+    }
+}
+
+impl From<TopicSet> for TopicSelector {
+    /// Every external name when the set holds [`Topic::External`].
+    fn from(set: TopicSet) -> Self {
+        Self {
+            set,
+            external: None,
+        }
+    }
+}
+
+impl From<Topic> for TopicSelector {
+    fn from(topic: Topic) -> Self {
+        TopicSet::from(topic).into()
+    }
+}
+
+/// Characters of an `ext.` name's segments besides lowercase letters and
+/// digits.
+const NAME_PUNCTUATION: [char; 2] = ['_', '-'];
+
+fn name_char(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || NAME_PUNCTUATION.contains(&c)
+}
+
+/// Whether glob `pattern` can match some external name: `ext.`, then name
+/// characters and dots. (Decided on the two automata together: the glob's
+/// positions against where in `ext.…` the text is.)
+fn may_match_external(pattern: &str) -> bool {
+    const PREFIX: &[u8] = b"ext.";
+    let p = pattern.as_bytes();
+    // The name's states: 0..4 inside `ext.`, 4 after it (a name character
+    // must come), 5 in the rest (name characters or dots); 5 accepts.
+    let step = |state: usize, c: u8| -> Option<usize> {
+        match state {
+            s if s < PREFIX.len() => (PREFIX[s] == c).then_some(s + 1),
+            4 => name_char(c as char).then_some(5),
+            _ => (name_char(c as char) || c == b'.').then_some(5),
+        }
+    };
+    // Characters that can stand for `?` or `*` in each state.
+    let any = |state: usize| -> Vec<u8> {
+        match state {
+            s if s < PREFIX.len() => vec![PREFIX[s]],
+            _ => vec![b'a', b'.'],
+        }
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut todo = vec![(0usize, 0usize)];
+    while let Some((pi, state)) = todo.pop() {
+        if !seen.insert((pi, state)) {
+            continue;
+        }
+        match p.get(pi) {
+            None => {
+                if state == 5 {
+                    return true;
+                }
+            }
+            Some(b'*') => {
+                todo.push((pi + 1, state));
+                for c in any(state) {
+                    if let Some(next) = step(state, c) {
+                        todo.push((pi, next));
+                    }
+                }
+            }
+            Some(b'?') => {
+                for c in any(state) {
+                    if let Some(next) = step(state, c) {
+                        todo.push((pi + 1, next));
+                    }
+                }
+            }
+            Some(&c) => {
+                if let Some(next) = step(state, c) {
+                    todo.push((pi + 1, next));
+                }
+            }
+        }
+    }
+    false
+}
+
+/// The longest external name, in bytes.
+pub const MAX_EXT_NAME: usize = 128;
+
+/// The full name of an external event: `ext.` and one or more dotted
+/// segments of lowercase letters, digits, `_` and `-` (`ext.button.pressed`),
+/// at most [`MAX_EXT_NAME`] bytes. Cheap to clone.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ExtName(Arc<str>);
+
+impl ExtName {
+    /// Checks `name`.
+    pub fn parse(name: &str) -> Result<Self, NameError> {
+        let bad = |problem: String| NameError {
+            name: name.to_string(),
+            problem,
+        };
+        let Some(rest) = name.strip_prefix("ext.") else {
+            return Err(bad("it does not start with 'ext.'".into()));
+        };
+        if name.len() > MAX_EXT_NAME {
+            return Err(bad(format!(
+                "it is {} bytes long; the limit is {MAX_EXT_NAME}",
+                name.len()
+            )));
+        }
+        for segment in rest.split('.') {
+            if segment.is_empty() {
+                return Err(bad(
+                    "it has an empty segment (nothing after 'ext.', two dots in a row, or a dot at the end)".into(),
+                ));
+            }
+            if let Some(c) = segment.chars().find(|c| !name_char(*c)) {
+                return Err(bad(format!(
+                    "'{}' is not allowed in a segment",
+                    c.escape_default()
+                )));
+            }
+        }
+        Ok(Self(Arc::from(name)))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ExtName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An external name that is not one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "'{name}' is not a valid external topic: {problem}. External topics are 'ext.' and dotted segments of lowercase letters, digits, '_' and '-', at most {MAX_EXT_NAME} bytes, e.g. 'ext.button.pressed'"
+)]
+pub struct NameError {
+    /// The name given.
+    pub name: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
 /// A pattern that matches no topic.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("no topic matches '{pattern}'{}", hint(.closest))]
@@ -248,7 +454,7 @@ pub struct PatternError {
 
 fn hint(closest: &[String]) -> String {
     if closest.is_empty() {
-        "; topics look like system.mode.changed, music.playback.started or eyes.* (see the README)"
+        "; topics look like system.mode.changed, music.playback.started, eyes.* or, for clients' own events, ext.* (see the README)"
             .into()
     } else {
         format!(
@@ -377,6 +583,81 @@ mod tests {
         );
         let err = TopicSet::parse(&["zzz"]).unwrap_err();
         assert!(err.to_string().contains("topics look like"), "{err}");
+    }
+
+    #[test]
+    fn ext_globs_select_external_events_by_their_full_name() {
+        let buttons = TopicSelector::parse(&["ext.button.*"]).unwrap();
+        assert!(buttons.matches(Topic::External, "ext.button.pressed"));
+        assert!(!buttons.matches(Topic::External, "ext.sensor.door"));
+        assert!(!buttons.matches(Topic::ModeChanged, "system.mode.changed"));
+        assert_eq!(buttons.set(), TopicSet::from(Topic::External));
+
+        // Globs that can match both kinds select both, each by its own test.
+        let started = TopicSelector::parse(&["*.started"]).unwrap();
+        assert!(started.matches(Topic::PlanStarted, "plan.started"));
+        assert!(started.matches(Topic::External, "ext.show.started"));
+        assert!(!started.matches(Topic::External, "ext.show.stopped"));
+
+        for every in [&["*"][..], &["ext.*"], &[]] {
+            let all = TopicSelector::parse(every).unwrap();
+            assert!(
+                all.matches(Topic::External, "ext.anything.at_all"),
+                "{every:?}"
+            );
+        }
+        // A declared topic (or set) as a selector takes every external name.
+        let external = TopicSelector::from(Topic::External);
+        assert!(external.matches(Topic::External, "ext.x"));
+        // Globs that cannot match an external name select no external event.
+        let music = TopicSelector::parse(&["music.*"]).unwrap();
+        assert!(!music.matches(Topic::External, "ext.music.x"));
+    }
+
+    #[test]
+    fn a_glob_is_accepted_when_it_can_match_some_external_name() {
+        for ok in [
+            "ext.*",
+            "ext.button.pressed",
+            "e*",
+            "*.pressed",
+            "ext.?",
+            "ext.a-b_c.9",
+        ] {
+            assert!(TopicSelector::parse(&[ok]).is_ok(), "{ok}");
+        }
+        for bad in [
+            "ext",
+            "ext.",
+            "ext..x",
+            "ext.Button",
+            "ext.a b",
+            "external.*",
+        ] {
+            assert!(TopicSelector::parse(&[bad]).is_err(), "{bad}");
+        }
+        let err = TopicSelector::parse(&["ex.*"]).unwrap_err();
+        assert!(err.to_string().ends_with("did you mean 'ext.*'?"), "{err}");
+    }
+
+    #[test]
+    fn external_names_are_checked_with_the_reason() {
+        assert_eq!(
+            ExtName::parse("ext.button.pressed").unwrap().as_str(),
+            "ext.button.pressed"
+        );
+        assert!(ExtName::parse("ext.a-1.b_2").is_ok());
+        let problem = |name: &str| ExtName::parse(name).unwrap_err().problem;
+        assert!(problem("button.pressed").contains("does not start with 'ext.'"));
+        assert!(problem("ext.").contains("empty segment"));
+        assert!(problem("ext.a..b").contains("empty segment"));
+        assert!(problem("ext.a.").contains("empty segment"));
+        assert_eq!(problem("ext.Button"), "'B' is not allowed in a segment");
+        assert_eq!(problem("ext.a b"), "' ' is not allowed in a segment");
+        assert!(problem(&format!("ext.{}", "a".repeat(MAX_EXT_NAME))).contains("the limit is 128"));
+        assert!(ExtName::parse(&format!("ext.{}", "a".repeat(MAX_EXT_NAME - 4))).is_ok());
+        let err = ExtName::parse("ext.").unwrap_err().to_string();
+        assert!(err.contains("e.g. 'ext.button.pressed'"), "{err}");
     }
 
     #[test]

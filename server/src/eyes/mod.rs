@@ -13,9 +13,11 @@
 //! firmware, at the wire's pace, and is marked virtual in status and logs.
 //! `sim` (with the `testkit` feature only) is the same firmware ([`firmware`])
 //! on a real pseudo-terminal, for tests and demos; [`protocol`] is the
-//! protocol as plain data.
+//! protocol as plain data. In INTERACTIVE mode the eyes also follow the
+//! conversation's events on the bus ([`conversation`]).
 
 mod actor;
+pub mod conversation;
 pub mod firmware;
 mod link;
 mod message;

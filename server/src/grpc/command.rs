@@ -26,8 +26,8 @@ impl CommandApi {
     }
 }
 
-/// The request's correlation id, or a new one.
-fn correlation_id(given: String) -> Result<String, Status> {
+/// The request's correlation id, or a new one (PublishEvent's too).
+pub(super) fn correlation_id(given: String) -> Result<String, Status> {
     if given.is_empty() {
         return Ok(uuid::Uuid::new_v4().to_string());
     }

@@ -54,6 +54,13 @@ impl From<CommandError> for Status {
     }
 }
 
+impl From<crate::bus::client::PublishError> for Status {
+    /// Every refusal is about the request itself: what may be published.
+    fn from(error: crate::bus::client::PublishError) -> Self {
+        Status::invalid_argument(error.to_string())
+    }
+}
+
 /// Why the router could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {

@@ -1,17 +1,18 @@
 //! `cantina.v1.SystemService`: the droid's state (GetStatus), its bus events
-//! as a stream (WatchEvents) and its mode (SetMode). Conversions between the
+//! as a stream (WatchEvents), its mode (SetMode), and clients' events put on
+//! the bus (PublishEvent, by the rules of `bus::client`). Conversions between the
 //! domain and proto types live here and nowhere else.
 
 use std::{pin::Pin, sync::Arc, time::SystemTime};
 
 use cantina::v1::{
-    self as pb, AudioStatus, BusEvent, EyesStatus, GetStatusRequest, SetModeRequest,
-    SetModeResponse, SubsystemStatus, SystemStatus, WatchEventsRequest,
-    system_service_server::SystemService,
+    self as pb, AudioStatus, BusEvent, EyesStatus, GetStatusRequest, PublishEventRequest,
+    PublishEventResponse, SetModeRequest, SetModeResponse, SubsystemStatus, SystemStatus,
+    WatchEventsRequest, system_service_server::SystemService,
 };
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::{
     bus::{Event, Item},
@@ -73,7 +74,7 @@ fn duration(d: std::time::Duration) -> prost_types::Duration {
 
 fn event_to_proto(event: &Event) -> BusEvent {
     BusEvent {
-        topic: event.topic.as_str().to_string(),
+        topic: event.name().to_string(),
         timestamp: Some(event.timestamp.into()),
         correlation_id: event.correlation_id.to_string(),
         source: event.source.to_string(),
@@ -183,6 +184,42 @@ impl SystemService for SystemApi {
             previous_mode: mode_to_proto(change.from) as i32,
             changed: change.changed(),
             message: change.describe(),
+        }))
+    }
+
+    async fn publish_event(
+        &self,
+        request: Request<PublishEventRequest>,
+    ) -> Result<Response<PublishEventResponse>, Status> {
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let PublishEventRequest {
+            topic,
+            payload,
+            correlation_id,
+        } = request.into_inner();
+        let correlation_id = super::command::correlation_id(correlation_id)?;
+        let payload = payload
+            .map(|p| cantina::json::struct_to_json(&p))
+            .unwrap_or_default();
+        let draft = crate::bus::client::draft(&topic, payload)?;
+        let topic = draft.name().to_string();
+        let seq = self
+            .droid
+            .bus
+            .publish(draft.correlation_id(&correlation_id).meta("peer", &peer))
+            .ok_or_else(|| {
+                Status::unavailable(
+                    "the event was not published: the event bus is closed (the server is shutting down)",
+                )
+            })?;
+        info!(%topic, %peer, seq, correlation_id = %correlation_id, "a client published an event");
+        Ok(Response::new(PublishEventResponse {
+            topic,
+            correlation_id,
+            seq,
         }))
     }
 }
