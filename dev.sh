@@ -4,7 +4,7 @@
 #   ./dev.sh server [FLAGS…]   build and run the server with its embedded defaults
 #   ./dev.sh test [ARGS…]      install what the tests need, then run the whole suite
 # Anything else the commands need (Debian packages: the ALSA headers for cpal,
-# ffmpeg for the tests' audio files; the Python gRPC client the reflection test
+# espeak-ng for speech, ffmpeg for the tests' audio files; the Python gRPC client the reflection test
 # drives) they install themselves, once.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -48,9 +48,10 @@ test_python() {
     export CANTINA_TEST_PYTHON
 }
 
-# cpal's ALSA backend builds against the ALSA headers, found through pkg-config.
+# cpal's ALSA backend builds against the ALSA headers, found through pkg-config;
+# the droid's voice is libespeak-ng (opened at run time) with its voice data.
 build_deps() {
-    apt_install libasound2-dev pkg-config
+    apt_install libasound2-dev pkg-config espeak-ng
 }
 
 case "${1:-}" in

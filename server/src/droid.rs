@@ -18,11 +18,11 @@ use crate::{
     audio::Audio,
     bus::{Bus, BusMonitor, Topic},
     eyes::Eyes,
-    speech::Speech,
     lifecycle::{StartError, StatusObserver, Subsystem, Supervisor},
     logs::Logs,
     modes::{Mode, ModeChange, ModeError, ModeHook, Modes},
     shutdown::Shutdown,
+    speech::Speech,
 };
 
 /// A subsystem as [`Parts`] holds it: a cheap handle, or an `Arc` of one

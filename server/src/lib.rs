@@ -40,10 +40,10 @@ use crate::{
     config::Config,
     droid::{Droid, Parts, ServerInfo},
     eyes::Eyes,
-    speech::Speech,
     lifecycle::StartError,
     logs::Logs,
     shutdown::Shutdown,
+    speech::Speech,
 };
 
 /// The server's version.

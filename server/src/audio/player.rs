@@ -574,7 +574,13 @@ impl Player {
                 frames_played,
             } => {
                 self.effects.retain(|(voice, _)| *voice != id);
-                self.speech_ended(id, SpeechEnd { frames_played, stopped });
+                self.speech_ended(
+                    id,
+                    SpeechEnd {
+                        frames_played,
+                        stopped,
+                    },
+                );
                 if self.chime == Some(id) {
                     self.chime = None;
                 }
@@ -1262,7 +1268,10 @@ impl Player {
                 )),
             )
             .map_err(|_| mixer_full())?;
-        let start = self.control.start_of(voice).expect("the voice was just added");
+        let start = self
+            .control
+            .start_of(voice)
+            .expect("the voice was just added");
         let at_frame = self.control.clock().frames();
         self.speaking.push(Utterance {
             voice,

@@ -160,7 +160,10 @@ impl Speech {
             }
             Speech::Voice(voice) => {
                 speech.set_voice(&voice).await?;
-                Reply::with_data(format!("speaking with voice {voice} from now on"), json!({ "voice": voice }))
+                Reply::with_data(
+                    format!("speaking with voice {voice} from now on"),
+                    json!({ "voice": voice }),
+                )
             }
         })
     }
@@ -173,7 +176,11 @@ fn spoken_reply(what: &str, spoken: &crate::speech::Spoken) -> Reply {
             "{what} ({}{:.1} s{}): {}",
             if spoken.estimated { "about " } else { "" },
             secs,
-            if spoken.cached { ", from the cache" } else { "" },
+            if spoken.cached {
+                ", from the cache"
+            } else {
+                ""
+            },
             spoken.id
         ),
         json!({

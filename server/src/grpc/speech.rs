@@ -5,7 +5,8 @@
 
 use cantina::v1::{
     AudioEncoding, ListVoicesRequest, ListVoicesResponse, SpeakAudioRequest, SpeakRequest,
-    SpeakResponse, StopSpeechRequest, StopSpeechResponse, Voice, speech_service_server::SpeechService,
+    SpeakResponse, StopSpeechRequest, StopSpeechResponse, Voice,
+    speech_service_server::SpeechService,
 };
 use futures_util::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
@@ -79,7 +80,10 @@ async fn correlated<T, F: Future<Output = T>>(metadata: &tonic::metadata::Metada
 
 #[tonic::async_trait]
 impl SpeechService for SpeechApi {
-    async fn speak(&self, request: Request<SpeakRequest>) -> Result<Response<SpeakResponse>, Status> {
+    async fn speak(
+        &self,
+        request: Request<SpeakRequest>,
+    ) -> Result<Response<SpeakResponse>, Status> {
         let (metadata, _, r) = request.into_parts();
         let options = options(r.voice, r.cache_key, r.duck_level, r.duck_fade)?;
         let spoken = correlated(&metadata, self.speech.speak(&r.text, options))

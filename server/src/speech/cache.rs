@@ -54,7 +54,14 @@ pub struct Cache {
 
 /// The cache name of synthesized text.
 pub fn text_key(engine: &str, voice: &str, rate: u32, pitch: u32, text: &str) -> String {
-    hash(&["text", engine, voice, &rate.to_string(), &pitch.to_string(), text])
+    hash(&[
+        "text",
+        engine,
+        voice,
+        &rate.to_string(),
+        &pitch.to_string(),
+        text,
+    ])
 }
 
 /// The cache name of a clip a client named `key`.
@@ -122,7 +129,9 @@ impl Cache {
             Err(hound::Error::IoError(e)) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => {
                 let _ = fs::remove_file(&path);
-                return Err(format!("a damaged clip in the speech cache was removed ({e})"));
+                return Err(format!(
+                    "a damaged clip in the speech cache was removed ({e})"
+                ));
             }
         };
         let spec = reader.spec();

@@ -416,7 +416,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_piper_model_that_does_not_exist_is_refused_with_what_to_do() {
-        let Err(e) = EngineThread::start(&EngineChoice::Piper("/nonexistent/voice.onnx".into())).await
+        let Err(e) =
+            EngineThread::start(&EngineChoice::Piper("/nonexistent/voice.onnx".into())).await
         else {
             panic!("started");
         };
@@ -461,6 +462,12 @@ mod tests {
         assert!(ends[1].1 > ends[0].1 + engine.info().rate as usize / 3);
         assert!(engine.check_voice("en-us+robosoft").await.is_ok());
         assert!(engine.check_voice("xx-nonexistent").await.is_err());
-        assert!(engine.voices().await.iter().any(|v| v.name.starts_with("en")));
+        assert!(
+            engine
+                .voices()
+                .await
+                .iter()
+                .any(|v| v.name.starts_with("en"))
+        );
     }
 }

@@ -18,7 +18,7 @@ const LOUD_DB: f32 = -12.0;
 
 /// The brightness digit (`0`–`9`) for one window's RMS (full scale 1.0).
 pub fn level(rms: f32) -> u8 {
-    if !(rms > 0.0) {
+    if rms.is_nan() || rms <= 0.0 {
         return FLOOR;
     }
     let db = 20.0 * rms.log10();

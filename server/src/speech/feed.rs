@@ -140,13 +140,9 @@ impl Feeder {
                 _ => stereo.extend(pcm.iter().map(|&s| f32::from(s) / 32768.0)),
             }
             out.clear();
-            let converted = rs.push(&stereo, &mut out).and_then(|()| {
-                if last {
-                    rs.finish(&mut out)
-                } else {
-                    Ok(())
-                }
-            });
+            let converted = rs
+                .push(&stereo, &mut out)
+                .and_then(|()| if last { rs.finish(&mut out) } else { Ok(()) });
             if let Err(e) = converted {
                 end.error = Some(format!("converting speech failed: {e}"));
                 return false;

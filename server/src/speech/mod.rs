@@ -45,8 +45,8 @@ use crate::{
     eyes::{Eyes, Pattern},
     lifecycle::{BoxFuture, ServiceStatus, StatusHandle, Subsystem},
 };
-pub use cache::Clip;
 use cache::Cache;
+pub use cache::Clip;
 pub use engine::VoiceInfo;
 use engine::{EngineThread, Params};
 pub use settings::{EngineChoice, SpeechSettings};
@@ -83,9 +83,9 @@ impl From<ActorError> for SpeechError {
 impl From<AudioError> for SpeechError {
     fn from(e: AudioError) -> Self {
         match e {
-            AudioError::Unavailable(m) => SpeechError::Unavailable(format!(
-                "the audio cannot play speech now: {m}"
-            )),
+            AudioError::Unavailable(m) => {
+                SpeechError::Unavailable(format!("the audio cannot play speech now: {m}"))
+            }
             AudioError::NotFound(m) | AudioError::Refused(m) => SpeechError::Unavailable(m),
         }
     }
@@ -192,10 +192,7 @@ type Envelope = crate::actor::Envelope<Request, Result<Outcome, SpeechError>>;
 enum Request {
     Speak { text: String, options: SpeakOptions },
     PlayCached { key: String, options: SpeakOptions },
-    PlayClip {
-        clip: Clip,
-        options: SpeakOptions,
-    },
+    PlayClip { clip: Clip, options: SpeakOptions },
     Stop { id: Option<String> },
     Voices,
     SetVoice { voice: String },
@@ -368,7 +365,10 @@ impl Speech {
 }
 
 fn wrong() -> SpeechError {
-    SpeechError::Unavailable("the speech answered with the wrong kind of outcome; this is a bug: please report it".into())
+    SpeechError::Unavailable(
+        "the speech answered with the wrong kind of outcome; this is a bug: please report it"
+            .into(),
+    )
 }
 
 fn check_options(options: &SpeakOptions) -> Result<(), SpeechError> {
@@ -670,7 +670,14 @@ impl Actor {
             Request::PlayCached { key, options } => {
                 let answer = match self.cache.get(&cache::named_key(&key)) {
                     Ok(Some(clip)) => {
-                        self.start(Source::Cached(key), feed::Input::Clip(clip), true, options, reply, correlation);
+                        self.start(
+                            Source::Cached(key),
+                            feed::Input::Clip(clip),
+                            true,
+                            options,
+                            reply,
+                            correlation,
+                        );
                         return;
                     }
                     Ok(None) => SpeechError::NotFound(format!(
@@ -686,7 +693,14 @@ impl Actor {
                 {
                     self.cache_failed(e);
                 }
-                self.start(Source::Upload, feed::Input::Clip(clip), false, options, reply, correlation);
+                self.start(
+                    Source::Upload,
+                    feed::Input::Clip(clip),
+                    false,
+                    options,
+                    reply,
+                    correlation,
+                );
             }
             Request::Stop { id } => {
                 let answer = self.stop(id).await;
@@ -706,7 +720,8 @@ impl Actor {
                             info!(voice = %voice, "speech voice set");
                             self.voice = voice.clone();
                             // A bad configured voice is fixed now.
-                            self.engine_problems.retain(|p| !p.ends_with("(speech_voice)"));
+                            self.engine_problems
+                                .retain(|p| !p.ends_with("(speech_voice)"));
                             self.speech.inner.state.send_modify(|s| {
                                 s.voice = voice;
                             });
@@ -743,13 +758,26 @@ impl Actor {
         let engine_id = self.engine.as_ref().map(|e| e.info().id.clone());
         let key = match (&options.cache_key, &engine_id) {
             (Some(key), _) => Some(cache::named_key(key)),
-            (None, Some(id)) => Some(cache::text_key(id, &voice, settings.rate, settings.pitch, &text)),
+            (None, Some(id)) => Some(cache::text_key(
+                id,
+                &voice,
+                settings.rate,
+                settings.pitch,
+                &text,
+            )),
             (None, None) => None,
         };
         if let Some(key) = &key {
             match self.cache.get(key) {
                 Ok(Some(clip)) => {
-                    self.start(Source::Text(text), feed::Input::Clip(clip), true, options, reply, correlation);
+                    self.start(
+                        Source::Text(text),
+                        feed::Input::Clip(clip),
+                        true,
+                        options,
+                        reply,
+                        correlation,
+                    );
                     return;
                 }
                 Ok(None) => {}
@@ -1162,7 +1190,11 @@ fn estimate(progress: &Mutex<feed::Progress>, rate: u32, source: &Source) -> (Du
         return (Duration::from_secs_f64(made), true);
     };
     let sentences = text::sentences(text);
-    let chars_done: usize = sentences.iter().take(p.sentences).map(|s| s.chars().count()).sum();
+    let chars_done: usize = sentences
+        .iter()
+        .take(p.sentences)
+        .map(|s| s.chars().count())
+        .sum();
     let chars_all: usize = sentences.iter().map(|s| s.chars().count()).sum();
     let per_char = if chars_done > 0 {
         made / chars_done as f64

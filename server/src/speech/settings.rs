@@ -128,7 +128,10 @@ impl Show for EngineChoice {
 fn parse_voice(s: &str) -> Result<String, String> {
     let s = s.trim();
     if s.is_empty() || s.len() > 64 || s.chars().any(|c| c.is_control()) {
-        return Err("give a voice name such as `en-us` or `en-us+robosoft` (`speech voices` lists them)".into());
+        return Err(
+            "give a voice name such as `en-us` or `en-us+robosoft` (`speech voices` lists them)"
+                .into(),
+        );
     }
     Ok(s.to_string())
 }

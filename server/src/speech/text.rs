@@ -79,7 +79,11 @@ mod tests {
     fn text_is_cut_after_each_sentence() {
         assert_eq!(
             sentences("Welcome to Oga's Cantina! The band plays at 9.30 tonight. Ready?"),
-            ["Welcome to Oga's Cantina!", "The band plays at 9.30 tonight.", "Ready?"]
+            [
+                "Welcome to Oga's Cantina!",
+                "The band plays at 9.30 tonight.",
+                "Ready?"
+            ]
         );
     }
 
