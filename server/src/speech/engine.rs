@@ -119,7 +119,8 @@ pub struct EngineInfo {
     pub rate: u32,
 }
 
-/// The engine's thread: jobs go in, samples come out. Dropping it ends the thread.
+/// The engine's thread: jobs go in, samples come out. Dropping the last handle ends
+/// the thread, but for espeak-ng's, which lives as long as the process.
 pub struct EngineThread {
     jobs: std_mpsc::Sender<Job>,
     info: EngineInfo,
@@ -132,10 +133,28 @@ impl EngineThread {
     ///
     /// Why the engine cannot run (not installed, no model …), saying what to
     /// do; `Ok(None)` for `none`.
-    pub async fn start(choice: &EngineChoice) -> Result<Option<Self>, String> {
-        if *choice == EngineChoice::None {
-            return Ok(None);
+    pub async fn start(choice: &EngineChoice) -> Result<Option<Arc<Self>>, String> {
+        match choice {
+            EngineChoice::None => Ok(None),
+            // libespeak-ng has one global state per process: one thread runs
+            // it for every server in the process (tests run several), for
+            // the process's life; a later start shares it.
+            EngineChoice::Espeak => {
+                static ESPEAK: tokio::sync::Mutex<Option<Arc<EngineThread>>> =
+                    tokio::sync::Mutex::const_new(None);
+                let mut shared = ESPEAK.lock().await;
+                if let Some(engine) = shared.as_ref() {
+                    return Ok(Some(engine.clone()));
+                }
+                let engine = Arc::new(Self::open(choice).await?);
+                *shared = Some(engine.clone());
+                Ok(Some(engine))
+            }
+            EngineChoice::Piper(_) => Ok(Some(Arc::new(Self::open(choice).await?))),
         }
+    }
+
+    async fn open(choice: &EngineChoice) -> Result<Self, String> {
         let (jobs, rx) = std_mpsc::channel::<Job>();
         let (ready_tx, ready) = oneshot::channel();
         let choice = choice.clone();
@@ -169,7 +188,7 @@ impl EngineThread {
         let info = ready
             .await
             .map_err(|_| "the speech engine's thread ended at start".to_string())??;
-        Ok(Some(Self { jobs, info }))
+        Ok(Self { jobs, info })
     }
 
     /// The engine.

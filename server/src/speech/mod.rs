@@ -573,7 +573,7 @@ impl Subsystem for Speech {
             let actor = Actor {
                 speech: self.clone(),
                 voice: settings.voice.clone(),
-                engine: engine.map(Arc::new),
+                engine,
                 engine_problems: problems,
                 cache,
                 cache_problem,
