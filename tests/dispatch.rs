@@ -187,7 +187,7 @@ async fn help_lists_every_command_and_describes_one() {
         );
     }
     let commands = data(&overview)["commands"].as_array().unwrap().len();
-    assert_eq!(commands, 30);
+    assert_eq!(commands, 36);
 
     let one = dispatch(&server, "help e").await.unwrap();
     assert!(
