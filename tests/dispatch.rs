@@ -325,6 +325,12 @@ async fn list_commands_describes_every_command_by_category() {
             "eye brightness",
             "eye test",
             "eye status",
+            "say",
+            "speech stop",
+            "speech status",
+            "speech voices",
+            "speech voice",
+            "speech play",
             "debug level"
         ]
     );
@@ -360,7 +366,7 @@ async fn list_commands_describes_every_command_by_category() {
     assert!(
         unknown
             .message()
-            .contains("system, modes, music, dj, eyes, debug"),
+            .contains("system, modes, music, dj, eyes, speech, debug"),
         "{}",
         unknown.message()
     );

@@ -62,7 +62,8 @@ async fn get_status_reports_the_whole_droid() {
             ("logs", ServiceStatus::Running, false),
             ("bus", ServiceStatus::Running, true),
             ("audio", ServiceStatus::Running, false),
-            ("eyes", ServiceStatus::Running, false)
+            ("eyes", ServiceStatus::Running, false),
+            ("speech", ServiceStatus::Running, false)
         ]
     );
     let metrics = cantina::json::struct_to_json(status.bus.as_ref().unwrap());
@@ -296,12 +297,14 @@ async fn status_changes_are_events_and_move_health() {
         .unwrap()
         .into_inner();
     assert!(
-        reply.message.contains("restarted logs, bus, audio, eyes"),
+        reply
+            .message
+            .contains("restarted logs, bus, audio, eyes, speech"),
         "{}",
         reply.message
     );
     let mut statuses = Vec::new();
-    while statuses.len() < 16 {
+    while statuses.len() < 20 {
         let event = next(&mut events).await;
         let p = payload(&event);
         statuses.push(format!(
@@ -314,6 +317,8 @@ async fn status_changes_are_events_and_move_health() {
     assert_eq!(
         statuses,
         [
+            "speech STOPPING",
+            "speech STOPPED",
             "eyes STOPPING",
             "eyes STOPPED",
             "audio STOPPING",
@@ -330,6 +335,8 @@ async fn status_changes_are_events_and_move_health() {
             "audio RUNNING",
             "eyes STARTING",
             "eyes RUNNING",
+            "speech STARTING",
+            "speech RUNNING",
         ]
     );
 

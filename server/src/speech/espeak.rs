@@ -4,7 +4,7 @@
 //! samples as it makes them, so a sentence streams out as it is made.
 //!
 //! The library keeps global state: it is used from the speech engine's one
-//! thread only ([`super::engine`]).
+//! thread only (`engine.rs`).
 
 use std::{
     cell::Cell,
@@ -14,7 +14,7 @@ use std::{
 
 use libloading::Library;
 
-use super::engine::{Engine, Params, VoiceInfo};
+use super::synth::{Engine, Params, Piece, VoiceInfo};
 
 /// The Debian package that brings the library.
 pub const PACKAGE: &str = "espeak-ng";
@@ -198,25 +198,31 @@ impl Espeak {
     }
 }
 
-impl Engine for Espeak {
-    fn name(&self) -> String {
-        format!("espeak-ng {}", self.version)
-    }
-
-    fn id(&self) -> String {
-        "espeak-ng".into()
-    }
-
-    fn rate(&self) -> u32 {
-        self.rate
-    }
-
-    fn voices(&mut self) -> Vec<VoiceInfo> {
+impl Espeak {
+    /// The library's voices, or those of `language` (`variant` gives the variants).
+    fn list(&self, language: Option<&CString>) -> Vec<VoiceInfo> {
         let mut out = Vec::new();
+        let mut spec = Voice {
+            name: std::ptr::null(),
+            languages: language.map_or(std::ptr::null(), |l| l.as_ptr()),
+            identifier: std::ptr::null(),
+            gender: 0,
+            age: 0,
+            variant: 0,
+            xx1: 0,
+            score: 0,
+            spare: std::ptr::null_mut(),
+        };
+        let spec_ptr = if language.is_some() {
+            &raw mut spec
+        } else {
+            std::ptr::null_mut()
+        };
         // SAFETY: the library returns a NULL-terminated array of voices that
-        // stays valid until the next call; each is read at once.
+        // stays valid until the next call; each is read at once. `spec`
+        // outlives the call.
         unsafe {
-            let mut list = (self.api.list_voices)(std::ptr::null_mut());
+            let mut list = (self.api.list_voices)(spec_ptr);
             while !list.is_null() && !(*list).is_null() {
                 let v = &**list;
                 let text = |p: *const c_char| {
@@ -233,7 +239,7 @@ impl Engine for Espeak {
                     text(v.languages.add(1))
                 };
                 out.push(VoiceInfo {
-                    name: if language.is_empty() {
+                    name: if language.is_empty() || language == "variant" {
                         text(v.identifier)
                     } else {
                         language
@@ -249,6 +255,31 @@ impl Engine for Espeak {
                 list = list.add(1);
             }
         }
+        out
+    }
+}
+
+impl Engine for Espeak {
+    fn name(&self) -> String {
+        format!("espeak-ng {}", self.version)
+    }
+
+    fn id(&self) -> String {
+        "espeak-ng".into()
+    }
+
+    fn rate(&self) -> u32 {
+        self.rate
+    }
+
+    fn voices(&mut self) -> Vec<VoiceInfo> {
+        let mut out = self.list(None);
+        // The variants (`+robosoft` …), which go after any language.
+        let variant = CString::new("variant").expect("no NUL");
+        out.extend(self.list(Some(&variant)).into_iter().map(|mut v| {
+            v.name = format!("+{}", v.name.rsplit('/').next().unwrap_or(&v.name));
+            v
+        }));
         out
     }
 
@@ -269,7 +300,7 @@ impl Engine for Espeak {
         &mut self,
         sentences: &[String],
         params: &Params,
-        sink: &mut dyn FnMut(super::engine::Piece<'_>) -> bool,
+        sink: &mut dyn FnMut(Piece<'_>) -> bool,
     ) -> Result<(), String> {
         self.check_voice(&params.voice)?;
         // SAFETY: plain integer parameters.
@@ -280,7 +311,7 @@ impl Engine for Espeak {
         for (i, sentence) in sentences.iter().enumerate() {
             let mut go_on = true;
             let mut audio = |pcm: &[i16]| {
-                go_on = sink(super::engine::Piece::Audio(pcm));
+                go_on = sink(Piece::Audio(pcm));
                 go_on
             };
             let text = CString::new(sentence.replace('\0', " ")).expect("no NUL left");
@@ -312,7 +343,7 @@ impl Engine for Espeak {
                     i + 1
                 ));
             }
-            if !sink(super::engine::Piece::SentenceEnd(i)) {
+            if !sink(Piece::SentenceEnd(i)) {
                 return Ok(());
             }
         }

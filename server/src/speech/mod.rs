@@ -21,6 +21,7 @@ pub mod envelope;
 mod espeak;
 mod feed;
 pub mod settings;
+mod synth;
 pub mod text;
 
 use std::{
@@ -1078,6 +1079,10 @@ impl Utterance {
             }
         };
         *self.voice.lock().expect("voice") = Some(started.voice);
+        // Stopped while it was being handed over: stop what the mixer got.
+        if self.cancel.load(Ordering::Relaxed) {
+            let _ = inner.audio.stop_speech(Some(started.voice)).await;
+        }
         let (duration, estimated) = match known {
             Some(d) => (d, false),
             None => estimate(&progress, out_rate, &self.source),
