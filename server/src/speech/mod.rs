@@ -1273,7 +1273,14 @@ async fn drive_eyes(
 async fn restore_eyes(speech: &Speech, share: &EyesShare) {
     let eyes = &speech.inner.eyes;
     let _ = eyes.voice_level(None).await;
-    let before = share.before.lock().expect("eyes").take();
+    let before = share.before.lock().expect("eyes").take().map(|p| match p {
+        // A reply spoken ends the listening or thinking before it: the
+        // conversation goes back to INTERACTIVE's resting pattern.
+        Pattern::Listening | Pattern::Thinking => {
+            crate::eyes::pattern_for(crate::modes::Mode::Interactive)
+        }
+        other => other,
+    });
     if let Some(before) = before
         && eyes.state().pattern == Pattern::Speaking
         && let Err(e) = eyes.set_pattern(before).await
