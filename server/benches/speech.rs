@@ -13,12 +13,15 @@
 //!    first speech sample. Target: the long text no slower than the short one
 //!    plus the time to make one sentence.
 //! 3. **Envelope digit → board**: the eyes on the simulated board on a real
-//!    pseudo-terminal. The levels the server must send are worked out
-//!    offline from the same engine, resampler and envelope; each digit's
-//!    window begins at frame `S + k·W` (`S`: the voice's first frame in the
-//!    file); the bench's clock watcher gives the moment the output had
-//!    rendered that frame, and the board stamps the moment the digit's byte
-//!    finished arriving. Target: p99 ≤ one period + the wire's 2 bytes.
+//!    pseudo-terminal, the speech alone at volume 100, so the output file
+//!    holds the speech voice's samples exactly. The levels the server must
+//!    send are worked out from the file with the same envelope (espeak-ng's
+//!    output varies by a few samples between syntheses, so a second
+//!    synthesis is no reference); each digit's window begins at frame
+//!    `S + k·W` (`S`: the voice's first frame, on a period boundary); the
+//!    bench's clock watcher gives the moment the output had rendered that
+//!    frame, and the board stamps the moment the digit's byte finished
+//!    arriving. Target: p99 ≤ one period + the wire's 2 bytes.
 //!
 //! `cargo bench` passes `--bench`; without it (`cargo test --benches`) this
 //! is a quick check with few trials.
@@ -35,7 +38,7 @@ use std::{
 };
 
 use cantina_server::{
-    audio::{Audio, AudioSettings, decode::StreamResampler},
+    audio::{Audio, AudioSettings},
     bus::{Bus, TopicSet},
     config::{AudioOutput, EyesPort},
     declare,
@@ -394,6 +397,8 @@ async fn run(full: bool) {
     let clock = d.audio.clock().expect("the audio runs");
     let watcher = Watcher::start(clock.clone());
     let text_eyes: String = sentences[..if full { 8 } else { 2 }].join(" ");
+    // At full volume the file holds the speech's samples as the server measured them.
+    d.audio.volume(100).await.expect("volume");
     let c = clock.frames();
     let ended = d.bus.wait_for(
         TopicSet::parse(&["speech.ended"]).unwrap(),
@@ -420,39 +425,41 @@ async fn run(full: bool) {
         .filter(|(b, _)| b.is_ascii_digit())
         .map(|(b, at)| (b - b'0', *at))
         .collect();
+    // The last is the brightness put back after the speech.
+    let mut digits = digits;
+    digits.pop();
 
-    // The levels the server had to send, worked out offline.
-    let (pcm, _) = synth(&engine, &text::sentences(&text_eyes));
-    let mut rs = StreamResampler::new(engine_rate, RATE).unwrap();
-    let stereo: Vec<f32> = pcm
-        .iter()
-        .flat_map(|&s| {
-            let v = f32::from(s) / 32768.0;
-            [v, v]
-        })
-        .collect();
-    let mut out = Vec::new();
-    rs.push(&stereo, &mut out).unwrap();
-    rs.finish(&mut out).unwrap();
-    let lead = out.chunks(2).position(|f| f[0].abs() > 0.0).unwrap_or(0);
-    let mut env = Envelope::new(RATE);
-    let window = env.window() as u64;
-    let mut levels = Vec::new();
-    env.push(&out, &mut levels);
-    env.finish(&mut levels);
-    let mut due = Vec::new();
-    let mut last = None;
-    for (k, l) in levels.iter().enumerate() {
-        if last != Some(*l) {
-            last = Some(*l);
-            due.push((k as u64, *l));
-        }
-    }
+    // The levels the server had to send, worked out from the output: at
+    // volume 100 with nothing else playing, the file holds the speech voice's
+    // samples exactly (f32), from the voice's first frame S, which is on a
+    // period boundary (a voice starts with a render). espeak-ng's output
+    // varies by a few samples from one synthesis to the next, so the file,
+    // not a second synthesis, is the reference.
     let x = read_wav(&wav);
-    let first_sound = (c as usize..x.len())
-        .find(|&i| x[i] != 0.0)
-        .expect("speech in the file") as u64;
-    let start = first_sound - lead as u64;
+    let first_sound = (c as usize..x.len()).find(|&i| x[i] != 0.0).expect("speech in the file") as u64;
+    let window = u64::from(RATE / 25);
+    let transitions = |start: u64| {
+        let mut env = Envelope::new(RATE);
+        let stereo: Vec<f32> = x[start as usize..].iter().flat_map(|&v| [v, v]).collect();
+        let mut levels = Vec::new();
+        env.push(&stereo, &mut levels);
+        env.finish(&mut levels);
+        let mut due = Vec::new();
+        let mut last = None;
+        for (k, l) in levels.iter().enumerate() {
+            if last != Some(*l) {
+                last = Some(*l);
+                due.push((k as u64, *l));
+            }
+        }
+        due
+    };
+    let base = first_sound / u64::from(PERIOD) * u64::from(PERIOD);
+    let (start, due) = (0..12u64)
+        .filter_map(|back| base.checked_sub(back * u64::from(PERIOD)))
+        .map(|start| (start, transitions(start)))
+        .max_by_key(|(_, due)| digits.iter().zip(due).filter(|(d, e)| d.0 == e.1).count())
+        .expect("a start");
     let matched = digits.iter().zip(&due).filter(|(d, e)| d.0 == e.1).count();
     let mut delays = Vec::new();
     for ((_, at), (k, _)) in digits.iter().zip(&due) {
@@ -470,7 +477,7 @@ async fn run(full: bool) {
     let budget = (f64::from(PERIOD) / f64::from(RATE) + 2.0 * byte_time.as_secs_f64()) * 1e3;
     let p99 = percentile(&delays, 0.99);
     println!(
-        "## 3. Envelope digit → board, against the sample clock ({} digits; {matched} of them the level worked out offline)\n",
+        "## 3. Envelope digit → board, against the sample clock ({} digits; {matched} of them the level the output's envelope calls for)\n",
         digits.len()
     );
     println!("| measure | p50 | p99 | max | budget (1 period + 2 bytes) | ratio p99 / budget |");
