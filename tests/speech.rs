@@ -363,9 +363,14 @@ async fn bad_speech_is_refused_with_what_to_do_and_the_music_plays_on() {
         .collect();
     let playing = upload(&server, raw(16_000, 1), &pcm).await.unwrap();
     assert!((2.9..3.1).contains(&secs(&playing.duration)));
+    let end = server.server.droid().bus.wait_for(
+        TopicSet::parse(&["speech.ended"]).unwrap(),
+        |_| true,
+        Duration::from_secs(10),
+    );
     let stopped = server.dispatch("speech stop").await.unwrap();
     assert!(stopped.message.contains("stopped"), "{}", stopped.message);
-    assert_eq!(ended(&server).await["reason"], "stopped");
+    assert_eq!(end.await.unwrap().payload["reason"], "stopped");
 
     let audio = SystemServiceClient::new(server.channel().await)
         .get_status(GetStatusRequest::default())

@@ -436,7 +436,9 @@ async fn run(full: bool) {
     // varies by a few samples from one synthesis to the next, so the file,
     // not a second synthesis, is the reference.
     let x = read_wav(&wav);
-    let first_sound = (c as usize..x.len()).find(|&i| x[i] != 0.0).expect("speech in the file") as u64;
+    let first_sound = (c as usize..x.len())
+        .find(|&i| x[i] != 0.0)
+        .expect("speech in the file") as u64;
     let window = u64::from(RATE / 25);
     let transitions = |start: u64| {
         let mut env = Envelope::new(RATE);

@@ -387,9 +387,28 @@ pub fn decode_all(
     out_rate: Option<u32>,
     mut sink: impl FnMut(&[f32]),
 ) -> Result<StreamInfo, DecodeError> {
+    decode_while(path, out_rate, |samples| {
+        sink(samples);
+        true
+    })
+}
+
+/// [`decode_all`], stopping early (without an error) when `sink` returns
+/// false: for input that must not decode without bound (uploads).
+///
+/// # Errors
+///
+/// As [`decode_all`].
+pub fn decode_while(
+    path: &Path,
+    out_rate: Option<u32>,
+    mut sink: impl FnMut(&[f32]) -> bool,
+) -> Result<StreamInfo, DecodeError> {
     let mut pipeline = guard(path, || Pipeline::open(path, out_rate))?;
     while guard(path, || pipeline.fill())? {
-        sink(&pipeline.out);
+        if !sink(&pipeline.out) {
+            return Ok(pipeline.info);
+        }
     }
     if pipeline.skipped > 0 {
         warn!(

@@ -107,7 +107,8 @@ impl From<SpeechError> for CommandError {
         match e {
             SpeechError::Invalid(m) => CommandError::FailedPrecondition(m),
             SpeechError::NotFound(m) => CommandError::NotFound(m),
-            SpeechError::Unavailable(m) => CommandError::Unavailable(m),
+            SpeechError::Unavailable(m) | SpeechError::Busy(m) => CommandError::Unavailable(m),
+            SpeechError::Stopped(m) => CommandError::FailedPrecondition(m),
         }
     }
 }

@@ -717,7 +717,8 @@ impl Actor {
                     );
                 }
             }
-            Effect::Level(level) => self.voice_level = Some(level),
+            // What a heartbeat re-sends was set when the request came.
+            Effect::Level(_) => {}
             Effect::Heartbeat => {}
         }
         if let Some(reply) = job.reply {
@@ -727,6 +728,12 @@ impl Actor {
 
     /// Handles a request from the handle.
     fn request(&mut self, request: Request) {
+        // The voice's level holds from when it is asked, in the order asked
+        // (also while the board is down), so a heartbeat never re-sends a
+        // level the speech has already left.
+        if let Request::Level { level, .. } = &request {
+            self.voice_level = level.map(|l| l.min(9));
+        }
         // Only a board that answers takes commands; while it (re)boots
         // they would wait seconds, or fail, behind the sync.
         let down = self.phase != Phase::Up;
@@ -802,10 +809,7 @@ impl Actor {
             } => {
                 let effect = match level {
                     Some(level) => Effect::Level(level.min(9)),
-                    None => {
-                        self.voice_level = None;
-                        Effect::Brightness(self.brightness)
-                    }
+                    None => Effect::Brightness(self.brightness),
                 };
                 self.waiting
                     .push_back(job(effect, self.brightness, Some(reply), correlation));

@@ -30,6 +30,8 @@ fn status(e: SpeechError) -> Status {
         SpeechError::Invalid(m) => Status::invalid_argument(m),
         SpeechError::NotFound(m) => Status::not_found(m),
         SpeechError::Unavailable(m) => Status::unavailable(m),
+        SpeechError::Busy(m) => Status::resource_exhausted(m),
+        SpeechError::Stopped(m) => Status::aborted(m),
     }
 }
 

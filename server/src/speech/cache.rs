@@ -105,6 +105,12 @@ impl Cache {
     pub fn check(&self) -> Result<(), String> {
         fs::create_dir_all(&self.dir)
             .and_then(|()| {
+                // What a crash left half written.
+                for entry in fs::read_dir(&self.dir)?.flatten() {
+                    if entry.path().extension().is_some_and(|x| x == "tmp") {
+                        let _ = fs::remove_file(entry.path());
+                    }
+                }
                 let probe = self.dir.join(".write-test");
                 fs::write(&probe, b"")?;
                 fs::remove_file(probe)
@@ -161,12 +167,19 @@ impl Cache {
     ///
     /// Why it could not be written (the clip still played).
     pub fn put(&self, key: &str, clip: &Clip) -> Result<(), String> {
-        if self.max == 0 {
+        // A clip bigger than the whole cache would only evict the others.
+        let size = 44 + 2 * clip.samples.len() as u64;
+        if self.max == 0 || size > self.max {
             return Ok(());
         }
         let write = || -> Result<(), hound::Error> {
             fs::create_dir_all(&self.dir)?;
-            let tmp = self.dir.join(format!(".{key}.{}.tmp", std::process::id()));
+            // Unique, so two utterances of the same text never share one.
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = self
+                .dir
+                .join(format!(".{key}.{}.{n}.tmp", std::process::id()));
             let spec = hound::WavSpec {
                 channels: clip.channels,
                 sample_rate: clip.rate,

@@ -38,13 +38,6 @@ enum Job {
         out: std_mpsc::Sender<Out>,
         cancel: Arc<AtomicBool>,
     },
-    Voices {
-        reply: oneshot::Sender<Vec<VoiceInfo>>,
-    },
-    Check {
-        voice: String,
-        reply: oneshot::Sender<Result<(), String>>,
-    },
 }
 
 /// What the engine's thread said at start.
@@ -56,6 +49,10 @@ pub struct EngineInfo {
     pub id: String,
     /// Frames a second.
     pub rate: u32,
+    /// The voices it offers, listed once at start.
+    pub voices: Vec<VoiceInfo>,
+    /// It also takes speaker numbers as voices (a multi-speaker piper model).
+    pub speakers: bool,
 }
 
 /// The engine's thread: jobs go in, samples come out. Dropping the last handle ends
@@ -108,11 +105,13 @@ impl EngineThread {
                     EngineChoice::None => unreachable!("handled above"),
                 };
                 let mut engine = match engine {
-                    Ok(engine) => {
+                    Ok(mut engine) => {
                         let _ = ready_tx.send(Ok(EngineInfo {
                             name: engine.name(),
                             id: engine.id(),
                             rate: engine.rate(),
+                            voices: engine.voices(),
+                            speakers: matches!(choice, EngineChoice::Piper(_)),
                         }));
                         engine
                     }
@@ -156,25 +155,19 @@ impl EngineThread {
     }
 
     /// The voices the engine offers.
-    pub async fn voices(&self) -> Vec<VoiceInfo> {
-        let (reply, rx) = oneshot::channel();
-        let _ = self.jobs.send(Job::Voices { reply });
-        rx.await.unwrap_or_default()
+    pub fn voices(&self) -> Vec<VoiceInfo> {
+        self.info.voices.clone()
     }
 
-    /// Whether the engine has `voice`.
+    /// Whether the engine has `voice`: checked against the list made at
+    /// start, so no request waits behind a synthesis, and no name the
+    /// engine does not list ever reaches it.
     ///
     /// # Errors
     ///
     /// Which voice is missing.
-    pub async fn check_voice(&self, voice: &str) -> Result<(), String> {
-        let (reply, rx) = oneshot::channel();
-        let _ = self.jobs.send(Job::Check {
-            voice: voice.to_string(),
-            reply,
-        });
-        rx.await
-            .unwrap_or_else(|_| Err("the speech engine has stopped".into()))
+    pub fn check_voice(&self, voice: &str) -> Result<(), String> {
+        super::synth::check_voice(&self.info.voices, self.info.speakers, voice)
     }
 }
 
@@ -199,12 +192,6 @@ fn serve(engine: &mut dyn Engine, jobs: &std_mpsc::Receiver<Job>) {
                     sent.is_ok()
                 });
                 let _ = out.send(Out::Done(result));
-            }
-            Job::Voices { reply } => {
-                let _ = reply.send(engine.voices());
-            }
-            Job::Check { voice, reply } => {
-                let _ = reply.send(engine.check_voice(&voice));
             }
         }
     }
@@ -325,15 +312,31 @@ impl Engine for Piper {
                 }
             }
         });
+        // Drained as it comes, so a talkative piper never blocks on a full pipe.
+        let stderr = child.stderr.take().expect("piped");
+        let errors = std::thread::spawn(move || {
+            BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+                .filter(|l| !l.trim().is_empty())
+                .take(200)
+                .collect::<Vec<_>>()
+        });
         let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
         let mut buf = vec![0u8; 8192];
         let mut carry: Option<u8> = None;
         let mut samples = Vec::new();
+        let mut stopped = false;
+        let mut read_error = None;
         loop {
             let n = match stdout.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
-                Err(e) => return Err(format!("reading piper's output failed: {e}")),
+                Err(e) => {
+                    read_error = Some(format!("reading piper's output failed: {e}"));
+                    let _ = child.kill();
+                    break;
+                }
             };
             samples.clear();
             let mut bytes = buf[..n].iter().copied();
@@ -347,21 +350,25 @@ impl Engine for Piper {
             samples.extend(pairs.by_ref().map(|p| i16::from_le_bytes([p[0], p[1]])));
             carry = pairs.remainder().first().copied();
             if !sink(Piece::Audio(&samples)) {
+                stopped = true;
                 let _ = child.kill();
                 break;
             }
         }
+        drop(stdout);
         let _ = writer.join();
         let status = child.wait().map_err(|e| e.to_string())?;
+        let errors = errors.join().unwrap_or_default();
+        if stopped {
+            // Killed because the utterance was stopped: not a failure.
+            return Ok(());
+        }
+        if let Some(e) = read_error {
+            return Err(e);
+        }
         if !status.success() {
-            let mut err = String::new();
-            if let Some(stderr) = child.stderr.take() {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok).take(5) {
-                    err.push_str(&line);
-                    err.push(' ');
-                }
-            }
-            return Err(format!("piper failed ({status}): {}", err.trim()));
+            let tail = errors[errors.len().saturating_sub(5)..].join(" ");
+            return Err(format!("piper failed ({status}): {tail}"));
         }
         Ok(())
     }
@@ -418,14 +425,13 @@ mod tests {
         // About a second of speech each, not silence.
         assert!(ends[0].1 > engine.info().rate as usize / 3, "{ends:?}");
         assert!(ends[1].1 > ends[0].1 + engine.info().rate as usize / 3);
-        assert!(engine.check_voice("en-us+robosoft").await.is_ok());
-        assert!(engine.check_voice("xx-nonexistent").await.is_err());
+        assert!(engine.check_voice("en-us+robosoft").is_ok());
+        assert!(engine.check_voice("xx-nonexistent").is_err());
+        let voices = engine.voices();
+        assert!(voices.iter().any(|v| v.name.starts_with("en")));
         assert!(
-            engine
-                .voices()
-                .await
-                .iter()
-                .any(|v| v.name.starts_with("en"))
+            voices.iter().any(|v| v.name == "+robosoft"),
+            "variants are listed"
         );
     }
 }

@@ -284,6 +284,15 @@ impl Engine for Espeak {
     }
 
     fn check_voice(&mut self, voice: &str) -> Result<(), String> {
+        // The library copies names into small fixed buffers: nothing long
+        // or odd reaches it (the actor checks against the list before this).
+        if voice.len() > super::synth::MAX_VOICE_NAME
+            || !voice
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '+'))
+        {
+            return Err(format!("no voice '{voice}'"));
+        }
         let name = CString::new(voice).map_err(|_| format!("no voice '{voice}'"))?;
         // SAFETY: a valid C string; the library copies what it needs.
         let result = unsafe { (self.api.set_voice)(name.as_ptr()) };

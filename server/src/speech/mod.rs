@@ -58,6 +58,10 @@ const QUEUE: usize = 64;
 const RING: Duration = Duration::from_secs(1);
 /// Audio made before an utterance starts playing.
 const PREFILL: Duration = Duration::from_millis(200);
+/// The longest clip one utterance takes.
+const MAX_CLIP: Duration = Duration::from_secs(600);
+/// Utterances that may be on their way or playing at once; more are refused.
+const MAX_RUNNING: usize = 8;
 /// A rough pace of speech for estimates: characters a second at 165 words a minute.
 const CHARS_PER_SECOND: f64 = 15.0;
 
@@ -73,6 +77,12 @@ pub enum SpeechError {
     /// No engine, no audio output, or the speech is stopped.
     #[error("{0}")]
     Unavailable(String),
+    /// Too many utterances at once.
+    #[error("{0}")]
+    Busy(String),
+    /// Stopped (`speech stop`) before it began to play.
+    #[error("{0}")]
+    Stopped(String),
 }
 
 impl From<ActorError> for SpeechError {
@@ -430,19 +440,27 @@ fn decode_upload(upload: Upload, max: u64) -> Result<Clip, SpeechError> {
                     bytes.len()
                 )));
             }
-            Clip {
+            let clip = Clip {
                 samples: bytes
                     .chunks_exact(2)
                     .map(|b| i16::from_le_bytes([b[0], b[1]]))
                     .collect(),
                 channels,
                 rate,
+            };
+            if clip.duration() > MAX_CLIP {
+                return Err(SpeechError::Invalid(format!(
+                    "the clip plays longer than {} minutes, the most one utterance takes: send it in parts",
+                    MAX_CLIP.as_secs() / 60
+                )));
             }
+            clip
         }
-        Upload::Encoded(bytes) => {
+        Upload::Encoded(mut bytes) => {
             if bytes.len() as u64 > max {
                 return Err(too_big(bytes.len()));
             }
+            fix_streamed_wav(&mut bytes);
             if bytes.is_empty() {
                 return Err(SpeechError::Invalid("the clip is empty".into()));
             }
@@ -450,12 +468,18 @@ fn decode_upload(upload: Upload, max: u64) -> Result<Clip, SpeechError> {
                 .map_err(|e| SpeechError::Unavailable(format!("cannot hold the upload: {e}")))?;
             let path = upload.0.clone();
             let mut samples = Vec::new();
-            let info = crate::audio::decode::decode_all(&path, None, |stereo| {
+            let mut too_long = false;
+            // A small file may hold hours of audio (silence compresses well):
+            // decoding stops at the longest clip taken.
+            let cap = MAX_CLIP.as_secs() as usize * 192_000 * 2;
+            let info = crate::audio::decode::decode_while(&path, None, |stereo| {
                 samples.extend(
                     stereo
                         .iter()
                         .map(|&x| (x.clamp(-1.0, 1.0) * 32767.0).round() as i16),
                 );
+                too_long = samples.len() > cap;
+                !too_long
             })
             .map_err(|e| {
                 SpeechError::Invalid(format!(
@@ -463,11 +487,18 @@ fn decode_upload(upload: Upload, max: u64) -> Result<Clip, SpeechError> {
                     e.to_string().replace(&path.display().to_string(), "the upload")
                 ))
             })?;
-            Clip {
+            let clip = Clip {
                 samples,
                 channels: 2,
                 rate: info.sample_rate,
+            };
+            if too_long || clip.duration() > MAX_CLIP {
+                return Err(SpeechError::Invalid(format!(
+                    "the clip plays longer than {} minutes, the most one utterance takes: send it in parts",
+                    MAX_CLIP.as_secs() / 60
+                )));
             }
+            clip
         }
     };
     if clip.frames() == 0 {
@@ -476,6 +507,37 @@ fn decode_upload(upload: Upload, max: u64) -> Result<Clip, SpeechError> {
         ));
     }
     Ok(clip)
+}
+
+/// A WAV written to a pipe (`espeak-ng --stdout`, `sox … -t wav -`) cannot
+/// know its length, and says "as long as can be" in its RIFF and `data`
+/// sizes; with the whole upload at hand, those sizes are set to what arrived
+/// (so the decoder does not take the clip for one cut short). Anything else
+/// is left alone.
+fn fix_streamed_wav(bytes: &mut [u8]) {
+    if bytes.len() < 12 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        return;
+    }
+    let size_at = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let mut at = 12;
+    while at + 8 <= bytes.len() {
+        let size = size_at(bytes, at + 4) as usize;
+        let body = at + 8;
+        if &bytes[at..at + 4] == b"data" {
+            let left = bytes.len() - body;
+            // The "unknown length" sizes writers use: 0, or near 2³¹ or 2³².
+            let unknown = size == 0 || size >= 0x7fff_0000;
+            if unknown && size != left {
+                let fixed = u32::try_from(left - left % 2).unwrap_or(u32::MAX);
+                bytes[at + 4..at + 8].copy_from_slice(&fixed.to_le_bytes());
+                let riff = u32::try_from(bytes.len() - 8).unwrap_or(u32::MAX);
+                bytes[4..8].copy_from_slice(&riff.to_le_bytes());
+            }
+            return;
+        }
+        // Chunks are padded to an even size.
+        at = body.saturating_add(size).saturating_add(size % 2);
+    }
 }
 
 /// A file in the temporary folder, removed when dropped: the decoders read files.
@@ -539,7 +601,7 @@ impl Subsystem for Speech {
                 }
             };
             if let Some(engine) = &engine
-                && let Err(e) = engine.check_voice(&settings.voice).await
+                && let Err(e) = engine.check_voice(&settings.voice)
             {
                 problems.push(format!("{e} (speech_voice)"));
             }
@@ -609,7 +671,9 @@ fn join_problems(engine: &[String], cache: Option<&str>) -> Option<String> {
 #[derive(Default)]
 struct EyesShare {
     active: AtomicUsize,
-    before: Mutex<Option<Pattern>>,
+    /// The pattern to put back; held across each save-and-show and each
+    /// check-and-restore, so back-to-back utterances never interleave them.
+    before: tokio::sync::Mutex<Option<Pattern>>,
 }
 
 /// An utterance on its way.
@@ -637,6 +701,8 @@ struct Done {
     id: String,
     cache_error: Option<Option<String>>,
     error: Option<String>,
+    /// What the cache holds now, when the utterance wrote to it.
+    usage: Option<cache::Usage>,
 }
 
 impl Actor {
@@ -666,10 +732,20 @@ impl Actor {
             reply,
             correlation,
         } = envelope;
+        if matches!(
+            request,
+            Request::Speak { .. } | Request::PlayCached { .. } | Request::PlayClip { .. }
+        ) && self.running.len() >= MAX_RUNNING
+        {
+            let _ = reply.send(Err(SpeechError::Busy(format!(
+                "{MAX_RUNNING} utterances are already being made or played; wait for one to end, or 'speech stop'"
+            ))));
+            return;
+        }
         match request {
             Request::Speak { text, options } => self.speak(text, options, reply, correlation).await,
             Request::PlayCached { key, options } => {
-                let answer = match self.cache.get(&cache::named_key(&key)) {
+                let answer = match self.cache_get(cache::named_key(&key)).await {
                     Ok(Some(clip)) => {
                         self.start(
                             Source::Cached(key),
@@ -689,10 +765,15 @@ impl Actor {
                 let _ = reply.send(Err(answer));
             }
             Request::PlayClip { clip, options } => {
-                if let Some(key) = &options.cache_key
-                    && let Err(e) = self.cache.put(&cache::named_key(key), &clip)
-                {
-                    self.cache_failed(e);
+                if let Some(key) = &options.cache_key {
+                    let (cache, key, kept) =
+                        (self.cache.clone(), cache::named_key(key), clip.clone());
+                    let put = tokio::task::spawn_blocking(move || cache.put(&key, &kept))
+                        .await
+                        .unwrap_or_else(|e| Err(e.to_string()));
+                    if let Err(e) = put {
+                        self.cache_failed(e);
+                    }
                 }
                 self.start(
                     Source::Upload,
@@ -709,14 +790,14 @@ impl Actor {
             }
             Request::Voices => {
                 let answer = match &self.engine {
-                    Some(engine) => Ok(Outcome::Voices(engine.voices().await)),
+                    Some(engine) => Ok(Outcome::Voices(engine.voices())),
                     None => Err(self.no_engine()),
                 };
                 let _ = reply.send(answer);
             }
             Request::SetVoice { voice } => {
                 let answer = match &self.engine {
-                    Some(engine) => match engine.check_voice(&voice).await {
+                    Some(engine) => match engine.check_voice(&voice) {
                         Ok(()) => {
                             info!(voice = %voice, "speech voice set");
                             self.voice = voice.clone();
@@ -736,6 +817,14 @@ impl Actor {
                 let _ = reply.send(answer);
             }
         }
+    }
+
+    /// A cached clip, read off the runtime.
+    async fn cache_get(&self, key: String) -> Result<Option<Clip>, String> {
+        let cache = self.cache.clone();
+        tokio::task::spawn_blocking(move || cache.get(&key))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
     }
 
     fn no_engine(&self) -> SpeechError {
@@ -769,7 +858,7 @@ impl Actor {
             (None, None) => None,
         };
         if let Some(key) = &key {
-            match self.cache.get(key) {
+            match self.cache_get(key.clone()).await {
                 Ok(Some(clip)) => {
                     self.start(
                         Source::Text(text),
@@ -790,7 +879,7 @@ impl Actor {
             return;
         };
         if options.voice.is_some()
-            && let Err(e) = engine.check_voice(&voice).await
+            && let Err(e) = engine.check_voice(&voice)
         {
             let _ = reply.send(Err(SpeechError::Invalid(e)));
             return;
@@ -938,11 +1027,13 @@ impl Actor {
                 }
             }
         }
-        let usage = self.cache.usage();
+        let usage = done.usage;
         self.speech.inner.state.send_modify(|s| {
             s.speaking.retain(|u| u.id != done.id);
-            s.cache_clips = usage.clips;
-            s.cache_bytes = usage.bytes;
+            if let Some(usage) = usage {
+                s.cache_clips = usage.clips;
+                s.cache_bytes = usage.bytes;
+            }
             if let Some(e) = done.error {
                 s.last_error = Some(e);
             }
@@ -1006,6 +1097,7 @@ impl Utterance {
             id: self.id.clone(),
             cache_error: None,
             error: None,
+            usage: None,
         };
         let out_rate = inner.audio.state().sample_rate;
         if out_rate == 0 {
@@ -1043,6 +1135,13 @@ impl Utterance {
         let fail = |e: SpeechError| e;
         match ready.await {
             Ok(Ok(())) => {}
+            Ok(Err(_)) if self.cancel.load(Ordering::Relaxed) => {
+                let _ = reply.send(Err(SpeechError::Stopped(
+                    "the speech was stopped before it began to play".into(),
+                )));
+                let _ = self.done.send(done);
+                return;
+            }
             Ok(Err(e)) => {
                 let _ = reply.send(Err(fail(SpeechError::Unavailable(format!(
                     "the speech could not be made: {e}"
@@ -1058,6 +1157,13 @@ impl Utterance {
                 let _ = self.done.send(done);
                 return;
             }
+        }
+        if self.cancel.load(Ordering::Relaxed) {
+            let _ = reply.send(Err(SpeechError::Stopped(
+                "the speech was stopped before it began to play".into(),
+            )));
+            let _ = self.done.send(done);
+            return;
         }
         let (ended_tx, ended) = oneshot::channel();
         let settings = &inner.settings;
@@ -1140,11 +1246,14 @@ impl Utterance {
         if eyes_on && last {
             restore_eyes(&self.speech, &self.eyes).await;
         }
-        let fed = fed.await.unwrap_or_default();
+        let fed = fed.await.unwrap_or_else(|e| feed::FeedEnd {
+            error: Some(format!("the speech's feeder failed: {e}")),
+            ..Default::default()
+        });
         let (reason, error) = match (&end, &fed.error) {
-            (_, Some(e)) => ("failed", Some(e.clone())),
             (Ok(SpeechEnd { stopped: true, .. }), _) => ("stopped", None),
-            (Ok(_), _) if fed.cancelled => ("stopped", None),
+            (Ok(_), _) if fed.cancelled || self.cancel.load(Ordering::Relaxed) => ("stopped", None),
+            (_, Some(e)) => ("failed", Some(e.clone())),
             (Ok(_), _) => ("completed", None),
             (Err(_), _) => ("failed", Some("the audio stopped".to_string())),
         };
@@ -1153,10 +1262,19 @@ impl Utterance {
         {
             let cache = self.cache.clone();
             let key = key.clone();
-            let result = tokio::task::spawn_blocking(move || cache.put(&key, &made))
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
-            done.cache_error = Some(result.err());
+            let result = tokio::task::spawn_blocking(move || {
+                let put = cache.put(&key, &made);
+                (put, cache.usage())
+            })
+            .await
+            .map_err(|e| e.to_string());
+            match result {
+                Ok((put, usage)) => {
+                    done.cache_error = Some(put.err());
+                    done.usage = Some(usage);
+                }
+                Err(e) => done.cache_error = Some(Some(e)),
+            }
         }
         let played = end.map(|e| e.frames_played).unwrap_or(0);
         info!(id = %self.id, reason, "speech ended");
@@ -1222,15 +1340,15 @@ async fn drive_eyes(
     let eyes = &speech.inner.eyes;
     let audio = &speech.inner.audio;
     {
+        let mut saved = share.before.lock().await;
         let before = eyes.state().pattern;
-        let mut saved = share.before.lock().expect("eyes");
         if saved.is_none() && before != Pattern::Speaking {
             *saved = Some(before);
         }
-    }
-    if let Err(e) = eyes.set_pattern(Pattern::Speaking).await {
-        tracing::debug!(error = %e, "the eyes cannot show speech");
-        return;
+        if let Err(e) = eyes.set_pattern(Pattern::Speaking).await {
+            tracing::debug!(error = %e, "the eyes cannot show speech");
+            return;
+        }
     }
     let Some(clock) = audio.clock() else { return };
     let rate = audio.state().sample_rate.max(1);
@@ -1269,11 +1387,16 @@ async fn drive_eyes(
     }
 }
 
-/// Puts back the brightness set and the pattern shown before the speech.
+/// Puts back the brightness set and the pattern shown before the speech,
+/// unless another utterance began meanwhile (it puts them back at its end).
 async fn restore_eyes(speech: &Speech, share: &EyesShare) {
     let eyes = &speech.inner.eyes;
+    let mut saved = share.before.lock().await;
+    if share.active.load(Ordering::Acquire) != 0 {
+        return;
+    }
     let _ = eyes.voice_level(None).await;
-    let before = share.before.lock().expect("eyes").take().map(|p| match p {
+    let before = saved.take().map(|p| match p {
         // A reply spoken ends the listening or thinking before it: the
         // conversation goes back to INTERACTIVE's resting pattern.
         Pattern::Listening | Pattern::Thinking => {
@@ -1286,5 +1409,65 @@ async fn restore_eyes(speech: &Speech, share: &EyesShare) {
         && let Err(e) = eyes.set_pattern(before).await
     {
         tracing::debug!(error = %e, "the eyes could not go back after speech");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wav(data_size: u32, samples: usize) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend(b"RIFF");
+        b.extend(0x7fff_f024u32.to_le_bytes());
+        b.extend(b"WAVEfmt ");
+        b.extend(16u32.to_le_bytes());
+        b.extend(1u16.to_le_bytes()); // PCM
+        b.extend(1u16.to_le_bytes()); // mono
+        b.extend(22_050u32.to_le_bytes());
+        b.extend(44_100u32.to_le_bytes());
+        b.extend(2u16.to_le_bytes());
+        b.extend(16u16.to_le_bytes());
+        b.extend(b"data");
+        b.extend(data_size.to_le_bytes());
+        for i in 0..samples {
+            b.extend((((i as f32 * 0.05).sin() * 9000.0) as i16).to_le_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn a_wav_from_a_pipe_plays_whole() {
+        let streamed = wav(0x7fff_f000, 22_050);
+        let clip = decode_upload(Upload::Encoded(streamed), 1 << 20).expect("a streamed WAV plays");
+        assert_eq!(clip.rate, 22_050);
+        assert_eq!(clip.frames(), 22_050);
+    }
+
+    #[test]
+    fn a_wav_that_is_really_cut_short_is_left_alone() {
+        let mut b = wav(1000, 10);
+        let before = b.clone();
+        fix_streamed_wav(&mut b[..]);
+        assert_eq!(b, before, "a file cut short stays cut short");
+        assert!(decode_upload(Upload::Encoded(b), 1 << 20).is_err());
+        let mut fine = wav(20, 10);
+        let kept = fine.clone();
+        fix_streamed_wav(&mut fine);
+        assert_eq!(fine, kept);
+        let mut junk = b"RIFF\xff\xff".to_vec();
+        fix_streamed_wav(&mut junk);
+    }
+
+    #[test]
+    fn an_upload_that_decodes_to_more_than_the_longest_clip_is_refused() {
+        // 11 minutes of raw mono at 8 kHz.
+        let raw = Upload::Raw {
+            bytes: vec![0; 8_000 * 2 * 660],
+            rate: 8_000,
+            channels: 1,
+        };
+        let e = decode_upload(raw, 1 << 30).unwrap_err();
+        assert!(e.to_string().contains("10 minutes"), "{e}");
     }
 }
