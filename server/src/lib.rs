@@ -24,6 +24,7 @@ pub mod grpc;
 pub mod lifecycle;
 pub mod logs;
 pub mod modes;
+pub mod plans;
 pub mod shutdown;
 pub mod speech;
 pub mod telemetry;
