@@ -57,7 +57,7 @@ impl fmt::Display for Problem {
     }
 }
 
-const PLAN_FIELDS: &[&str] = &["planId", "name", "layer", "steps", "repeat"];
+const PLAN_FIELDS: &[&str] = &["planId", "name", "layer", "steps", "repeat", "loop"];
 const STEP_FIELDS: &[&str] = &["id", "at", "atFrom", "continueOnError"];
 const ACTIONS: &[&str] = &[
     "speak",
@@ -336,21 +336,25 @@ impl Decoder<'_> {
         };
         let repeat = match map.get("repeat") {
             None | Some(Value::Null) => Repeat::Once,
-            Some(Value::Number(n)) if n.as_u64() == Some(0) => Repeat::Forever,
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n <= 1) => Repeat::Once,
             Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n <= u64::from(u32::MAX)) => {
                 Repeat::Times(n.as_u64().unwrap_or(1) as u32)
             }
-            Some(Value::String(s)) if s.eq_ignore_ascii_case("forever") => Repeat::Forever,
             Some(other) => {
                 self.problem(
                     "repeat",
                     format!(
-                        "expected how many times the steps run (1 or more; 0 or \"forever\": until cancelled), not {}",
+                        "expected how many times the steps run (a whole number; `\"loop\": true` runs them until cancelled), not {}",
                         describe(other)
                     ),
                 );
                 Repeat::Once
             }
+        };
+        let repeat = if self.boolean(&map, "", "loop") {
+            Repeat::Forever
+        } else {
+            repeat
         };
         let steps = match map.get("steps") {
             Some(v) => self.steps(v, "steps", 1),

@@ -766,7 +766,7 @@ mod tests {
 
     #[test]
     fn loops_restart_with_at_counted_from_the_loop_and_stop_after_the_loop_when_asked() {
-        let mut t = timeline(json!({"repeat": "forever", "steps": [
+        let mut t = timeline(json!({"loop": true, "steps": [
             {"id": "cue", "at": "1s", "command": {"line": "eye pattern happy"}},
             {"id": "rest", "delay": {"duration": "2s"}}
         ]}));
