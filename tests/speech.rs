@@ -147,6 +147,25 @@ async fn speech_is_heard_over_the_music_ducked_to_half_and_the_music_comes_back(
     let end = ended(&server).await;
     assert_eq!(end["reason"], "completed", "{end}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The music's duck under the speech, and its end, are announced as such.
+    let ducks: Vec<(String, serde_json::Value)> = server
+        .server
+        .droid()
+        .bus
+        .history(Some(TopicSet::parse(&["music.duck.*"]).unwrap()), 10)
+        .iter()
+        .map(|e| (e.name().to_string(), e.payload["reason"].clone()))
+        .collect();
+    assert_eq!(
+        ducks,
+        [
+            (
+                "music.duck.started".to_string(),
+                serde_json::json!("speech")
+            ),
+            ("music.duck.ended".to_string(), serde_json::json!("speech"))
+        ]
+    );
     server.server.stop().await.unwrap();
 
     // 40 ms windows: the tone's amplitude, and what is left (the voice).

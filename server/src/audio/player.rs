@@ -522,6 +522,13 @@ impl Player {
 
     async fn tick(&mut self) {
         self.check_output().await;
+        // A duck change the mixer could not take (its queue was full while
+        // the output stalled) is made now.
+        if duck_target(self.ducked, self.speaking.iter().map(|u| u.duck_level)) != self.duck_applied
+            && let Err(e) = self.apply_duck_for(gain::DEFAULT_DUCK_FADE, Some("retry"))
+        {
+            debug!(error = %e, "the music's duck still waits for the mixer");
+        }
         for event in self.control.poll() {
             self.mixer_event(event).await;
         }
@@ -1215,7 +1222,7 @@ impl Player {
         }
         self.emit(
             Topic::MusicDuckStarted,
-            json!({ "level": level, "fade_ms": fade.as_millis() as u64 }),
+            json!({ "level": level, "fade_ms": fade.as_millis() as u64, "reason": "duck" }),
         );
         Ok(Ducked { level, fade })
     }
@@ -1232,7 +1239,7 @@ impl Player {
         if was.is_some() {
             self.emit(
                 Topic::MusicDuckEnded,
-                json!({ "fade_ms": fade.as_millis() as u64 }),
+                json!({ "fade_ms": fade.as_millis() as u64, "reason": "unduck" }),
             );
         }
         Ok(Unducked {
@@ -1279,7 +1286,7 @@ impl Player {
             fade,
             ended: Some(clip.ended),
         });
-        if let Err(e) = self.apply_duck(fade) {
+        if let Err(e) = self.apply_duck_for(fade, Some("speech")) {
             warn!(error = %e, "could not duck the music under speech");
         }
         Ok(SpeechStarted {
@@ -1313,14 +1320,17 @@ impl Player {
         if let Some(ended) = utterance.ended.take() {
             let _ = ended.send(end);
         }
-        if let Err(e) = self.apply_duck(utterance.fade) {
+        if let Err(e) = self.apply_duck_for(utterance.fade, Some("speech")) {
             warn!(error = %e, "could not bring the music back after speech");
         }
     }
 
     /// Sets the music bus's duck to what is asked now: the lower of the
     /// user's `duck` and every utterance's level, or none; over `fade`.
-    fn apply_duck(&mut self, fade: Duration) -> Result<(), AudioError> {
+    ///
+    /// `announce` names a change that is not the user's own `duck` or
+    /// `unduck` (which announce themselves): `speech`, or `retry`.
+    fn apply_duck_for(&mut self, fade: Duration, announce: Option<&str>) -> Result<(), AudioError> {
         let target = duck_target(self.ducked, self.speaking.iter().map(|u| u.duck_level));
         if target == self.duck_applied {
             return Ok(());
@@ -1331,7 +1341,24 @@ impl Player {
             None => self.mixer(|m| m.unduck(frames))?,
         }
         self.duck_applied = target;
+        if let Some(reason) = announce {
+            let fade_ms = fade.as_millis() as u64;
+            match target {
+                Some(level) => self.emit(
+                    Topic::MusicDuckStarted,
+                    json!({ "level": level, "fade_ms": fade_ms, "reason": reason }),
+                ),
+                None => self.emit(
+                    Topic::MusicDuckEnded,
+                    json!({ "fade_ms": fade_ms, "reason": reason }),
+                ),
+            }
+        }
         Ok(())
+    }
+
+    fn apply_duck(&mut self, fade: Duration) -> Result<(), AudioError> {
+        self.apply_duck_for(fade, None)
     }
 
     fn list(&self) -> Library {
