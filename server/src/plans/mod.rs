@@ -1,10 +1,14 @@
 //! Plans: timed shows on layers that pre-empt each other.
 //!
-//! So far the plan model ([`model`]) and the decoder of plan documents
-//! ([`decode`]: every problem at once, each with its JSON path). The
-//! timeline engine, the executor and `PlanService` come next; until then no
-//! command or service offers plans.
+//! So far the pure parts: the plan model ([`model`]), the decoder of plan
+//! documents ([`decode`]: the proto3 JSON of `Plan`, every problem at once
+//! with its JSON path), the timeline core ([`timeline`]: what to start and
+//! stop, and when, on the plan's audio-clock time) and the dry run
+//! ([`resolve`]: each step's start and length where known). The executor,
+//! the `plans` subsystem, plan files and `PlanService` come next; until
+//! then no command or service offers plans.
 
 pub mod decode;
 pub mod model;
+pub mod resolve;
 pub mod timeline;

@@ -1245,6 +1245,11 @@ impl Utterance {
         let last = self.eyes.active.fetch_sub(1, Ordering::AcqRel) == 1;
         if eyes_on && last {
             restore_eyes(&self.speech, &self.eyes).await;
+        } else if eyes_on && lead {
+            // Others still speak, but their levels are not followed: the
+            // eyes keep `speaking` at the brightness set, not frozen on this
+            // voice's last level.
+            let _ = inner.eyes.voice_level(None).await;
         }
         let fed = fed.await.unwrap_or_else(|e| feed::FeedEnd {
             error: Some(format!("the speech's feeder failed: {e}")),
