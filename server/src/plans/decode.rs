@@ -121,6 +121,9 @@ fn camel(name: &str) -> String {
     out
 }
 
+/// An object's fields under their proto3 JSON names, borrowed.
+type Fields<'v> = std::collections::BTreeMap<String, &'v Value>;
+
 fn join(path: &str, field: &str) -> String {
     if path.is_empty() {
         field.to_string()
@@ -139,16 +142,16 @@ impl Decoder<'_> {
 
     /// The object at `path` with its fields under their proto3 JSON names;
     /// unknown fields are problems (naming the closest known one).
-    fn object(&mut self, value: &Value, path: &str, known: &[&str]) -> Option<Map<String, Value>> {
+    fn object<'v>(&mut self, value: &'v Value, path: &str, known: &[&str]) -> Option<Fields<'v>> {
         let Value::Object(map) = value else {
             self.problem(path, format!("expected an object, not {}", describe(value)));
             return None;
         };
-        let mut out = Map::new();
+        let mut out = Fields::new();
         for (key, v) in map {
             let name = camel(key);
             if known.contains(&name.as_str()) {
-                out.insert(name, v.clone());
+                out.insert(name, v);
             } else {
                 let closest = known
                     .iter()
@@ -169,7 +172,7 @@ impl Decoder<'_> {
         Some(out)
     }
 
-    fn string(&mut self, map: &Map<String, Value>, path: &str, field: &str) -> Option<String> {
+    fn string(&mut self, map: &Fields<'_>, path: &str, field: &str) -> Option<String> {
         match map.get(field) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => {
@@ -193,7 +196,7 @@ impl Decoder<'_> {
 
     fn required_string(
         &mut self,
-        map: &Map<String, Value>,
+        map: &Fields<'_>,
         path: &str,
         field: &str,
         example: &str,
@@ -208,7 +211,7 @@ impl Decoder<'_> {
                 String::new()
             }
             None => {
-                if map.get(field).is_none_or(Value::is_null) {
+                if map.get(field).is_none_or(|v| v.is_null()) {
                     self.problem(&join(path, field), format!("missing, e.g. {example}"));
                 }
                 String::new()
@@ -216,7 +219,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn number(&mut self, map: &Map<String, Value>, path: &str, field: &str) -> Option<f64> {
+    fn number(&mut self, map: &Fields<'_>, path: &str, field: &str) -> Option<f64> {
         match map.get(field) {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) => n.as_f64(),
@@ -232,7 +235,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn fraction(&mut self, map: &Map<String, Value>, path: &str, field: &str) -> Option<f64> {
+    fn fraction(&mut self, map: &Fields<'_>, path: &str, field: &str) -> Option<f64> {
         let x = self.number(map, path, field)?;
         if (0.0..=1.0).contains(&x) {
             Some(x)
@@ -242,7 +245,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn boolean(&mut self, map: &Map<String, Value>, path: &str, field: &str) -> bool {
+    fn boolean(&mut self, map: &Fields<'_>, path: &str, field: &str) -> bool {
         match map.get(field) {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
@@ -257,7 +260,7 @@ impl Decoder<'_> {
     }
 
     /// A proto3 JSON duration (`"1.5s"`), within the limits.
-    fn duration(&mut self, map: &Map<String, Value>, path: &str, field: &str) -> Option<Duration> {
+    fn duration(&mut self, map: &Fields<'_>, path: &str, field: &str) -> Option<Duration> {
         let value = map.get(field)?;
         let path = join(path, field);
         let parsed = match value {
@@ -288,13 +291,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn millis(
-        &mut self,
-        map: &Map<String, Value>,
-        path: &str,
-        field: &str,
-        default: u64,
-    ) -> Duration {
+    fn millis(&mut self, map: &Fields<'_>, path: &str, field: &str, default: u64) -> Duration {
         match self.number(map, path, field) {
             None => Duration::from_millis(default),
             Some(ms) if ms < 0.0 || ms.fract() != 0.0 => {
