@@ -120,3 +120,127 @@ fn a_proto_plan_in_proto3_json_is_what_the_decoder_takes() {
     let problems = decode(&cantina::json::to_json(&looping), &Limits::default()).unwrap_err();
     assert_eq!(problems[0].path, "steps[0].delay.duration", "{problems:?}");
 }
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use cantina::v1::{PublishEventRequest, system_service_client::SystemServiceClient};
+use cantina_server::{
+    eyes::Pattern,
+    lifecycle::BoxFuture,
+    plans::{
+        executor::{self, CommandRunner, Parts},
+        timeline::{Outcome, Output},
+    },
+};
+use common::TestServer;
+
+/// `command` steps through the server's own Dispatch, as a client would.
+struct Dispatch(String);
+
+impl CommandRunner for Dispatch {
+    fn run(&self, line: String) -> BoxFuture<'static, Result<String, String>> {
+        let address = self.0.clone();
+        Box::pin(async move {
+            let mut clients = cantina::client::connect(&address, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            clients
+                .command
+                .dispatch(cantina::v1::DispatchRequest {
+                    line,
+                    correlation_id: String::new(),
+                })
+                .await
+                .map(|r| r.into_inner().message)
+                .map_err(|e| e.message().to_string())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_speaks_sets_the_eyes_waits_for_a_button_and_runs_a_command() {
+    let server = TestServer::start().await;
+    let droid = server.server.droid();
+    let parts = Parts {
+        audio: droid.audio.clone(),
+        speech: droid.speech.clone(),
+        eyes: droid.eyes.clone(),
+        bus: droid.bus.clone(),
+        commands: Arc::new(Dispatch(server.address.clone())),
+    };
+    let plan = decode(
+        &serde_json::json!({"steps": [
+            {"id": "hello", "speak": {"text": "Hello there."}},
+            {"id": "eyes", "eyePattern": {"pattern": "happy"}},
+            {"id": "race", "parallelSteps": {"join": "JOIN_ANY", "steps": [
+                {"id": "button", "waitForEvent": {"topic": "ext.button.*", "match": {"button": 3}}},
+                {"id": "timeout", "delay": {"duration": "20s"}}
+            ]}},
+            {"id": "sad", "command": {"line": "eye pattern sad"}}
+        ]}),
+        &Limits::default(),
+    )
+    .unwrap();
+    let (_control, rx) = tokio::sync::mpsc::channel(4);
+    let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = reports.clone();
+    let run = tokio::spawn(executor::run(plan, parts, rx, move |r| {
+        log.lock().unwrap().push(r)
+    }));
+
+    // Once the eyes are happy the wait has begun: press the button (a
+    // wrong one first, which must not release it).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while droid.eyes.state().pattern != Pattern::Happy {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the plan never set the eyes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut system = SystemServiceClient::new(server.channel().await);
+    for button in [2, 3] {
+        system
+            .publish_event(PublishEventRequest {
+                topic: "ext.button.pressed".into(),
+                payload: Some(cantina::json::struct_from_json(
+                    serde_json::json!({"button": button}),
+                )),
+                correlation_id: String::new(),
+            })
+            .await
+            .unwrap();
+    }
+    let outcome = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the plan ends long before its 20 s timeout")
+        .unwrap();
+    assert_eq!(outcome, Outcome::Completed);
+    assert_eq!(
+        droid.eyes.state().pattern,
+        Pattern::Sad,
+        "the command step ran"
+    );
+    let outputs: Vec<Output> = reports
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|executor::Report::Timeline(_, o)| o.clone())
+        .collect();
+    let finished: Vec<&str> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Finished { id } => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finished, ["hello", "eyes", "button", "race", "sad"]);
+    assert!(
+        outputs.contains(&Output::Abort { step: vec![2, 1] }),
+        "{outputs:?}"
+    );
+    server.server.stop().await.unwrap();
+}

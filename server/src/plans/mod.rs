@@ -4,11 +4,14 @@
 //! documents ([`decode`]: the proto3 JSON of `Plan`, every problem at once
 //! with its JSON path), the timeline core ([`timeline`]: what to start and
 //! stop, and when, on the plan's audio-clock time) and the dry run
-//! ([`resolve`]: each step's start and length where known). The executor,
-//! the `plans` subsystem, plan files and `PlanService` come next; until
-//! then no command or service offers plans.
+//! ([`resolve`]: each step's start and length where known), and the
+//! executor of one plan ([`executor`]: the plan's time on the audio's sample
+//! clock, each step through the subsystems' handles, aborts, pause). Layers,
+//! the `plans` subsystem, plan files and `PlanService` come next; until then
+//! no command or service offers plans.
 
 pub mod decode;
+pub mod executor;
 pub mod model;
 pub mod resolve;
 pub mod timeline;
