@@ -6,12 +6,15 @@
 //! stop, and when, on the plan's audio-clock time) and the dry run
 //! ([`resolve`]: each step's start and length where known), and the
 //! executor of one plan ([`executor`]: the plan's time on the audio's sample
-//! clock, each step through the subsystems' handles, aborts, pause). Layers,
-//! the `plans` subsystem, plan files and `PlanService` come next; until then
-//! no command or service offers plans.
+//! clock, each step through the subsystems' handles, aborts, pause), and
+//! the layers' rules ([`layers`]: replace, queue or skip; override cancels,
+//! foreground pauses ambient, which resumes). The `plans` subsystem, plan
+//! files and `PlanService` come next; until then no command or service
+//! offers plans.
 
 pub mod decode;
 pub mod executor;
+pub mod layers;
 pub mod model;
 pub mod resolve;
 pub mod timeline;
