@@ -501,7 +501,7 @@ impl Decoder<'_> {
                     .fraction(&m, path, "duckLevel")
                     .filter(|l| *l > 0.0)
                     .map(|l| l as f32);
-                let fade = self.number(&m, path, "duckFadeMs").filter(|f| *f > 0.0);
+                let fade = self.number(&m, path, "duckFadeMs").filter(|f| *f != 0.0);
                 let duck_fade = fade.map(|_| self.millis(&m, path, "duckFadeMs", 500));
                 Action::Speak {
                     text,

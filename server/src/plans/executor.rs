@@ -135,8 +135,11 @@ pub async fn run(
 ) -> Outcome {
     let mut timeline = Timeline::new(plan);
     let mut clock = PlanClock::new(&parts.audio);
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Input>();
-    let mut running: HashMap<StepPath, (JoinHandle<()>, SpeechSlot)> = HashMap::new();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, Input)>();
+    // Each task's run number: the end of an aborted task (already queued
+    // when it was aborted) is told apart from a new run of the same step.
+    let mut running: HashMap<StepPath, (u64, JoinHandle<()>, SpeechSlot)> = HashMap::new();
+    let mut runs: u64 = 0;
     let mut input = Input::Tick;
     loop {
         let now = clock.now();
@@ -146,20 +149,24 @@ pub async fn run(
                     let action = timeline.step(step).expect("a step").action.clone();
                     if !matches!(action, Action::Delay { .. } | Action::Parallel { .. }) {
                         let speech_id = Arc::new(std::sync::Mutex::new(None));
+                        runs += 1;
                         let task = tokio::spawn(run_step(
                             parts.clone(),
                             action,
                             step.clone(),
                             clock.until(*at),
                             speech_id.clone(),
-                            done_tx.clone(),
+                            Reply {
+                                run: runs,
+                                tx: done_tx.clone(),
+                            },
                             clock.start,
                         ));
-                        running.insert(step.clone(), (task, speech_id));
+                        running.insert(step.clone(), (runs, task, speech_id));
                     }
                 }
                 Output::Abort { step } => {
-                    if let Some((task, speech)) = running.remove(step) {
+                    if let Some((_, task, speech)) = running.remove(step) {
                         task.abort();
                         let id = speech.lock().expect("id").clone();
                         if let Some(id) = id {
@@ -175,20 +182,30 @@ pub async fn run(
             };
             report(Report::Timeline(now, output));
             if let Some(outcome) = ended {
-                for (_, (task, _)) in running.drain() {
+                for (_, (_, task, speech)) in running.drain() {
                     task.abort();
+                    let id = speech.lock().expect("id").clone();
+                    if let Some(id) = id {
+                        let _ = parts.speech.stop(Some(id)).await;
+                    }
                 }
                 return outcome;
             }
         }
         let wake = timeline.next_wake().map(|t| clock.until(t));
         input = tokio::select! {
-            Some(done) = done_rx.recv() => {
-                if let Input::Done { step, .. } = &done {
-                    running.remove(step);
+            Some((run, done)) = done_rx.recv() => match &done {
+                Input::Done { step, .. } => {
+                    if running.get(step).is_some_and(|r| r.0 == run) {
+                        running.remove(step);
+                        done
+                    } else {
+                        // An aborted run's end: nothing.
+                        Input::Tick
+                    }
                 }
-                done
-            }
+                _ => done,
+            },
             Some(c) = control.recv() => match c {
                 Control::Pause => { clock.pause(); Input::Pause }
                 Control::Resume => { clock.resume(); Input::Resume }
@@ -207,6 +224,18 @@ async fn sleep(d: Option<Duration>) {
     }
 }
 
+/// Where a step's task reports, with its run number.
+struct Reply {
+    run: u64,
+    tx: mpsc::UnboundedSender<(u64, Input)>,
+}
+
+impl Reply {
+    fn send(&self, input: Input) {
+        let _ = self.tx.send((self.run, input));
+    }
+}
+
 /// Waits until the step's time, runs it, says how it ended.
 async fn run_step(
     parts: Parts,
@@ -214,28 +243,28 @@ async fn run_step(
     step: StepPath,
     wait: Duration,
     speech_id: Arc<std::sync::Mutex<Option<String>>>,
-    done: mpsc::UnboundedSender<Input>,
+    done: Reply,
     clock_start: Duration,
 ) {
     if !wait.is_zero() {
         tokio::time::sleep(wait).await;
     }
     let result = perform(&parts, action, &speech_id, &done, clock_start).await;
-    let _ = done.send(Input::Done { step, result });
+    done.send(Input::Done { step, result });
 }
 
 async fn perform(
     parts: &Parts,
     action: Action,
     speech_id: &std::sync::Mutex<Option<String>>,
-    done: &mpsc::UnboundedSender<Input>,
+    done: &Reply,
     clock_start: Duration,
 ) -> Result<(), String> {
     let track_started = |at_frame: u64| {
         let rate = parts.audio.state().sample_rate.max(1);
         let at =
             Duration::from_secs_f64(at_frame as f64 / f64::from(rate)).saturating_sub(clock_start);
-        let _ = done.send(Input::TrackStarted { at });
+        done.send(Input::TrackStarted { at });
     };
     match action {
         Action::Speak {

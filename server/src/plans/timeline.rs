@@ -156,7 +156,12 @@ pub struct Timeline {
     paused: bool,
     stop: Option<StopMode>,
     ended: bool,
+    /// A loop that took no time waits until then before the next.
+    hold_until: Option<Duration>,
 }
+
+/// The shortest a loop may take: a loop of instant steps runs at most this often.
+const MIN_LOOP: Duration = Duration::from_millis(1);
 
 impl Timeline {
     /// A timeline for `plan`; nothing runs until the first input.
@@ -171,6 +176,7 @@ impl Timeline {
             paused: false,
             stop: None,
             ended: false,
+            hold_until: None,
         }
     }
 
@@ -213,7 +219,7 @@ impl Timeline {
         if self.ended || self.paused {
             return None;
         }
-        self.current.as_ref().and_then(wake)
+        self.current.as_ref().and_then(wake).or(self.hold_until)
     }
 
     /// Takes an input at plan time `now`; returns what to do.
@@ -263,12 +269,18 @@ impl Timeline {
                     }
                 }
             }
-            if self.current.is_some() || self.paused {
+            if self.current.is_some() {
                 return;
             }
-            // The top-level step ended (or none ran yet).
-            if self.stop == Some(StopMode::AfterStep) && (self.next > 0 || self.loops > 0) {
+            // The top-level step ended, or none ran yet: a stop after the
+            // step (or the loop, between loops) ends the plan now, paused or not.
+            if self.stop == Some(StopMode::AfterStep)
+                || (self.stop == Some(StopMode::AfterLoop) && self.next >= self.plan.steps.len())
+            {
                 self.end(Outcome::Cancelled, out);
+                return;
+            }
+            if self.paused || self.hold_until.is_some_and(|t| now < t) {
                 return;
             }
             if self.next >= self.plan.steps.len() || self.loops == 0 {
@@ -287,9 +299,17 @@ impl Timeline {
                     self.end(outcome, out);
                     return;
                 }
+                // A loop that took no time would spin: the next waits a moment.
+                if self.loops > 0 && now <= self.loop_start {
+                    self.hold_until = Some(self.loop_start + MIN_LOOP);
+                    return;
+                }
+                self.hold_until = None;
                 self.loops += 1;
                 self.next = 0;
                 self.loop_start = now;
+                // Each loop anchors to the track it starts itself.
+                self.track = None;
                 if self.loops > 1 {
                     out.push(Output::Loop { number: self.loops });
                 }
@@ -435,6 +455,11 @@ impl Timeline {
 
     /// A step the executor ran has ended.
     fn done(&mut self, path: &[usize], result: Result<(), String>, out: &mut Vec<Output>) {
+        // The end of a step that is not running (aborted, or a group's race
+        // already decided) changes nothing.
+        if !self.current.as_ref().is_some_and(|a| runs(a, path)) {
+            return;
+        }
         let Some(step) = self.step(path).cloned() else {
             return;
         };
@@ -500,6 +525,14 @@ impl Timeline {
                 )
             }
         }
+    }
+}
+
+/// Whether the leaf at `path` runs under `active`.
+fn runs(active: &Active, path: &[usize]) -> bool {
+    match active {
+        Active::Leaf { path: p, .. } => p == path,
+        Active::Group { children, .. } => children.iter().flatten().any(|c| runs(c, path)),
     }
 }
 
@@ -847,6 +880,88 @@ mod tests {
         assert_eq!(
             t.input(ms(3500), Input::Tick),
             [finished("wait"), begin(&[2], "end", 3500, 0)]
+        );
+    }
+}
+
+#[cfg(test)]
+mod review_tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::plans::decode::{Limits, decode};
+
+    fn timeline(doc: serde_json::Value) -> Timeline {
+        Timeline::new(decode(&doc, &Limits::default()).expect("a valid plan"))
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn the_end_of_a_step_that_no_longer_runs_changes_nothing() {
+        let mut t = timeline(json!({"steps": [
+            {"id": "race", "parallelSteps": {"join": "JOIN_ANY", "steps": [
+                {"id": "talk", "speak": {"text": "hi"}},
+                {"id": "wait", "waitForEvent": {"topic": "ext.*", "timeout": "5s"}}
+            ]}},
+            {"id": "next", "command": {"line": "status"}}
+        ]}));
+        t.input(ms(0), Input::Tick);
+        t.input(
+            ms(5000),
+            Input::Done {
+                step: vec![0, 0],
+                result: Ok(()),
+            },
+        );
+        // The wait's timeout, queued before its abort, arrives late.
+        let late = t.input(
+            ms(5001),
+            Input::Done {
+                step: vec![0, 1],
+                result: Err("timeout".into()),
+            },
+        );
+        assert_eq!(late, []);
+        assert!(!t.is_ended());
+    }
+
+    #[test]
+    fn a_loop_of_instant_steps_does_not_spin() {
+        let mut t =
+            timeline(json!({"loop": true, "steps": [{"id": "d", "delay": {"duration": "0s"}}]}));
+        let out = t.input(ms(0), Input::Tick);
+        assert!(out.len() < 10, "{out:?}");
+        assert_eq!(t.next_wake(), Some(ms(1)));
+        let out = t.input(ms(1), Input::Tick);
+        assert!(out.contains(&Output::Loop { number: 2 }), "{out:?}");
+    }
+
+    #[test]
+    fn a_stop_after_the_step_before_any_ran_or_while_paused_ends_at_once() {
+        let mut t = timeline(json!({"steps": [{"id": "talk", "speak": {"text": "hi"}}]}));
+        assert_eq!(
+            t.input(ms(0), Input::Stop(StopMode::AfterStep)),
+            [Output::Ended(Outcome::Cancelled)]
+        );
+        let mut p = timeline(json!({"steps": [
+            {"id": "a", "speak": {"text": "hi"}},
+            {"id": "b", "speak": {"text": "there"}}
+        ]}));
+        p.input(ms(0), Input::Tick);
+        p.input(ms(10), Input::Pause);
+        p.input(
+            ms(20),
+            Input::Done {
+                step: vec![0],
+                result: Ok(()),
+            },
+        );
+        assert_eq!(
+            p.input(ms(30), Input::Stop(StopMode::AfterStep)),
+            [Output::Ended(Outcome::Cancelled)]
         );
     }
 }
