@@ -244,3 +244,38 @@ async fn a_plan_speaks_sets_the_eyes_waits_for_a_button_and_runs_a_command() {
     );
     server.server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_paused_before_it_starts_runs_nothing_until_resumed() {
+    let server = TestServer::start().await;
+    let droid = server.server.droid();
+    let parts = Parts {
+        audio: droid.audio.clone(),
+        speech: droid.speech.clone(),
+        eyes: droid.eyes.clone(),
+        bus: droid.bus.clone(),
+        commands: Arc::new(Dispatch(server.address.clone())),
+    };
+    let plan = decode(
+        &serde_json::json!({"steps": [{"id": "eyes", "eyePattern": {"pattern": "angry"}}]}),
+        &Limits::default(),
+    )
+    .unwrap();
+    let (control, rx) = tokio::sync::mpsc::channel(4);
+    control.send(executor::Control::Pause).await.unwrap();
+    let run = tokio::spawn(executor::run(plan, parts, rx, |_| {}));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_ne!(
+        droid.eyes.state().pattern,
+        Pattern::Angry,
+        "nothing ran while paused"
+    );
+    control.send(executor::Control::Resume).await.unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, Outcome::Completed);
+    assert_eq!(droid.eyes.state().pattern, Pattern::Angry);
+    server.server.stop().await.unwrap();
+}

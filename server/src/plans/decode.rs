@@ -81,10 +81,13 @@ const ACTIONS: &[&str] = &[
 ///
 /// Every problem found, in document order.
 pub fn decode(document: &Value, limits: &Limits) -> Result<Plan, Vec<Problem>> {
+    let mut given = HashSet::new();
+    given_ids(document, &mut given, 0);
     let mut d = Decoder {
         problems: Vec::new(),
         limits,
         ids: HashSet::new(),
+        given,
         count: 0,
         next_id: 0,
     };
@@ -96,10 +99,29 @@ pub fn decode(document: &Value, limits: &Limits) -> Result<Plan, Vec<Problem>> {
     }
 }
 
+/// The ids the author gave, anywhere in the plan.
+fn given_ids(value: &Value, out: &mut HashSet<String>, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    let steps = value.get("steps").and_then(Value::as_array);
+    for step in steps.into_iter().flatten() {
+        if let Some(id) = step.get("id").and_then(Value::as_str) {
+            out.insert(id.to_string());
+        }
+        for group in ["parallelSteps", "parallel_steps"] {
+            if let Some(g) = step.get(group) {
+                given_ids(g, out, depth + 1);
+            }
+        }
+    }
+}
+
 struct Decoder<'a> {
     problems: Vec<Problem>,
     limits: &'a Limits,
     ids: HashSet<String>,
+    given: HashSet<String>,
     count: usize,
     next_id: usize,
 }
@@ -333,6 +355,13 @@ impl Decoder<'_> {
         };
         let repeat = match map.get("repeat") {
             None | Some(Value::Null) => Repeat::Once,
+            // proto3 JSON may write a uint32 as a string.
+            Some(Value::String(t)) if t.parse::<u32>().is_ok() => {
+                match t.parse::<u32>().unwrap_or(1) {
+                    0 | 1 => Repeat::Once,
+                    n => Repeat::Times(n),
+                }
+            }
             Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n <= 1) => Repeat::Once,
             Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n <= u64::from(u32::MAX)) => {
                 Repeat::Times(n.as_u64().unwrap_or(1) as u32)
@@ -349,6 +378,12 @@ impl Decoder<'_> {
             }
         };
         let repeat = if self.boolean(&map, "", "loop") {
+            if repeat != Repeat::Once {
+                self.problem(
+                    "loop",
+                    "`loop` runs the steps until cancelled and `repeat` a number of times: give one of them",
+                );
+            }
             Repeat::Forever
         } else {
             repeat
@@ -416,7 +451,14 @@ impl Decoder<'_> {
         self.next_id += 1;
         let id = match self.string(&map, path, "id").filter(|s| !s.is_empty()) {
             Some(id) => id,
-            None => format!("step-{}", self.next_id),
+            // Numbered in order, skipping the ids the author gave.
+            None => loop {
+                let id = format!("step-{}", self.next_id);
+                if !self.given.contains(&id) && !self.ids.contains(&id) {
+                    break id;
+                }
+                self.next_id += 1;
+            },
         };
         if !self.ids.insert(id.clone()) {
             self.problem(
@@ -875,6 +917,25 @@ mod tests {
                 "{got:?} should start with {want:?}\nall: {found:#?}"
             );
         }
+    }
+
+    #[test]
+    fn generated_ids_skip_the_ids_the_author_gave() {
+        let plan = decode(
+            &json!({"repeat": "3", "steps": [
+                {"delay": {"duration": "1s"}},
+                {"id": "step-2", "delay": {"duration": "1s"}},
+                {"delay": {"duration": "1s"}}
+            ]}),
+            &Limits::default(),
+        )
+        .unwrap();
+        let ids: Vec<&str> = plan.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["step-1", "step-2", "step-3"]);
+        assert_eq!(plan.repeat, Repeat::Times(3));
+        let both =
+            problems(json!({"loop": true, "repeat": 2, "steps": [{"delay": {"duration": "1s"}}]}));
+        assert!(both[0].starts_with("loop: "), "{both:?}");
     }
 
     #[test]

@@ -141,6 +141,21 @@ pub async fn run(
     let mut running: HashMap<StepPath, (u64, JoinHandle<()>, SpeechSlot)> = HashMap::new();
     let mut runs: u64 = 0;
     let mut input = Input::Tick;
+    // What was asked before the start is taken first: an ambient plan that
+    // starts under a foreground one begins paused, its first step unrun.
+    while let Ok(c) = control.try_recv() {
+        match c {
+            Control::Pause => {
+                clock.pause();
+                timeline.input(clock.now(), Input::Pause);
+            }
+            Control::Resume => {
+                clock.resume();
+                timeline.input(clock.now(), Input::Resume);
+            }
+            Control::Stop(mode) => input = Input::Stop(mode),
+        }
+    }
     loop {
         let now = clock.now();
         for output in timeline.input(now, input) {

@@ -136,6 +136,8 @@ enum Active {
         path: StepPath,
         join: Join,
         children: Vec<Option<Active>>,
+        /// A child ended well (what ends a `JOIN_ANY` group).
+        won: bool,
     },
 }
 
@@ -372,6 +374,7 @@ impl Timeline {
                     path,
                     join: *join,
                     children,
+                    won: false,
                 };
                 Ok(settle(group, &step, out))
             }
@@ -431,11 +434,17 @@ impl Timeline {
                 path,
                 join,
                 children,
+                mut won,
             } => {
                 let mut kept = Vec::with_capacity(children.len());
                 for child in children {
                     kept.push(match child {
-                        Some(c) => self.expire(c, now, out)?,
+                        Some(c) => {
+                            let still = self.expire(c, now, out)?;
+                            // A delay or a group that ended here ended well.
+                            won |= still.is_none();
+                            still
+                        }
                         None => None,
                     });
                 }
@@ -445,6 +454,7 @@ impl Timeline {
                         path,
                         join,
                         children: kept,
+                        won,
                     },
                     &step,
                     out,
@@ -466,6 +476,7 @@ impl Timeline {
         let Some(current) = self.current.take() else {
             return;
         };
+        let result_ok = result.is_ok();
         let failure = match result {
             Ok(()) => {
                 out.push(Output::Finished {
@@ -486,7 +497,7 @@ impl Timeline {
             Some((id, reason)) => {
                 // Everything else running stops; the plan fails.
                 let mut rest = Some(current);
-                remove(&mut rest, path);
+                remove(&mut rest, path, false);
                 if let Some(rest) = rest {
                     abort(&rest, out);
                 }
@@ -494,7 +505,7 @@ impl Timeline {
             }
             None => {
                 let mut rest = Some(current);
-                remove(&mut rest, path);
+                remove(&mut rest, path, result_ok);
                 self.current = rest.and_then(|a| self.resettle(a, out));
             }
         }
@@ -508,10 +519,17 @@ impl Timeline {
                 path,
                 join,
                 children,
+                mut won,
             } => {
                 let children = children
                     .into_iter()
-                    .map(|c| c.and_then(|c| self.resettle(c, out)))
+                    .map(|c| {
+                        let was = c.is_some();
+                        let still = c.and_then(|c| self.resettle(c, out));
+                        // A nested group that ended here ended well.
+                        won |= was && still.is_none();
+                        still
+                    })
                     .collect();
                 let step = self.step(&path).expect("a step").clone();
                 settle(
@@ -519,6 +537,7 @@ impl Timeline {
                         path,
                         join,
                         children,
+                        won,
                     },
                     &step,
                     out,
@@ -537,38 +556,51 @@ fn runs(active: &Active, path: &[usize]) -> bool {
 }
 
 /// Removes the running step at `path` from the tree.
-fn remove(slot: &mut Option<Active>, path: &[usize]) {
+/// `ok`: it ended well, which wins a `JOIN_ANY` group it was in.
+fn remove(slot: &mut Option<Active>, path: &[usize], ok: bool) {
     let Some(active) = slot else { return };
     match active {
         Active::Leaf { path: p, .. } if p == path => *slot = None,
         Active::Leaf { .. } => {}
         Active::Group {
-            children, path: p, ..
+            children,
+            path: p,
+            won,
+            ..
         } => {
             if p.as_slice() == path {
                 *slot = None;
                 return;
             }
             for child in children.iter_mut() {
-                remove(child, path);
+                let was = child.is_some();
+                remove(child, path, ok);
+                if was && child.is_none() && ok {
+                    *won = true;
+                }
             }
         }
     }
 }
 
-/// A group whose children have all ended (`JOIN_ALL`) or one has (`JOIN_ANY`)
-/// is finished (the others aborted); else it goes on.
+/// A group whose children have all ended (`JOIN_ALL`), or one has ended
+/// well (`JOIN_ANY`), is finished (the others aborted); else it goes on.
 fn settle(group: Active, step: &Step, out: &mut Vec<Output>) -> Option<Active> {
     let Active::Group {
-        join, ref children, ..
+        join,
+        ref children,
+        won,
+        ..
     } = group
     else {
         return Some(group);
     };
     let running = children.iter().flatten().count();
+    // JOIN_ANY ends with the first to end well (a failure that continues
+    // does not win the race), or when none is left.
     let over = match join {
         Join::All => running == 0,
-        Join::Any => running < children.len(),
+        Join::Any => won || running == 0,
     };
     if !over {
         return Some(group);
@@ -926,6 +958,40 @@ mod review_tests {
         );
         assert_eq!(late, []);
         assert!(!t.is_ended());
+    }
+
+    #[test]
+    fn a_failure_that_continues_does_not_win_a_join_any_race() {
+        let mut t = timeline(json!({"steps": [
+            {"id": "race", "parallelSteps": {"join": "JOIN_ANY", "steps": [
+                {"id": "flaky", "continueOnError": true, "eyePattern": {"pattern": "happy"}},
+                {"id": "wait", "delay": {"duration": "2s"}}
+            ]}}
+        ]}));
+        t.input(ms(0), Input::Tick);
+        let out = t.input(
+            ms(10),
+            Input::Done {
+                step: vec![0, 0],
+                result: Err("lost".into()),
+            },
+        );
+        assert_eq!(
+            out,
+            [Output::Failed {
+                id: "flaky".into(),
+                reason: "lost".into(),
+                continued: true
+            }]
+        );
+        assert_eq!(
+            t.input(ms(2000), Input::Tick),
+            [
+                Output::Finished { id: "wait".into() },
+                Output::Finished { id: "race".into() },
+                Output::Ended(Outcome::Completed)
+            ]
+        );
     }
 
     #[test]
