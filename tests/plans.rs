@@ -159,17 +159,23 @@ impl CommandRunner for Dispatch {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plan_speaks_sets_the_eyes_waits_for_a_button_and_runs_a_command() {
-    let server = TestServer::start().await;
+/// The server's own subsystems, for the executor.
+fn parts(server: &TestServer) -> Parts {
     let droid = server.server.droid();
-    let parts = Parts {
+    Parts {
         audio: droid.audio.clone(),
         speech: droid.speech.clone(),
         eyes: droid.eyes.clone(),
         bus: droid.bus.clone(),
         commands: Arc::new(Dispatch(server.address.clone())),
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_speaks_sets_the_eyes_waits_for_a_button_and_runs_a_command() {
+    let server = TestServer::start().await;
+    let droid = server.server.droid();
+    let parts = parts(&server);
     let plan = decode(
         &serde_json::json!({"steps": [
             {"id": "hello", "speak": {"text": "Hello there."}},
@@ -249,13 +255,7 @@ async fn a_plan_speaks_sets_the_eyes_waits_for_a_button_and_runs_a_command() {
 async fn a_plan_paused_before_it_starts_runs_nothing_until_resumed() {
     let server = TestServer::start().await;
     let droid = server.server.droid();
-    let parts = Parts {
-        audio: droid.audio.clone(),
-        speech: droid.speech.clone(),
-        eyes: droid.eyes.clone(),
-        bus: droid.bus.clone(),
-        commands: Arc::new(Dispatch(server.address.clone())),
-    };
+    let parts = parts(&server);
     let plan = decode(
         &serde_json::json!({"steps": [{"id": "eyes", "eyePattern": {"pattern": "angry"}}]}),
         &Limits::default(),

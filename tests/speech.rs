@@ -76,21 +76,19 @@ async fn upload(
         .map(tonic::Response::into_inner)
 }
 
+/// The next `speech.ended`'s payload, subscribed now, awaited `within`.
+fn speech_end(server: &TestServer, within: Duration) -> impl Future<Output = serde_json::Value> {
+    let wait = server.server.droid().bus.wait_for(
+        TopicSet::parse(&["speech.ended"]).unwrap(),
+        |_| true,
+        within,
+    );
+    async move { wait.await.expect("the speech ends").payload.clone() }
+}
+
 /// Waits for `speech.ended` (up to 20 s).
 async fn ended(server: &TestServer) -> serde_json::Value {
-    server
-        .server
-        .droid()
-        .bus
-        .wait_for(
-            TopicSet::parse(&["speech.ended"]).unwrap(),
-            |_| true,
-            Duration::from_secs(20),
-        )
-        .await
-        .expect("the speech ends")
-        .payload
-        .clone()
+    speech_end(server, Duration::from_secs(20)).await
 }
 
 /// Amplitude of `freq` in `x` (mono), by correlation with a sine and cosine.
@@ -255,11 +253,7 @@ async fn an_uploaded_mp3_plays_as_speech_is_cached_under_its_key_and_survives_a_
         |_| true,
         Duration::from_secs(10),
     );
-    let finished = bus.wait_for(
-        TopicSet::parse(&["speech.ended"]).unwrap(),
-        |_| true,
-        Duration::from_secs(10),
-    );
+    let finished = speech_end(&server, Duration::from_secs(10));
     let spoken = upload(
         &server,
         SpeakAudioHeader {
@@ -273,7 +267,7 @@ async fn an_uploaded_mp3_plays_as_speech_is_cached_under_its_key_and_survives_a_
     assert_eq!(spoken.engine, "upload");
     assert!((0.9..1.2).contains(&secs(&spoken.duration)), "{spoken:?}");
     assert_eq!(started.await.unwrap().payload["text"], "uploaded clip");
-    assert_eq!(finished.await.unwrap().payload["reason"], "completed");
+    assert_eq!(finished.await["reason"], "completed");
     server.server.stop().await.unwrap();
 
     let server = TestServer::with_config(make()).await;
@@ -382,14 +376,10 @@ async fn bad_speech_is_refused_with_what_to_do_and_the_music_plays_on() {
         .collect();
     let playing = upload(&server, raw(16_000, 1), &pcm).await.unwrap();
     assert!((2.9..3.1).contains(&secs(&playing.duration)));
-    let end = server.server.droid().bus.wait_for(
-        TopicSet::parse(&["speech.ended"]).unwrap(),
-        |_| true,
-        Duration::from_secs(10),
-    );
+    let end = speech_end(&server, Duration::from_secs(10));
     let stopped = server.dispatch("speech stop").await.unwrap();
     assert!(stopped.message.contains("stopped"), "{}", stopped.message);
-    assert_eq!(end.await.unwrap().payload["reason"], "stopped");
+    assert_eq!(end.await["reason"], "stopped");
 
     let audio = SystemServiceClient::new(server.channel().await)
         .get_status(GetStatusRequest::default())

@@ -914,22 +914,6 @@ mod tests {
             [finished("wait"), begin(&[2], "end", 3500, 0)]
         );
     }
-}
-
-#[cfg(test)]
-mod review_tests {
-    use serde_json::json;
-
-    use super::*;
-    use crate::plans::decode::{Limits, decode};
-
-    fn timeline(doc: serde_json::Value) -> Timeline {
-        Timeline::new(decode(&doc, &Limits::default()).expect("a valid plan"))
-    }
-
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
 
     #[test]
     fn the_end_of_a_step_that_no_longer_runs_changes_nothing() {

@@ -269,16 +269,11 @@ impl Speech {
             )));
         }
         check_options(&options)?;
-        match self
-            .ask(Request::Speak {
-                text: text.to_string(),
-                options,
-            })
-            .await?
-        {
-            Outcome::Spoken(spoken) => Ok(spoken),
-            _ => Err(wrong()),
-        }
+        self.spoken(Request::Speak {
+            text: text.to_string(),
+            options,
+        })
+        .await
     }
 
     /// Plays the clip cached under `key`.
@@ -296,16 +291,11 @@ impl Speech {
             return Err(SpeechError::Invalid("give the key of a cached clip".into()));
         }
         check_options(&options)?;
-        match self
-            .ask(Request::PlayCached {
-                key: key.to_string(),
-                options,
-            })
-            .await?
-        {
-            Outcome::Spoken(spoken) => Ok(spoken),
-            _ => Err(wrong()),
-        }
+        self.spoken(Request::PlayCached {
+            key: key.to_string(),
+            options,
+        })
+        .await
     }
 
     /// Plays an uploaded clip as speech (kept under `options.cache_key` if given).
@@ -323,10 +313,7 @@ impl Speech {
         let clip = tokio::task::spawn_blocking(move || decode_upload(upload, max))
             .await
             .map_err(|e| SpeechError::Invalid(format!("decoding the clip failed: {e}")))??;
-        match self.ask(Request::PlayClip { clip, options }).await? {
-            Outcome::Spoken(spoken) => Ok(spoken),
-            _ => Err(wrong()),
-        }
+        self.spoken(Request::PlayClip { clip, options }).await
     }
 
     /// Stops utterance `id`, or all; returns how many.
@@ -372,6 +359,14 @@ impl Speech {
 
     async fn ask(&self, request: Request) -> Result<Outcome, SpeechError> {
         self.inner.actor.ask(request).await?
+    }
+
+    /// Asks for an utterance; answers with it once it plays.
+    async fn spoken(&self, request: Request) -> Result<Spoken, SpeechError> {
+        match self.ask(request).await? {
+            Outcome::Spoken(spoken) => Ok(spoken),
+            _ => Err(wrong()),
+        }
     }
 }
 
@@ -1132,7 +1127,6 @@ impl Utterance {
         };
         let fed = tokio::task::spawn_blocking(move || feeder.run());
         let t0 = Instant::now();
-        let fail = |e: SpeechError| e;
         match ready.await {
             Ok(Ok(())) => {}
             Ok(Err(_)) if self.cancel.load(Ordering::Relaxed) => {
@@ -1143,9 +1137,9 @@ impl Utterance {
                 return;
             }
             Ok(Err(e)) => {
-                let _ = reply.send(Err(fail(SpeechError::Unavailable(format!(
+                let _ = reply.send(Err(SpeechError::Unavailable(format!(
                     "the speech could not be made: {e}"
-                )))));
+                ))));
                 done.error = Some(e);
                 let _ = self.done.send(done);
                 return;
