@@ -7,16 +7,12 @@
 mod common;
 
 use cantina::v1::{
-    BusEvent, GetStatusRequest, PublishEventRequest, PublishEventResponse, WatchEventsRequest,
+    GetStatusRequest, PublishEventRequest, PublishEventResponse, WatchEventsRequest,
     system_service_client::SystemServiceClient,
 };
-use common::{TestServer, next_in as next};
+use common::{TestServer, next_in as next, payload, system, watch};
 use serde_json::json;
-use tonic::{Code, Status, Streaming};
-
-async fn system(server: &TestServer) -> SystemServiceClient<cantina::client::AuthChannel> {
-    SystemServiceClient::new(server.client().await.channel)
-}
+use tonic::{Code, Status};
 
 async fn publish(
     server: &TestServer,
@@ -33,21 +29,6 @@ async fn publish(
         })
         .await
         .map(tonic::Response::into_inner)
-}
-
-async fn watch(server: &TestServer, topics: &[&str]) -> Streaming<BusEvent> {
-    system(server)
-        .await
-        .watch_events(WatchEventsRequest {
-            topics: topics.iter().map(|t| t.to_string()).collect(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-fn payload(event: &BusEvent) -> serde_json::Value {
-    cantina::json::struct_to_json(event.payload.as_ref().unwrap())
 }
 
 #[tokio::test]

@@ -7,35 +7,15 @@ mod common;
 use std::time::Duration;
 
 use cantina::v1::{
-    BusEvent, DispatchRequest, GetStatusRequest, Mode, ServiceStatus, SetModeRequest,
-    WatchEventsRequest, system_service_client::SystemServiceClient,
+    DispatchRequest, GetStatusRequest, Mode, ServiceStatus, SetModeRequest, WatchEventsRequest,
 };
 use cantina_server::bus::Topic;
-use common::{TestServer, next_in as next};
+use common::{TestServer, next_in as next, payload, system, watch};
 use tokio_stream::StreamExt;
-use tonic::{Code, Streaming};
+use tonic::Code;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
-
-async fn system(server: &TestServer) -> SystemServiceClient<cantina::client::AuthChannel> {
-    SystemServiceClient::new(server.client().await.channel)
-}
-
-async fn watch(server: &TestServer, topics: &[&str]) -> Streaming<BusEvent> {
-    system(server)
-        .await
-        .watch_events(WatchEventsRequest {
-            topics: topics.iter().map(|t| t.to_string()).collect(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-fn payload(event: &BusEvent) -> serde_json::Value {
-    cantina::json::struct_to_json(event.payload.as_ref().unwrap())
-}
 
 #[tokio::test]
 async fn get_status_reports_the_whole_droid() {

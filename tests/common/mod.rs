@@ -131,3 +131,30 @@ pub async fn next_in<T>(stream: &mut tonic::Streaming<T>) -> T {
         .expect("the stream is open")
         .expect("not an error")
 }
+
+/// A SystemService client of `server`.
+pub async fn system(
+    server: &TestServer,
+) -> cantina::v1::system_service_client::SystemServiceClient<cantina::client::AuthChannel> {
+    cantina::v1::system_service_client::SystemServiceClient::new(server.client().await.channel)
+}
+
+/// The events of `server` whose topics match `topics`, live.
+pub async fn watch(
+    server: &TestServer,
+    topics: &[&str],
+) -> tonic::Streaming<cantina::v1::BusEvent> {
+    system(server)
+        .await
+        .watch_events(cantina::v1::WatchEventsRequest {
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// An event's payload as JSON.
+pub fn payload(event: &cantina::v1::BusEvent) -> serde_json::Value {
+    cantina::json::struct_to_json(event.payload.as_ref().unwrap())
+}
