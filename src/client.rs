@@ -12,7 +12,8 @@ use tonic::{
 };
 
 use crate::v1::{
-    command_service_client::CommandServiceClient, speech_service_client::SpeechServiceClient,
+    command_service_client::CommandServiceClient, plan_service_client::PlanServiceClient,
+    speech_service_client::SpeechServiceClient,
 };
 
 /// Where the server listens unless told otherwise.
@@ -203,6 +204,8 @@ pub struct Clients {
     pub command: CommandServiceClient<AuthChannel>,
     /// `cantina.v1.SpeechService`.
     pub speech: SpeechServiceClient<AuthChannel>,
+    /// `cantina.v1.PlanService`.
+    pub plan: PlanServiceClient<AuthChannel>,
 }
 
 /// Connects to `address` (for example `127.0.0.1:50051`), sending `token` on
@@ -287,6 +290,7 @@ pub async fn connect_with(
         address: uri,
         command: CommandServiceClient::new(channel.clone()),
         speech: SpeechServiceClient::new(channel.clone()),
+        plan: PlanServiceClient::new(channel.clone()),
         channel,
     })
 }

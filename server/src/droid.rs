@@ -22,6 +22,7 @@ use crate::{
     logs::Logs,
     modes::{Mode, ModeChange, ModeError, ModeHook, Modes},
     shutdown::Shutdown,
+    plans::Plans,
     speech::Speech,
 };
 
@@ -85,9 +86,23 @@ parts! {
     eyes: Eyes,
     /// The droid's voice: after the audio and the eyes it plays through.
     speech: Speech,
+    /// The conductor: after everything its plans drive.
+    plans: Plans,
     ;
     // The eyes follow the mode first; IDLE stops the music.
     mode hooks: eyes as "eyes", audio as "music",
+}
+
+/// How long the panic button fades music out unless told.
+pub const PANIC_FADE: Duration = Duration::from_millis(300);
+
+/// What the panic button stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Panic {
+    /// The plans cancelled.
+    pub cancelled: Vec<String>,
+    /// What was done, for people.
+    pub message: String,
 }
 
 /// Facts about this server run.
@@ -228,6 +243,56 @@ impl Droid {
 
     /// Stops every subsystem in reverse order, then closes the bus (which
     /// ends every event stream).
+    /// The panic button (`StopAll`, `cantina panic`): every plan cancelled,
+    /// music and speech faded out over `fade` (300 ms when `None`), the eyes
+    /// back to the mode's pattern. Each part that cannot is named in the
+    /// message; the others still stop.
+    pub async fn panic(&self, fade: Option<Duration>) -> Panic {
+        let fade = fade.unwrap_or(PANIC_FADE);
+        let mut done = Vec::new();
+        let mut failed = Vec::new();
+        let cancelled = match self.plans.cancel_all("stopped by the panic button").await {
+            Ok(ids) => {
+                done.push(match ids.len() {
+                    0 => "no plan was running".to_string(),
+                    1 => "1 plan cancelled".to_string(),
+                    n => format!("{n} plans cancelled"),
+                });
+                ids
+            }
+            Err(e) => {
+                failed.push(format!("plans: {e}"));
+                Vec::new()
+            }
+        };
+        match self.audio.fade_out(fade).await {
+            Ok(crate::audio::Stopped::NothingPlaying) => {}
+            Ok(_) => done.push(format!("music faded out over {} ms", fade.as_millis())),
+            Err(e) => failed.push(format!("music: {e}")),
+        }
+        match self.speech.stop(None).await {
+            Ok(0) => {}
+            Ok(n) => done.push(format!("{n} utterance(s) stopped")),
+            Err(e) => failed.push(format!("speech: {e}")),
+        }
+        let pattern = crate::eyes::pattern_for(self.modes.current());
+        match self.eyes.set_pattern(pattern).await {
+            Ok(()) => done.push(format!("eyes back to {}", pattern.as_str())),
+            Err(e) => failed.push(format!("eyes: {e}")),
+        }
+        let mut message = done.join("; ");
+        if !failed.is_empty() {
+            message = format!("{message}; could not stop: {}", failed.join("; "));
+        }
+        warn!(%message, "panic: everything stopped");
+        self.bus.emit(
+            Topic::SystemPanic,
+            "droid",
+            json!({ "cancelled": cancelled, "message": message }),
+        );
+        Panic { cancelled, message }
+    }
+
     pub async fn halt(&self) {
         self.bus.emit(
             Topic::SystemStopping,

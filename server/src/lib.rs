@@ -44,6 +44,7 @@ use crate::{
     lifecycle::StartError,
     logs::Logs,
     shutdown::Shutdown,
+    plans::Plans,
     speech::Speech,
 };
 
@@ -159,15 +160,27 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         eyes.clone(),
         bus.clone(),
     );
+    let plans = Plans::new(
+        config.plans_folder(),
+        audio.clone(),
+        speech.clone(),
+        eyes.clone(),
+        bus.clone(),
+        plans::decode::Limits::default(),
+    );
     let parts = Parts {
         logs: logs.clone(),
         bus_monitor: Arc::new(BusMonitor::new(bus.clone(), config.bus_metrics_interval)),
         audio,
         eyes,
         speech,
+        plans,
     };
     let droid = Droid::boot(info, bus, parts, Some(health.observer()), shutdown.clone()).await?;
     let dispatcher = Arc::new(Dispatcher::new(droid.clone()));
+    droid
+        .plans
+        .set_commands(Arc::new(commands::PlanCommands::new(&dispatcher)));
 
     // TLS
     match &config.tls {

@@ -176,6 +176,8 @@ requests! {
     play(query: String) -> Started => Play;
     /// `stop music`.
     stop() -> Stopped => Stop;
+    /// Stops the music with a fade (the panic button).
+    fade_out(fade: Duration) -> Stopped => FadeOut;
     /// `pause music`.
     pause() -> Paused => Pause;
     /// `resume music`.

@@ -140,6 +140,9 @@ pub enum Request {
         query: String,
     },
     Stop {},
+    FadeOut {
+        fade: std::time::Duration,
+    },
     Pause {},
     Resume {},
     Next {},
@@ -857,6 +860,7 @@ impl Player {
                 self.start_track(track, None).await?.into()
             }
             Request::Stop {} => self.stop_music("stopped")?.into(),
+            Request::FadeOut { fade } => self.stop_music_over("panic", fade)?.into(),
             Request::Pause {} => self.pause()?.into(),
             Request::Resume {} => self.resume()?.into(),
             Request::Next {} => {
@@ -1097,10 +1101,15 @@ impl Player {
     }
 
     fn stop_music(&mut self, reason: &str) -> Result<Stopped, AudioError> {
+        self.stop_music_over(reason, CLICK_FADE)
+    }
+
+    /// Stops the music with a fade of `fade` (the DJ mode too).
+    fn stop_music_over(&mut self, reason: &str, fade: Duration) -> Result<Stopped, AudioError> {
         let Some(voice) = self.current.as_ref().map(|d| d.voice) else {
             return Ok(Stopped::NothingPlaying);
         };
-        let fade = gain::frames_for(CLICK_FADE, self.rate);
+        let fade = gain::frames_for(fade.max(CLICK_FADE), self.rate);
         self.mixer(|m| m.stop_voice(voice, fade))?;
         self.stop_fading();
         let deck = self.current.take().expect("checked");

@@ -60,6 +60,8 @@ topics! {
     SystemStarted = "system.started", Critical;
     /// The server began shutting down.
     SystemStopping = "system.stopping", Critical;
+    /// The panic button: every plan cancelled, music and speech stopped.
+    SystemPanic = "system.panic", Critical;
     /// A mode change began.
     ModeTransitionStarted = "system.mode.transition.started", Critical;
     /// The mode changed.

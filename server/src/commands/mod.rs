@@ -17,6 +17,7 @@ mod eye;
 mod help;
 mod mode;
 mod music;
+mod plan;
 mod quit;
 pub mod registry;
 mod reset;
@@ -30,6 +31,7 @@ use tracing::info;
 
 use crate::{bus::Topic, droid::Droid};
 use cantina::line::{TokenizeError, split};
+pub use plan::PlanCommands;
 pub use registry::Registry;
 
 /// The group a command is listed under in `help`, in display order.
@@ -47,6 +49,8 @@ pub enum Category {
     Eyes,
     /// The droid's voice.
     Speech,
+    /// Timed shows.
+    Plans,
     /// Logging and diagnostics.
     Debug,
 }
@@ -60,6 +64,7 @@ impl Category {
         Category::Dj,
         Category::Eyes,
         Category::Speech,
+        Category::Plans,
         Category::Debug,
     ];
 
@@ -72,6 +77,7 @@ impl Category {
             Category::Dj => "dj",
             Category::Eyes => "eyes",
             Category::Speech => "speech",
+            Category::Plans => "plans",
             Category::Debug => "debug",
         }
     }
@@ -193,6 +199,13 @@ pub fn all() -> Vec<&'static CommandSpec> {
         &speech::VOICES,
         &speech::VOICE,
         &speech::PLAY,
+        &plan::RUN,
+        &plan::LIST,
+        &plan::STATUS,
+        &plan::STOP,
+        &plan::PAUSE,
+        &plan::RESUME,
+        &plan::PANIC,
         &debug::SPEC,
     ]
 }
@@ -218,6 +231,8 @@ pub enum Command {
     Music(music::Music),
     /// `say` and the speech commands.
     Speech(speech::Speech),
+    /// The plan commands and `panic`.
+    Plan(plan::Plan),
 }
 
 impl Command {
@@ -233,6 +248,7 @@ impl Command {
             Command::Eye(cmd) => cmd.apply(ctx).await,
             Command::Music(cmd) => cmd.apply(ctx).await,
             Command::Speech(cmd) => cmd.apply(ctx).await,
+            Command::Plan(cmd) => cmd.apply(ctx).await,
         }
     }
 }

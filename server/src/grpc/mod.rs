@@ -8,6 +8,7 @@ mod auth;
 mod command;
 mod health;
 mod logs;
+mod plans;
 mod speech;
 mod system;
 
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 use cantina::v1::{
     command_service_server::CommandServiceServer, log_service_server::LogServiceServer,
+    plan_service_server::PlanServiceServer,
     speech_service_server::SpeechServiceServer, system_service_server::SystemServiceServer,
 };
 use tokio::net::TcpListener;
@@ -30,6 +32,7 @@ pub use auth::Auth;
 pub use command::CommandApi;
 pub use health::Health;
 pub use logs::LogApi;
+pub use plans::PlanApi;
 pub use speech::SpeechApi;
 pub use system::{MISSED_TOPIC, SystemApi};
 
@@ -141,6 +144,9 @@ pub async fn serve(
     let speech = SpeechServiceServer::new(SpeechApi::new(droid.speech.clone()))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
+    let plans = PlanServiceServer::new(PlanApi::new(droid.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
     let system = SystemServiceServer::new(SystemApi::new(droid))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
@@ -151,6 +157,7 @@ pub async fn serve(
         <SystemServiceServer<SystemApi> as NamedService>::NAME,
         <LogServiceServer<LogApi> as NamedService>::NAME,
         <SpeechServiceServer<SpeechApi> as NamedService>::NAME,
+        <PlanServiceServer<PlanApi> as NamedService>::NAME,
         <HealthServer<()> as NamedService>::NAME,
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
@@ -170,6 +177,7 @@ pub async fn serve(
         .add_service(InterceptedService::new(commands, auth.clone()))
         .add_service(InterceptedService::new(system, auth.clone()))
         .add_service(InterceptedService::new(speech, auth.clone()))
+        .add_service(InterceptedService::new(plans, auth.clone()))
         .add_service(InterceptedService::new(log_service, auth));
 
     Ok(router

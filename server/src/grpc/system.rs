@@ -130,7 +130,13 @@ impl SystemService for SystemApi {
             audio: Some(audio_to_proto(&droid.audio.state())),
             eyes: Some(eyes_to_proto(&droid.eyes.state())),
             speech: Some(speech_to_proto(&droid.speech.state())),
-            plans: Vec::new(),
+            plans: droid
+                .plans
+                .state()
+                .active
+                .iter()
+                .map(super::plans::summary_to_proto)
+                .collect(),
             started_at: Some(droid.info.started_at.into()),
             bus: Some(cantina::json::struct_from_json(droid.bus.metrics())),
         }))

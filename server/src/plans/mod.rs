@@ -17,4 +17,7 @@ pub mod executor;
 pub mod layers;
 pub mod model;
 pub mod resolve;
+pub mod service;
 pub mod timeline;
+
+pub use service::{Changed, PlanError, PlanInfo, PlanStatus, Plans, PlansState, Started};

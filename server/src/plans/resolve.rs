@@ -29,6 +29,21 @@ pub struct Resolved {
     pub on_track: bool,
 }
 
+/// A step's JSON path in the plan document:
+/// `steps[2].parallelSteps.steps[0]`.
+pub fn json_path(path: &[usize]) -> String {
+    path.iter()
+        .enumerate()
+        .map(|(depth, i)| {
+            if depth == 0 {
+                format!("steps[{i}]")
+            } else {
+                format!(".parallelSteps.steps[{i}]")
+            }
+        })
+        .collect()
+}
+
 /// The first loop of `plan`, step by step, nested steps after their group.
 pub fn resolve(plan: &Plan) -> Vec<Resolved> {
     let mut out = Vec::new();
