@@ -190,6 +190,11 @@ settings! {
         },
         /// The audio's settings, and where generated data lives.
         pub audio: AudioSettings = group {},
+        /// Folder of the named plans, JSON or YAML files [default: `plans` in the data folder]
+        pub plans_dir: Option<PathBuf> = setting {
+            key: "plans_dir", env: "CANTINA_PLANS_DIR", unset: None,
+            parse: parse_path,
+        },
         /// Serial port of the eyes' Arduino, `auto`, or `virtual`
         pub eyes_port: EyesPort = setting {
             key: "eyes_port", env: "CANTINA_EYES_PORT", default: "auto",
@@ -242,6 +247,15 @@ settings! {
         },
         /// Where each value came from, by key, for `--print-config`.
         pub origins: BTreeMap<&'static str, Origin> = fixed { BTreeMap::new() },
+    }
+}
+
+impl Config {
+    /// The plans folder in use: `plans_dir`, or `plans` in the data folder.
+    pub fn plans_folder(&self) -> PathBuf {
+        self.plans_dir
+            .clone()
+            .unwrap_or_else(|| self.audio.data_dir.join("plans"))
     }
 }
 
@@ -656,6 +670,7 @@ mod tests {
         assert_eq!(config.audio.output, AudioOutput::Default);
         assert_eq!(config.eyes_port, EyesPort::Auto);
         assert_eq!(config.log_dir, PathBuf::from("logs"));
+        assert_eq!(config.plans_folder(), config.audio.data_dir.join("plans"));
         assert_eq!(config.max_message_size, 4 << 20);
     }
 
@@ -995,6 +1010,7 @@ mod tests {
             ("log_dir", "/var/log/cantina"),
             ("data_dir", "/srv/cantina"),
             ("music_dir", "/srv/music"),
+            ("plans_dir", "/srv/plans"),
             ("audio_output", "wav:/tmp/show.wav"),
             ("audio_sample_rate", "44100"),
             ("audio_period", "256"),

@@ -14,6 +14,7 @@
 
 pub mod decode;
 pub mod executor;
+pub mod files;
 pub mod layers;
 pub mod model;
 pub mod resolve;
