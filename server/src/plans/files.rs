@@ -1527,6 +1527,34 @@ block: |
         assert!(dj.steps.iter().any(|s| s.at.is_some()));
     }
 
+    /// The YAML and JSON examples of `docs/plans.md` are valid and the same
+    /// plan, and the problems it shows are the ones decode gives.
+    #[test]
+    fn the_examples_of_the_docs_hold() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/plans.md");
+        let text = fs::read_to_string(&path).unwrap();
+        let block = |fence: &str| {
+            let start = text.find(fence).expect("the block") + fence.len();
+            let end = start + text[start..].find("```").expect("its end");
+            text[start..end].to_string()
+        };
+        let yaml = decode_document(&block("```yaml\n"), &Limits::default()).unwrap();
+        let json = decode_document(&block("```json\n"), &Limits::default()).unwrap();
+        assert_eq!(yaml, json);
+        let shown = format!("line 4{}", block("```\nline 4"));
+        let broken = "name: broken\nsteps:\n  - delay:\n      duration: 2 seconds\n  - eyePattern: {pattern: grumpy}\n";
+        let problems: Vec<String> = decode_document(broken, &Limits::default())
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let shown: Vec<&str> = shown.lines().map(|l| l.trim_end_matches('…')).collect();
+        assert_eq!(shown.len(), problems.len(), "{shown:#?}");
+        for (shown, problem) in shown.iter().zip(&problems) {
+            assert!(problem.starts_with(shown), "{problem:?} is not {shown:?}");
+        }
+    }
+
     #[test]
     fn a_new_folder_gets_the_examples_once() {
         let dir = tempfile::tempdir().unwrap();
