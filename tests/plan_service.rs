@@ -170,14 +170,21 @@ async fn a_bad_plan_is_refused_with_every_problem_and_its_line_and_nothing_runs(
     assert!(message.contains("steps[0].delay.duration"), "{message}");
     assert!(message.contains("line 4"), "{message}");
     assert!(message.contains("steps[1].id"), "{message}");
-    assert!(message.contains("steps[2]") || message.contains("sparkly"), "{message}");
+    assert!(
+        message.contains("steps[2]") || message.contains("sparkly"),
+        "{message}"
+    );
     assert!(message.contains("nothing ran"), "{message}");
     let listed = plans
         .list_plans(ListPlansRequest {})
         .await
         .unwrap()
         .into_inner();
-    assert!(listed.plans.is_empty(), "nothing started: {:?}", listed.plans);
+    assert!(
+        listed.plans.is_empty(),
+        "nothing started: {:?}",
+        listed.plans
+    );
     // Neither plan nor document: a clear refusal.
     let error = plans
         .start_plan(StartPlanRequest::default())
@@ -212,7 +219,10 @@ async fn validate_plan_lists_problems_with_paths_and_lines_or_the_resolved_timel
         .into_inner();
     assert!(!verdict.valid);
     let problem = &verdict.problems[0];
-    assert_eq!(problem.path, "steps[1].parallelSteps.steps[0].delay.duration");
+    assert_eq!(
+        problem.path,
+        "steps[1].parallelSteps.steps[0].delay.duration"
+    );
     assert_eq!(problem.line, 5);
     let good = r#"{
   "name": "timed",
@@ -321,9 +331,7 @@ async fn a_busy_layer_replaces_queues_or_skips_and_override_cancels_below() {
     let server = TestServer::start().await;
     let mut plans = client(&server).await;
     let waiting = |name: &str| {
-        format!(
-            r#"{{"name": "{name}", "steps": [{{"waitForEvent": {{"topic": "ext.never"}}}}]}}"#
-        )
+        format!(r#"{{"name": "{name}", "steps": [{{"waitForEvent": {{"topic": "ext.never"}}}}]}}"#)
     };
     let first = plans
         .start_plan(start(&waiting("first")))
@@ -446,7 +454,10 @@ async fn wait_for_event_is_released_by_a_matching_published_event() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(listed.plans[0].current_step_id, "press", "a blue press does not count");
+    assert_eq!(
+        listed.plans[0].current_step_id, "press",
+        "a blue press does not count"
+    );
     sys.publish_event(publish("red")).await.unwrap();
     let events = until_end(&mut stream).await;
     assert_eq!(events.last().unwrap().status(), PlanStatus::Completed);
@@ -483,7 +494,10 @@ async fn pause_resume_and_cancel_after_the_step() {
         .unwrap()
         .into_inner();
     let summary = &listed.plans[0];
-    assert_eq!(summary.current_step_id, "one", "held: the delay did not end");
+    assert_eq!(
+        summary.current_step_id, "one",
+        "held: the delay did not end"
+    );
     let resumed = plans
         .resume_plan(ResumePlanRequest {
             plan_id: id.clone(),
@@ -538,7 +552,11 @@ async fn stop_all_cancels_every_plan_on_every_layer() {
         .unwrap()
         .into_inner();
     assert_eq!(stopped.cancelled.len(), 2, "{stopped:?}");
-    assert!(stopped.message.contains("2 plans cancelled"), "{}", stopped.message);
+    assert!(
+        stopped.message.contains("2 plans cancelled"),
+        "{}",
+        stopped.message
+    );
     let listed = plans
         .list_plans(ListPlansRequest {})
         .await
@@ -580,7 +598,11 @@ async fn too_many_queued_plans_are_refused() {
     }
     let refused = refused.expect("the queue is bounded");
     assert_eq!(refused.code(), Code::ResourceExhausted);
-    assert!(refused.message().contains("queued"), "{}", refused.message());
+    assert!(
+        refused.message().contains("queued"),
+        "{}",
+        refused.message()
+    );
 }
 
 #[tokio::test]
@@ -619,11 +641,19 @@ async fn the_plans_folder_holds_the_examples_which_run_by_name() {
     let reply = server.dispatch("plan run ambient-idle").await.unwrap();
     assert!(reply.message.contains("ambient"), "{}", reply.message);
     let status = server.dispatch("plan status").await.unwrap();
-    assert!(status.message.contains("ambient-idle"), "{}", status.message);
+    assert!(
+        status.message.contains("ambient-idle"),
+        "{}",
+        status.message
+    );
     let list = server.dispatch("plan list").await.unwrap();
     assert!(list.message.contains("greeting"), "{}", list.message);
     let stop = server.dispatch("plan stop ambient-idle").await.unwrap();
     assert!(stop.message.contains("cancel"), "{}", stop.message);
     let panic = server.dispatch("panic").await.unwrap();
-    assert!(panic.message.contains("no plan was running"), "{}", panic.message);
+    assert!(
+        panic.message.contains("no plan was running"),
+        "{}",
+        panic.message
+    );
 }

@@ -21,8 +21,8 @@ use crate::{
     lifecycle::{StartError, StatusObserver, Subsystem, Supervisor},
     logs::Logs,
     modes::{Mode, ModeChange, ModeError, ModeHook, Modes},
-    shutdown::Shutdown,
     plans::Plans,
+    shutdown::Shutdown,
     speech::Speech,
 };
 

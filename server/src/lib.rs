@@ -43,8 +43,8 @@ use crate::{
     eyes::Eyes,
     lifecycle::StartError,
     logs::Logs,
-    shutdown::Shutdown,
     plans::Plans,
+    shutdown::Shutdown,
     speech::Speech,
 };
 

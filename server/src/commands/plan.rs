@@ -11,12 +11,8 @@ use super::{Category, Command, CommandError, CommandSpec, Context, Dispatcher, R
 use crate::{
     lifecycle::BoxFuture,
     plans::{
-        Changed, PlanError, PlanInfo, PlanStatus, Plans,
-        executor::CommandRunner,
-        files::LoadError,
-        layers::IfBusy,
-        service::layer_name,
-        timeline::StopMode,
+        Changed, PlanError, PlanInfo, PlanStatus, Plans, executor::CommandRunner, files::LoadError,
+        layers::IfBusy, service::layer_name, timeline::StopMode,
     },
 };
 
@@ -69,7 +65,9 @@ pub static RUN: CommandSpec = CommandSpec {
             Some(other) => {
                 return Err(CommandError::BadArgs {
                     spec,
-                    problem: format!("'{other}' is not what to do when the layer is busy: give replace, queue or skip"),
+                    problem: format!(
+                        "'{other}' is not what to do when the layer is busy: give replace, queue or skip"
+                    ),
                 });
             }
         };

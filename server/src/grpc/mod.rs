@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use cantina::v1::{
     command_service_server::CommandServiceServer, log_service_server::LogServiceServer,
-    plan_service_server::PlanServiceServer,
-    speech_service_server::SpeechServiceServer, system_service_server::SystemServiceServer,
+    plan_service_server::PlanServiceServer, speech_service_server::SpeechServiceServer,
+    system_service_server::SystemServiceServer,
 };
 use tokio::net::TcpListener;
 use tonic::{

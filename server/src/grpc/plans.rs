@@ -22,8 +22,7 @@ use crate::{
     bus::{Event, Item, Topic, TopicSet},
     droid::Droid,
     plans::{
-        PlanError, PlanInfo, PlanStatus,
-        decode,
+        PlanError, PlanInfo, PlanStatus, decode,
         files::{Document, LoadError, Located, parse_document},
         layers::IfBusy,
         model::{Layer, Plan},

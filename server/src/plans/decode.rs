@@ -241,6 +241,15 @@ impl Decoder<'_> {
         }
     }
 
+    /// A track: text, or a whole number (its 1-based place in the
+    /// library, as YAML writes `track: 2`).
+    fn track(&mut self, map: &Fields<'_>, path: &str, field: &str, example: &str) -> String {
+        match map.get(field) {
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n > 0) => n.to_string(),
+            _ => self.required_string(map, path, field, example),
+        }
+    }
+
     fn number(&mut self, map: &Fields<'_>, path: &str, field: &str) -> Option<f64> {
         match map.get(field) {
             None | Some(Value::Null) => None,
@@ -560,7 +569,7 @@ impl Decoder<'_> {
             }
             "musicCrossfade" => {
                 let m = self.object(body, path, &["track", "seconds"])?;
-                let track = self.required_string(&m, path, "track", "\"Cantina Band\" or 2");
+                let track = self.track(&m, path, "track", "\"Cantina Band\" or 2");
                 let seconds = self.number(&m, path, "seconds");
                 let seconds = match seconds {
                     Some(s) if !(0.0..=600.0).contains(&s) => {
@@ -624,7 +633,7 @@ impl Decoder<'_> {
                     Action::StopMusic
                 } else {
                     Action::PlayMusic {
-                        query: self.required_string(
+                        query: self.track(
                             &m,
                             path,
                             "query",
@@ -818,6 +827,24 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_track_may_be_its_place_in_the_library() {
+        let plan = decode(
+            &json!({"steps": [
+                {"musicCrossfade": {"track": 2}},
+                {"playMusic": {"query": 1}}
+            ]}),
+            &Limits::default(),
+        )
+        .unwrap();
+        assert!(
+            matches!(&plan.steps[0].action, Action::MusicCrossfade { track, .. } if track == "2")
+        );
+        assert!(matches!(&plan.steps[1].action, Action::PlayMusic { query } if query == "1"));
+        let wrong = problems(json!({"steps": [{"playMusic": {"query": 0}}]}));
+        assert_eq!(wrong.len(), 1, "{wrong:?}");
+    }
 
     fn problems(doc: Value) -> Vec<String> {
         decode(&doc, &Limits::default())

@@ -24,8 +24,8 @@ use tracing::{info, warn};
 
 use super::{
     decode::{Limits, Problem},
-    files::PlanFolder,
     executor::{self, CommandRunner, Control, Report},
+    files::PlanFolder,
     layers::{Act, IfBusy, Layers},
     model::{Layer, Plan},
     timeline::{Outcome, Output, StopMode},
@@ -351,7 +351,10 @@ impl Plans {
         if let Some(id) = &plan.id {
             return id.clone();
         }
-        let id = format!("plan-{}", self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+        let id = format!(
+            "plan-{}",
+            self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+        );
         plan.id = Some(id.clone());
         id
     }
@@ -609,7 +612,10 @@ impl Actor {
             }
             info!(plan = %id, "plan cancelled: the plans are stopping");
         }
-        self.plans.inner.state.send_modify(|state| state.active.clear());
+        self.plans
+            .inner
+            .state
+            .send_modify(|state| state.active.clear());
     }
 
     fn publish_state(&self) {
@@ -758,7 +764,10 @@ impl Actor {
             message: String::new(),
             correlation_id: correlation.map_or_else(|| format!("plan-{id}"), str::to_string),
         };
-        if acts.iter().any(|a| matches!(a, Act::Skipped(p) if *p == id)) {
+        if acts
+            .iter()
+            .any(|a| matches!(a, Act::Skipped(p) if *p == id))
+        {
             let mut info = info;
             info.status = PlanStatus::Skipped;
             info.ended_at = Some(SystemTime::now());
@@ -861,7 +870,12 @@ impl Actor {
             .active
             .get(id)
             .map(|a| a.info.name.clone())
-            .or_else(|| self.ended.iter().find(|p| p.id == id).map(|p| p.name.clone()));
+            .or_else(|| {
+                self.ended
+                    .iter()
+                    .find(|p| p.id == id)
+                    .map(|p| p.name.clone())
+            });
         match name {
             Some(name) if name != id => format!("plan '{name}' ({id})"),
             _ => format!("plan {id}"),
@@ -935,7 +949,9 @@ impl Actor {
                     if let Some(task) = active.task.take() {
                         task.abort();
                     }
-                    let _ = self.notes.send(Note::Ended(id.to_string(), Outcome::Cancelled));
+                    let _ = self
+                        .notes
+                        .send(Note::Ended(id.to_string(), Outcome::Cancelled));
                 }
             }
             None => {
@@ -1157,7 +1173,9 @@ impl Actor {
         let info = info.clone();
         match status {
             PlanStatus::Failed => warn!(plan = %id, name = %info.name, %message, "plan failed"),
-            _ => info!(plan = %id, name = %info.name, status = status.as_str(), %message, "plan ended"),
+            _ => {
+                info!(plan = %id, name = %info.name, status = status.as_str(), %message, "plan ended")
+            }
         }
         // The event before the next plan starts, with the plan's own data.
         self.emit_info(&info, Topic::PlanEnded, None, &message, json!({}));
