@@ -607,7 +607,21 @@ async fn too_many_queued_plans_are_refused() {
 
 #[tokio::test]
 async fn the_plans_folder_holds_the_examples_which_run_by_name() {
-    let server = TestServer::start().await;
+    // A library of two tracks, as the examples' crossfade names track 2.
+    let mut config = common::test_config();
+    let music = config.audio.music_dir.clone().unwrap();
+    for (name, freq) in [("One", 440.0), ("Two", 660.0)] {
+        cantina_server::audio::fixtures::sine_wav(
+            &music.join(format!("{name}.wav")),
+            freq,
+            2.0,
+            44_100,
+            2,
+        )
+        .unwrap();
+    }
+    config.audio.mode_chime = false;
+    let server = TestServer::with_config(config).await;
     let mut plans = client(&server).await;
     let listed = plans
         .list_plans(ListPlansRequest {})
@@ -656,4 +670,23 @@ async fn the_plans_folder_holds_the_examples_which_run_by_name() {
         "{}",
         panic.message
     );
+}
+
+#[tokio::test]
+async fn a_track_no_query_matches_is_refused_before_anything_runs() {
+    let server = TestServer::start().await;
+    let mut plans = client(&server).await;
+    let document = "name: dance\nsteps:\n  - eyePattern: {pattern: happy}\n  - playMusic:\n      query: no such song\n";
+    let error = plans.start_plan(start(document)).await.unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument);
+    let message = error.message();
+    assert!(message.contains("steps[1].playMusic.query"), "{message}");
+    assert!(message.contains("line 5"), "{message}");
+    assert!(message.contains("library is empty"), "{message}");
+    let listed = plans
+        .list_plans(ListPlansRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.plans.is_empty(), "nothing ran");
 }

@@ -240,6 +240,10 @@ impl Plan {
                     LoadError::Io { .. } => CommandError::Unavailable(e.to_string()),
                     _ => CommandError::FailedPrecondition(e.to_string()),
                 })?;
+                let problems = plans.check(&plan).await;
+                if !problems.is_empty() {
+                    return Err(PlanError::Invalid(problems).into());
+                }
                 let started = plans.start(plan, if_busy).await?;
                 Reply::with_data(
                     format!("{} ({})", started.message, started.id),

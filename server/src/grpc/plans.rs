@@ -22,7 +22,8 @@ use crate::{
     bus::{Event, Item, Topic, TopicSet},
     droid::Droid,
     plans::{
-        PlanError, PlanInfo, PlanStatus, decode,
+        PlanError, PlanInfo, PlanStatus,
+        decode::{self, Problem},
         files::{Document, LoadError, Located, parse_document},
         layers::IfBusy,
         model::{Layer, Plan},
@@ -177,6 +178,17 @@ impl Source {
         }
     }
 
+    /// `problem` with its line, when the plan came as a document.
+    fn locate(&self, problem: Problem) -> Located {
+        match self {
+            Source::Message(_) => Located {
+                problem,
+                line: None,
+            },
+            Source::Document(document) => document.locate(problem),
+        }
+    }
+
     fn value(&self) -> &serde_json::Value {
         match self {
             Source::Message(value) => value,
@@ -224,8 +236,9 @@ impl PlanApi {
         Ok(parse_document(&text).map(Source::Document))
     }
 
-    /// Decodes the request's plan, or INVALID_ARGUMENT with every problem.
-    fn decode(
+    /// Decodes and checks the request's plan, or INVALID_ARGUMENT with
+    /// every problem.
+    async fn decode(
         &self,
         plan: Option<pb::Plan>,
         plan_name: String,
@@ -234,9 +247,20 @@ impl PlanApi {
         let source = self
             .source(plan, plan_name, document)?
             .map_err(|problems| invalid(&problems))?;
-        source
-            .decode(self.droid.plans.limits())
+        self.check(&source)
+            .await
             .map_err(|problems| invalid(&problems))
+    }
+
+    /// The plan, decoded and checked against the library, or every problem.
+    async fn check(&self, source: &Source) -> Result<Plan, Vec<Located>> {
+        let plan = source.decode(self.droid.plans.limits())?;
+        let problems = self.droid.plans.check(&plan).await;
+        if problems.is_empty() {
+            Ok(plan)
+        } else {
+            Err(problems.into_iter().map(|p| source.locate(p)).collect())
+        }
     }
 
     /// Starts a decoded plan.
@@ -326,7 +350,7 @@ impl PlanService for PlanApi {
             plan_name,
             document,
         } = request.into_inner();
-        let mut plan = self.decode(plan, plan_name, document)?;
+        let mut plan = self.decode(plan, plan_name, document).await?;
         let id = self.droid.plans.assign_id(&mut plan);
         // Subscribed before the start, so no event of the plan is missed.
         let wanted = id.clone();
@@ -394,7 +418,7 @@ impl PlanService for PlanApi {
             plan_name,
             document,
         } = request.into_inner();
-        let plan = self.decode(plan, plan_name, document)?;
+        let plan = self.decode(plan, plan_name, document).await?;
         let started = self.start(plan, if_busy).await?;
         Ok(Response::new(StartPlanResponse {
             plan_id: started.id,
@@ -512,36 +536,34 @@ impl PlanService for PlanApi {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        Ok(Response::new(
-            match source.decode(self.droid.plans.limits()) {
-                Ok(plan) => ValidatePlanResponse {
-                    valid: true,
-                    problems: Vec::new(),
-                    timeline: resolve::resolve(&plan)
-                        .into_iter()
-                        .map(|r| ResolvedStep {
-                            step_id: r.id,
-                            path: resolve::json_path(&r.path),
-                            kind: r.kind.to_string(),
-                            start: r.start.map(duration),
-                            earliest: Some(duration(r.earliest)),
-                            duration: r.duration.map(duration),
-                            on_track: r.on_track,
-                            depth: r.path.len().saturating_sub(1) as u32,
-                        })
-                        .collect(),
-                    name: plan.name,
-                    layer: layer_to_proto(plan.layer) as i32,
-                },
-                Err(problems) => ValidatePlanResponse {
-                    valid: false,
-                    problems: problems_to_proto(&problems),
-                    timeline: Vec::new(),
-                    name,
-                    layer: pb::Layer::Unspecified as i32,
-                },
+        Ok(Response::new(match self.check(&source).await {
+            Ok(plan) => ValidatePlanResponse {
+                valid: true,
+                problems: Vec::new(),
+                timeline: resolve::resolve(&plan)
+                    .into_iter()
+                    .map(|r| ResolvedStep {
+                        step_id: r.id,
+                        path: resolve::json_path(&r.path),
+                        kind: r.kind.to_string(),
+                        start: r.start.map(duration),
+                        earliest: Some(duration(r.earliest)),
+                        duration: r.duration.map(duration),
+                        on_track: r.on_track,
+                        depth: r.path.len().saturating_sub(1) as u32,
+                    })
+                    .collect(),
+                name: plan.name,
+                layer: layer_to_proto(plan.layer) as i32,
             },
-        ))
+            Err(problems) => ValidatePlanResponse {
+                valid: false,
+                problems: problems_to_proto(&problems),
+                timeline: Vec::new(),
+                name,
+                layer: pb::Layer::Unspecified as i32,
+            },
+        }))
     }
 
     async fn pause_plan(

@@ -27,12 +27,12 @@ use super::{
     executor::{self, CommandRunner, Control, Report},
     files::PlanFolder,
     layers::{Act, IfBusy, Layers},
-    model::{Layer, Plan},
+    model::{Action, Layer, Plan, Step},
     timeline::{Outcome, Output, StopMode},
 };
 use crate::{
     actor::{ActorError, Handle, Subject},
-    audio::Audio,
+    audio::{Audio, library::find as find_track},
     bus::{Bus, Draft, Topic},
     eyes::Eyes,
     lifecycle::{BoxFuture, ServiceStatus, StatusHandle, Subsystem},
@@ -328,6 +328,47 @@ impl Plans {
                     self.inner.dir.display()
                 ))
             })
+    }
+
+    /// What the decoder cannot check alone: that every track the plan
+    /// names is in the music library (as it is now). Nothing is checked
+    /// while the audio cannot list its library: those steps fail when they
+    /// run, with the reason.
+    pub async fn check(&self, plan: &Plan) -> Vec<Problem> {
+        fn walk<'p>(steps: &'p [Step], at: &[usize], out: &mut Vec<(String, &'p str)>) {
+            for (i, step) in steps.iter().enumerate() {
+                let mut path = at.to_vec();
+                path.push(i);
+                let json = super::resolve::json_path(&path);
+                match &step.action {
+                    Action::PlayMusic { query } => {
+                        out.push((format!("{json}.playMusic.query"), query));
+                    }
+                    Action::MusicCrossfade { track, .. } => {
+                        out.push((format!("{json}.musicCrossfade.track"), track));
+                    }
+                    Action::Parallel { steps, .. } => walk(steps, &path, out),
+                    _ => {}
+                }
+            }
+        }
+        let mut tracks = Vec::new();
+        walk(&plan.steps, &[], &mut tracks);
+        if tracks.is_empty() {
+            return Vec::new();
+        }
+        let Ok(library) = self.inner.audio.list().await else {
+            return Vec::new();
+        };
+        tracks
+            .into_iter()
+            .filter_map(|(path, query)| {
+                find_track(&library.tracks, query).err().map(|e| Problem {
+                    path,
+                    message: format!("no track matches: {e}"),
+                })
+            })
+            .collect()
     }
 
     /// What plans are checked against.
