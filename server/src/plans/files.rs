@@ -171,14 +171,47 @@ pub fn parse_document(text: &str) -> Result<Document, Vec<Located>> {
     }
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let start = text.trim_start();
-    if start.starts_with('{') || start.starts_with('[') {
+    let document = if start.starts_with('{') || start.starts_with('[') {
         match serde_json::from_str::<Value>(text) {
-            Ok(value) => return json_document(text, value),
+            Ok(value) => json_document(text, value),
             // Flow YAML (`{name: hello, steps: […]}`) is not JSON.
-            Err(json) => return yaml_document(text).map_err(|_| vec![json_problem(&json)]),
+            Err(json) => yaml_document(text).map_err(|_| vec![json_problem(&json)]),
         }
-    }
-    yaml_document(text)
+    } else {
+        yaml_document(text)
+    };
+    document.map(unwrap_request)
+}
+
+/// The plan of a document that is a request holding it (`{"plan": {…}}`,
+/// the body of `RunPlan` and `StartPlan`), so that one file works with
+/// `grpcurl -d @` as it is and with the CLI; its lines stay the file's.
+fn unwrap_request(mut document: Document) -> Document {
+    let Value::Object(map) = &document.value else {
+        return document;
+    };
+    let Some(plan) = map.get("plan").filter(|p| p.is_object() && map.len() == 1) else {
+        return document;
+    };
+    document.value = plan.clone();
+    let inner = |path: &str| {
+        if path == "plan" {
+            Some(String::new())
+        } else {
+            path.strip_prefix("plan.").map(str::to_string)
+        }
+    };
+    document.lines = document
+        .lines
+        .iter()
+        .filter_map(|(path, line)| inner(path).map(|p| (p, *line)))
+        .collect();
+    document.yaml11_booleans = document
+        .yaml11_booleans
+        .iter()
+        .filter_map(|path| inner(path))
+        .collect();
+    document
 }
 
 /// Reads and decodes a plan document (see [`parse_document`] and
@@ -770,31 +803,23 @@ fn float(text: &str) -> Result<Value, String> {
 /// The example plans written into a new plans folder: file name, text.
 /// Each runs on the demo library and on virtual hardware.
 pub const EXAMPLES: [(&str, &str); 3] = [
-    ("greeting.yaml", GREETING),
+    ("greeting.json", GREETING),
     ("dj-intro.json", DJ_INTRO),
     ("ambient-idle.yaml", AMBIENT_IDLE),
 ];
 
-const GREETING: &str = r#"# The droid greets a guest: happy eyes, a welcome line (the music ducks
-# under the speech by itself), a moment, then the eyes at rest.
-# The format: docs/plans.md.
-name: greeting
-layer: LAYER_FOREGROUND
-steps:
-  - id: smile
-    eyePattern:
-      pattern: happy
-      brightness: 1.0
-  - id: welcome
-    speak:
-      text: "Welcome to Oga's Cantina! Find a seat, the band is about to play."
-      duckLevel: 0.3
-  - id: linger
-    delay:
-      duration: 1.5s
-  - id: rest
-    eyePattern:
-      pattern: idle
+const GREETING: &str = r#"{
+  "plan": {
+    "name": "greeting",
+    "layer": "LAYER_FOREGROUND",
+    "steps": [
+      {"id": "smile", "eyePattern": {"pattern": "happy", "brightness": 1.0}},
+      {"id": "welcome", "speak": {"text": "Welcome to Oga's Cantina! Find a seat, the band is about to play.", "duckLevel": 0.3}},
+      {"id": "linger", "delay": {"duration": "1.5s"}},
+      {"id": "rest", "eyePattern": {"pattern": "idle"}}
+    ]
+  }
+}
 "#;
 
 const DJ_INTRO: &str = r#"{
@@ -1495,6 +1520,19 @@ block: |
     }
 
     #[test]
+    fn a_request_holding_the_plan_is_read_as_the_plan_with_the_files_lines() {
+        let text = "{\n  \"plan\": {\n    \"steps\": [\n      {\"delay\": {\"duration\": \"-1s\"}}\n    ]\n  }\n}\n";
+        let document = parse_document(text).unwrap();
+        assert!(document.value().get("steps").is_some());
+        let problems = document.decode(&Limits::default()).unwrap_err();
+        assert_eq!(problems[0].problem.path, "steps[0].delay.duration");
+        assert_eq!(problems[0].line, Some(4));
+        // Another field beside `plan`: not a request, and said so.
+        let mixed = parse_document("{\"plan\": {}, \"steps\": []}").unwrap();
+        assert!(mixed.value().get("plan").is_some());
+    }
+
+    #[test]
     fn the_examples_decode_and_suit_the_demo_library() {
         for (file, text) in EXAMPLES {
             let plan = decode_document(text, &Limits::default())
@@ -1563,7 +1601,7 @@ block: |
         let names: Vec<String> = folder.list().into_iter().map(|p| p.name).collect();
         assert_eq!(names, ["ambient-idle", "dj-intro", "greeting"]);
         // Deleted, an example stays deleted.
-        fs::remove_file(plans.join("greeting.yaml")).unwrap();
+        fs::remove_file(plans.join("greeting.json")).unwrap();
         fs::remove_file(plans.join("dj-intro.json")).unwrap();
         fs::remove_file(plans.join("ambient-idle.yaml")).unwrap();
         let folder = PlanFolder::open(&plans).unwrap();
@@ -1640,7 +1678,7 @@ block: |
         let (plan, text) = folder.load("greeting").unwrap();
         assert_eq!(plan.name, "greeting");
         assert_eq!(text, GREETING);
-        assert!(folder.load("greeting.yaml").is_ok());
+        assert!(folder.load("greeting.json").is_ok());
         let err = folder.load("gretting").unwrap_err();
         assert!(
             matches!(err, LoadError::NotFound { ref suggestion, .. } if suggestion.as_deref() == Some("greeting"))
