@@ -248,10 +248,14 @@ impl SampleClock {
             None => -i128::try_from((self.0.epoch - at).as_nanos()).unwrap_or(i128::MAX),
         };
         let origin = since_epoch - frames_to_nanos(frame, self.0.rate);
-        let origin = i64::try_from(origin).unwrap_or(NOT_HEARD + 1).max(NOT_HEARD + 1);
+        let origin = i64::try_from(origin)
+            .unwrap_or(NOT_HEARD + 1)
+            .max(NOT_HEARD + 1);
         self.0.origin.store(origin, Ordering::Release);
         let latency = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX - 1);
-        self.0.latency.store(latency.min(u64::MAX - 1), Ordering::Relaxed);
+        self.0
+            .latency
+            .store(latency.min(u64::MAX - 1), Ordering::Relaxed);
     }
 
     /// Counts `frames` more as rendered.
@@ -609,6 +613,12 @@ impl Mixer {
     /// Output frames per second.
     pub fn sample_rate(&self) -> u32 {
         self.sample_rate
+    }
+
+    /// The sample clock this mixer advances, for its output to say when
+    /// frames are heard ([`SampleClock::mark_heard`]).
+    pub fn clock_ref(&self) -> &SampleClock {
+        &self.clock
     }
 
     /// The longest chunk rendered in one go.
@@ -1376,16 +1386,20 @@ mod tests {
                     .unwrap();
                 let out = left(&render_in(&mut mixer, start + 500, period));
                 let context = format!("start {start}, buffers of {period}");
+                assert_eq!(out.iter().position(|&s| s != 0.0), Some(start), "{context}");
                 assert_eq!(
-                    out.iter().position(|&s| s != 0.0),
-                    Some(start),
-                    "{context}"
+                    out[start],
+                    1.0 / 10_000.0,
+                    "its very first sample: {context}"
                 );
-                assert_eq!(out[start], 1.0 / 10_000.0, "its very first sample: {context}");
                 assert_eq!(out[start + 499], 500.0 / 10_000.0, "{context}");
                 assert_eq!(control.started_at(id), Some(start as u64), "{context}");
                 assert_eq!(control.position(id), Some(500), "{context}");
-                assert_eq!(control.poll(), vec![], "no underrun before its start: {context}");
+                assert_eq!(
+                    control.poll(),
+                    vec![],
+                    "no underrun before its start: {context}"
+                );
             }
         }
     }
@@ -1400,13 +1414,21 @@ mod tests {
             .add_voice_at(BusId::Music, src, 1.0, fade, 1300)
             .unwrap();
         let free = feed.samples.slots();
-        assert!(render_in(&mut mixer, 1024, PERIOD).iter().all(|&s| s == 0.0));
+        assert!(
+            render_in(&mut mixer, 1024, PERIOD)
+                .iter()
+                .all(|&s| s == 0.0)
+        );
         assert_eq!(feed.samples.slots(), free, "nothing read before the start");
         let out = left(&render_in(&mut mixer, 512, PERIOD));
         let start = 1300 - 1024;
         assert!(out[..start].iter().all(|&s| s == 0.0));
         assert!((out[start] - 0.5 * 0.01).abs() < 1e-7, "{}", out[start]);
-        assert_eq!(out[start + 99], 0.5, "the fade-in ends 100 frames after the start");
+        assert_eq!(
+            out[start + 99],
+            0.5,
+            "the fade-in ends 100 frames after the start"
+        );
     }
 
     #[test]
@@ -1484,13 +1506,21 @@ mod tests {
             .unwrap();
         render(&mut mixer, PERIOD);
         control.stop_voice(id, 1000).unwrap();
-        assert!(render_in(&mut mixer, 8192, PERIOD).iter().all(|&s| s == 0.0));
+        assert!(
+            render_in(&mut mixer, 8192, PERIOD)
+                .iter()
+                .all(|&s| s == 0.0)
+        );
         let ended = MixerEvent::VoiceEnded {
             id,
             frames_played: 0,
             stopped: true,
         };
-        assert_eq!(control.poll(), vec![ended], "gone at once, not at its start");
+        assert_eq!(
+            control.poll(),
+            vec![ended],
+            "gone at once, not at its start"
+        );
         assert_eq!(control.voices(), 0);
     }
 
@@ -1501,8 +1531,14 @@ mod tests {
         let at = Instant::now() + Duration::from_millis(40);
         clock.mark_heard(4800, at, Duration::from_millis(30));
         assert_eq!(clock.heard_at(4800), Some(at));
-        assert_eq!(clock.heard_at(4800 + 48_000), Some(at + Duration::from_secs(1)));
-        assert_eq!(clock.heard_at(4800 + 24), Some(at + Duration::from_micros(500)));
+        assert_eq!(
+            clock.heard_at(4800 + 48_000),
+            Some(at + Duration::from_secs(1))
+        );
+        assert_eq!(
+            clock.heard_at(4800 + 24),
+            Some(at + Duration::from_micros(500))
+        );
         assert_eq!(clock.heard_at(0), Some(at - Duration::from_millis(100)));
         assert_eq!(clock.latency(), Some(Duration::from_millis(30)));
         assert_eq!(clock.sample_rate(), RATE);
