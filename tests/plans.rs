@@ -279,3 +279,203 @@ async fn a_plan_paused_before_it_starts_runs_nothing_until_resumed() {
     assert_eq!(droid.eyes.state().pattern, Pattern::Angry);
     server.server.stop().await.unwrap();
 }
+
+/// Writes a 16-bit stereo WAV at `rate` of `frames` frames, frame `i` being
+/// `sample(i)` (left, right).
+fn stereo_wav(
+    path: &std::path::Path,
+    rate: u32,
+    frames: usize,
+    sample: impl Fn(usize) -> (f32, f32),
+) {
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(path, spec).unwrap();
+    let quantise = |s: f32| (s * f32::from(i16::MAX)).round() as i16;
+    for i in 0..frames {
+        let (left, right) = sample(i);
+        writer.write_sample(quantise(left)).unwrap();
+        writer.write_sample(quantise(right)).unwrap();
+    }
+    writer.finalize().unwrap();
+}
+
+/// The show: a plan starts a track, and 2.000 s after the track's
+/// first sample plays a click and sets the eyes happy. The real WAV file
+/// output and the simulated eyes board on a pty.
+///
+/// What is measured, and how honestly:
+/// - The click's start is exact and read from the output file: the track
+///   (a quiet tone on the left channel only, starting on a peak so that its
+///   first sample is not 0) and the click (on the right only, its first
+///   sample sharp) are told apart by channel, and the click's first sample
+///   must be exactly 2 × 48,000 frames after the track's.
+/// - When the click is heard: a WAV file is not heard, but the paced output
+///   renders each period when its first frame is due, in real time, and
+///   writes it to the file then. A thread of the test watches the sample
+///   clock (every 0.2 ms) and notes when the period that holds the click's
+///   frame was rendered; the click is "played" that moment plus its offset
+///   into the period. This comes from the clock as the test sees it, not
+///   from the server's own idea of when frames are heard (what the executor
+///   times the eyes by).
+/// - When the eyes light: the simulator's time for the `H` reaching the
+///   board's firmware (after the serial line's byte time).
+/// - The two must be within one output period (1024 frames, 21.3 ms), and
+///   are held to half of one: the paced output renders a period ahead, so
+///   eyes sent when the clock counts the click's frame rendered (without the
+///   latency compensation) light up to a whole period early, which one
+///   period would let pass. Measured on a quiet machine: within about 1 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_show_clicks_on_the_very_sample_two_seconds_into_the_track_and_the_eyes_light_with_it() {
+    use cantina_server::{
+        config::{AudioOutput, EyesPort},
+        eyes::sim::{SimBoard, SimEvent, SimOptions},
+    };
+    use std::{
+        f32::consts::TAU,
+        sync::atomic::{AtomicBool, Ordering},
+        time::Instant,
+    };
+
+    const RATE: u32 = 48_000;
+    const PERIOD: u32 = 1024;
+    let music = tempfile::tempdir().unwrap();
+    stereo_wav(
+        &music.path().join("Test - Quiet Tone.wav"),
+        RATE,
+        3 * RATE as usize,
+        |i| (0.05 * (TAU * 220.0 * i as f32 / RATE as f32).cos(), 0.0),
+    );
+    let renders = tempfile::tempdir().unwrap();
+    let out = renders.path().join("show.wav");
+    let eyes_dir = tempfile::tempdir().unwrap();
+    let mut options = SimOptions::new(eyes_dir.path().join("eyes"));
+    options.boot_delay = Duration::from_millis(50);
+    let board = SimBoard::start(options).expect("a simulated board");
+    let board_events = board.events();
+
+    let mut config = common::test_config();
+    config.audio.output = AudioOutput::Wav(out.clone());
+    config.audio.music_dir = Some(music.path().to_path_buf());
+    config.audio.sample_rate = Some(RATE);
+    config.audio.period_frames = Some(PERIOD);
+    config.audio.mode_chime = false;
+    config.eyes_port = EyesPort::Path(board.link().to_path_buf());
+    config.eyes.heartbeat = Duration::ZERO;
+    let sounds = config.audio.data_dir.join("sounds");
+    std::fs::create_dir_all(&sounds).unwrap();
+    // A sharp first sample, then a quick decay.
+    stereo_wav(&sounds.join("click.wav"), RATE, 480, |i| {
+        (0.0, 0.9 * (1.0 - i as f32 / 480.0))
+    });
+
+    let server = TestServer::with_config(config).await;
+    let droid = server.server.droid();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while droid.audio.state().library_size != 1 || !droid.eyes.state().connected {
+        assert!(
+            Instant::now() < deadline,
+            "the library or the eyes never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The test's own view of the sample clock: when each value appeared.
+    let clock = droid.audio.clock().expect("the audio runs");
+    let watching = Arc::new(AtomicBool::new(true));
+    let watcher = std::thread::spawn({
+        let (clock, watching) = (clock.clone(), watching.clone());
+        move || {
+            let mut seen = vec![(clock.frames(), Instant::now())];
+            while watching.load(Ordering::Relaxed) {
+                let frames = clock.frames();
+                if frames != seen.last().unwrap().0 {
+                    seen.push((frames, Instant::now()));
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            seen
+        }
+    });
+
+    let plan = decode(
+        &serde_json::json!({"steps": [
+            {"id": "music", "playMusic": {"query": "quiet tone"}},
+            {"id": "cue", "at": "2s", "atFrom": "AT_FROM_TRACK", "parallelSteps": {"steps": [
+                {"id": "click", "playSound": {"file": "click.wav"}},
+                {"id": "happy", "eyePattern": {"pattern": "happy"}}
+            ]}}
+        ]}),
+        &Limits::default(),
+    )
+    .unwrap();
+    let (_control, rx) = tokio::sync::mpsc::channel(4);
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(10),
+        executor::run(plan, parts(&server), rx, |_| {}),
+    )
+    .await
+    .expect("the show ends");
+    assert_eq!(outcome, Outcome::Completed);
+    // The click has sounded and is in the file.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    watching.store(false, Ordering::Relaxed);
+    let seen = watcher.join().unwrap();
+    let lit = loop {
+        match board_events.recv_timeout(Duration::from_secs(1)) {
+            Ok(SimEvent::Command { byte: b'H', at, .. }) => break at,
+            Ok(_) => {}
+            Err(e) => panic!("the board never got H: {e}"),
+        }
+    };
+    assert_eq!(droid.eyes.state().pattern, Pattern::Happy);
+    server.server.stop().await.unwrap();
+
+    let samples: Vec<f32> = hound::WavReader::open(&out)
+        .unwrap()
+        .into_samples::<f32>()
+        .map(Result::unwrap)
+        .collect();
+    let first = |channel: usize| {
+        samples
+            .chunks(2)
+            .position(|frame| frame[channel] != 0.0)
+            .expect("it sounds")
+    };
+    let (track, click) = (first(0), first(1));
+    assert_eq!(
+        click - track,
+        2 * RATE as usize,
+        "the click's first sample is exactly 2.000 s after the track's (track at frame {track}, click at {click})"
+    );
+
+    // The period that holds the click's frame, as the test saw it rendered.
+    let click = click as u64;
+    let rendered = seen
+        .windows(2)
+        .find(|w| w[0].0 <= click && click < w[1].0)
+        .expect("the watcher saw the click's period rendered");
+    let (period_start, seen_at) = (rendered[0].0, rendered[1].1);
+    let played = seen_at + Duration::from_secs_f64((click - period_start) as f64 / f64::from(RATE));
+    let gap = if lit >= played {
+        (lit - played).as_secs_f64()
+    } else {
+        -(played - lit).as_secs_f64()
+    };
+    let period = f64::from(PERIOD) / f64::from(RATE);
+    eprintln!(
+        "eyes lit {:+.2} ms from the click being played (one period: {:.2} ms)",
+        gap * 1e3,
+        period * 1e3
+    );
+    assert!(
+        gap.abs() <= period / 2.0,
+        "the eyes lit {:.2} ms from the click being played, more than half a period ({:.2} ms)",
+        gap * 1e3,
+        period * 1e3
+    );
+}

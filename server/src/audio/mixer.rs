@@ -12,7 +12,10 @@
 //! - **Commands** (control → callback): every change, applied at the start of
 //!   the next period, all of them at once. A voice's heap parts (its `Box`,
 //!   its source's ring) are allocated by the control side and moved in
-//!   through this queue.
+//!   through this queue. A voice may be given the clock's frame to start on,
+//!   and a stop or a crossfade the frame to begin on: the voice waits in the
+//!   table, reading nothing, and the period that holds the frame is mixed in
+//!   two parts around it, so the change lands on that very sample.
 //! - **Retired voices** (callback → control): a voice that ended is handed
 //!   back rather than dropped, so the memory is freed by
 //!   [`MixerControl::poll`], never in the callback. The control side keeps at
@@ -36,8 +39,9 @@ use std::{
     collections::HashMap,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use rtrb::{Consumer, Producer, RingBuffer};
@@ -148,24 +152,128 @@ impl VoiceStart {
     }
 }
 
-/// The output's sample clock: frames rendered since the mixer was made.
+/// The output's sample clock: frames rendered since the mixer was made, and
+/// when the output says they are heard.
 ///
 /// Advanced once per [`Mixer::render`] call, after the whole buffer is
 /// written; cloned freely to wherever times must follow the audio (plans,
 /// lip sync) rather than the wall clock.
-#[derive(Clone, Debug, Default)]
-pub struct SampleClock(Arc<AtomicU64>);
+///
+/// The mixer renders ahead of what is heard: a device plays a buffer some
+/// time after its callback asked for it, and every output counts a whole
+/// period as rendered before its last frame sounds. Each output tells the
+/// clock, once a period, when the first frame it just rendered is heard
+/// ([`SampleClock::mark_heard`]); [`SampleClock::heard_at`] maps any frame
+/// to that moment and [`SampleClock::latency`] says how far ahead the
+/// mixing runs.
+#[derive(Clone, Debug)]
+pub struct SampleClock(Arc<ClockState>);
+
+/// What a [`SampleClock`] shares.
+#[derive(Debug)]
+struct ClockState {
+    /// Frames rendered.
+    frames: AtomicU64,
+    /// Frames a second.
+    rate: u32,
+    /// What `origin` counts from.
+    epoch: Instant,
+    /// When frame 0 is heard, in nanoseconds after `epoch` (negative:
+    /// before it), as the output said last; [`NOT_HEARD`] until it says.
+    origin: AtomicI64,
+    /// The output latency in nanoseconds; `u64::MAX` until the output says.
+    latency: AtomicU64,
+}
+
+/// `origin` before any output said when its sound is heard.
+const NOT_HEARD: i64 = i64::MIN;
 
 impl SampleClock {
+    /// A clock at frame 0, counting `sample_rate` frames a second.
+    pub fn new(sample_rate: u32) -> Self {
+        SampleClock(Arc::new(ClockState {
+            frames: AtomicU64::new(0),
+            rate: sample_rate.max(1),
+            epoch: Instant::now(),
+            origin: AtomicI64::new(NOT_HEARD),
+            latency: AtomicU64::new(u64::MAX),
+        }))
+    }
+
     /// Frames rendered so far.
     pub fn frames(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
+        self.0.frames.load(Ordering::Acquire)
     }
 
     /// Seconds rendered so far at `sample_rate`.
     pub fn seconds(&self, sample_rate: u32) -> f64 {
         self.frames() as f64 / f64::from(sample_rate)
     }
+
+    /// Frames a second.
+    pub fn sample_rate(&self) -> u32 {
+        self.0.rate
+    }
+
+    /// When `frame` is (or was) heard, from what the output said of the
+    /// period it rendered last; `None` before any output said.
+    pub fn heard_at(&self, frame: u64) -> Option<Instant> {
+        let origin = self.0.origin.load(Ordering::Acquire);
+        if origin == NOT_HEARD {
+            return None;
+        }
+        let nanos = i128::from(origin) + frames_to_nanos(frame, self.0.rate);
+        let epoch = self.0.epoch;
+        if nanos >= 0 {
+            epoch.checked_add(Duration::from_nanos(u64::try_from(nanos).ok()?))
+        } else {
+            epoch.checked_sub(Duration::from_nanos(u64::try_from(-nanos).ok()?))
+        }
+    }
+
+    /// The output latency: at most how long after the clock counts a frame
+    /// rendered it is heard (the period, plus a device's buffer); `None`
+    /// before any output said.
+    pub fn latency(&self) -> Option<Duration> {
+        let nanos = self.0.latency.load(Ordering::Relaxed);
+        (nanos != u64::MAX).then(|| Duration::from_nanos(nanos))
+    }
+
+    /// Says that `frame` is heard at `at`, and that the output's latency is
+    /// `latency`. Called by the output once a period, from its real-time
+    /// thread: atomics and integer arithmetic only.
+    pub fn mark_heard(&self, frame: u64, at: Instant, latency: Duration) {
+        let since_epoch = match at.checked_duration_since(self.0.epoch) {
+            Some(after) => i128::try_from(after.as_nanos()).unwrap_or(i128::MAX),
+            None => -i128::try_from((self.0.epoch - at).as_nanos()).unwrap_or(i128::MAX),
+        };
+        let origin = since_epoch - frames_to_nanos(frame, self.0.rate);
+        let origin = i64::try_from(origin)
+            .unwrap_or(NOT_HEARD + 1)
+            .max(NOT_HEARD + 1);
+        self.0.origin.store(origin, Ordering::Release);
+        let latency = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX - 1);
+        self.0
+            .latency
+            .store(latency.min(u64::MAX - 1), Ordering::Relaxed);
+    }
+
+    /// Counts `frames` more as rendered.
+    fn advance(&self, frames: u64) {
+        // Release: whoever sees the new clock also sees what was published before.
+        let clock = &self.0.frames;
+        clock.store(clock.load(Ordering::Relaxed) + frames, Ordering::Release);
+    }
+
+    /// Frames rendered, for the thread that renders them.
+    fn rendered(&self) -> u64 {
+        self.0.frames.load(Ordering::Relaxed)
+    }
+}
+
+/// `frames` at `rate` as nanoseconds.
+fn frames_to_nanos(frames: u64, rate: u32) -> i128 {
+    i128::from(frames) * 1_000_000_000 / i128::from(rate.max(1))
 }
 
 /// Counters the callback keeps for the control side.
@@ -190,8 +298,8 @@ enum Command {
         frames: u32,
         curve: Curve,
     },
-    /// Fade a voice out, then remove it.
-    Stop { id: VoiceId, frames: u32 },
+    /// Fade a voice out from frame `at` (now if passed), then remove it.
+    Stop { id: VoiceId, frames: u32, at: u64 },
     /// Fade a voice out, then hold it.
     Pause { id: VoiceId, frames: u32 },
     /// Fade a paused voice back in.
@@ -206,12 +314,34 @@ enum Command {
     Master { target: f32, frames: u32 },
     /// Ramp the music bus's duck multiplier (1.0 = not ducked).
     Duck { level: f32, frames: u32 },
-    /// Equal-power crossfade from one voice to another.
+    /// Equal-power crossfade from one voice to another, from frame `at`
+    /// (now if passed).
     Crossfade {
         from: VoiceId,
         to: VoiceId,
         frames: u32,
+        at: u64,
     },
+}
+
+/// A change a voice makes on a frame of the clock, not at the start of a period.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Cue {
+    /// Fade out over `frames`, then go: linearly, or as the outgoing half
+    /// of a crossfade into `crossfade_to` (equal power).
+    Stop {
+        frames: u32,
+        crossfade_to: Option<VoiceId>,
+    },
+    /// Fade in to 1.0 over `frames` as the incoming half of a crossfade.
+    CrossfadeIn { frames: u32 },
+}
+
+/// A [`Cue`] and the clock's frame it happens on.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Scheduled {
+    at: u64,
+    cue: Cue,
 }
 
 /// Where a voice is in its life.
@@ -248,14 +378,66 @@ struct Voice {
     played: u64,
     /// `played`, published once per render call for [`MixerControl::position`].
     position: Arc<AtomicU64>,
-    /// The clock's frame its first sample plays on ([`NOT_STARTED`] until then).
+    /// The clock's frame its first sample plays on: asked by the control
+    /// side, then (once taken) the later of that and the clock.
+    start_at: u64,
+    /// `start_at` once the output has taken the voice, for the control side
+    /// ([`NOT_STARTED`] until then).
     started: Arc<AtomicU64>,
+    /// A change due on a later frame (the last one asked wins).
+    cue: Option<Scheduled>,
     /// Frames of silence played for lack of samples during this render call.
     short: u32,
     /// It ran short in the last render call too: the underrun goes on, and
     /// is counted but not reported again (a starved voice would otherwise
     /// fill the event queue and crowd out its own end).
     starving: bool,
+}
+
+impl Voice {
+    /// Makes `cue` happen on frame `at`, or at once if that is not after `now`.
+    fn cue_at(&mut self, at: u64, now: u64, cue: Cue) {
+        if at > now {
+            self.cue = Some(Scheduled { at, cue });
+        } else {
+            // A change now replaces one due later.
+            self.cue = None;
+            self.apply(cue);
+        }
+    }
+
+    /// Makes `cue` happen now.
+    fn apply(&mut self, cue: Cue) {
+        match cue {
+            Cue::Stop {
+                frames,
+                crossfade_to: None,
+            } => {
+                // A stop during a stop retimes the fade (e.g. "stop
+                // everything now"), keeping the crossfade it belongs to.
+                if !matches!(self.state, State::Stopping { .. }) {
+                    self.state = State::Stopping { crossfade_to: None };
+                }
+                self.gain.to(0.0, frames, Curve::Linear);
+            }
+            Cue::Stop {
+                frames,
+                crossfade_to,
+            } => {
+                if !matches!(self.state, State::Stopping { .. }) {
+                    self.state = State::Stopping { crossfade_to };
+                    self.gain.to(0.0, frames, Curve::EqualPowerOut);
+                }
+            }
+            Cue::CrossfadeIn { frames } => {
+                if !matches!(self.state, State::Stopping { .. }) {
+                    self.state = State::Playing;
+                    self.level = 1.0;
+                    self.gain.to(1.0, frames, Curve::EqualPowerIn);
+                }
+            }
+        }
+    }
 }
 
 /// What became of a voice after a chunk.
@@ -359,7 +541,7 @@ pub fn mixer(sample_rate: u32, max_period_frames: usize) -> (Mixer, MixerControl
     // so the callback's push never fails (and never has to drop a voice).
     let (retired_tx, retired_rx) = RingBuffer::new(MAX_VOICES);
     let (event_tx, event_rx) = RingBuffer::new(EVENT_CAPACITY);
-    let clock = SampleClock::default();
+    let clock = SampleClock::new(sample_rate);
     let stats = Arc::new(Stats::default());
     let frames = || vec![0.0; max_period_frames];
     let mixer = Mixer {
@@ -412,8 +594,10 @@ impl Mixer {
         let frames = out.len() / CHANNELS;
         let (whole, rest) = out.split_at_mut(frames * CHANNELS);
         rest.fill(0.0);
+        let mut first = self.clock.rendered();
         for chunk in whole.chunks_mut(self.max_period_frames * CHANNELS) {
-            self.render_chunk(chunk);
+            self.render_chunk(chunk, first);
+            first += (chunk.len() / CHANNELS) as u64;
         }
         for voice in &mut self.voices {
             voice.position.store(voice.played, Ordering::Relaxed);
@@ -422,17 +606,19 @@ impl Mixer {
             }
             voice.starving = voice.short > 0;
         }
-        // Release: whoever sees the new clock also sees the positions above.
-        let clock = &self.clock.0;
-        clock.store(
-            clock.load(Ordering::Relaxed) + frames as u64,
-            Ordering::Release,
-        );
+        // Whoever sees the new clock also sees the positions above.
+        self.clock.advance(frames as u64);
     }
 
     /// Output frames per second.
     pub fn sample_rate(&self) -> u32 {
         self.sample_rate
+    }
+
+    /// The sample clock this mixer advances, for its output to say when
+    /// frames are heard ([`SampleClock::mark_heard`]).
+    pub fn clock_ref(&self) -> &SampleClock {
+        &self.clock
     }
 
     /// The longest chunk rendered in one go.
@@ -442,14 +628,15 @@ impl Mixer {
 
     /// Applies every waiting command, in order.
     fn apply_commands(&mut self) {
+        // Commands apply before the buffer renders: this is its first frame.
+        let now = self.clock.rendered();
         while let Ok(command) = self.commands.pop() {
             match command {
-                Command::Add(voice) => {
-                    // Commands apply before the buffer renders: the voice's
-                    // first frame is the buffer's first.
-                    voice
-                        .started
-                        .store(self.clock.0.load(Ordering::Relaxed), Ordering::Release);
+                Command::Add(mut voice) => {
+                    // A start already passed is now: the voice starts on the
+                    // buffer's first frame, and the control side sees how late.
+                    voice.start_at = voice.start_at.max(now);
+                    voice.started.store(voice.start_at, Ordering::Release);
                     if self.voices.len() < self.voices.capacity() {
                         self.voices.push(voice);
                     } else {
@@ -476,22 +663,32 @@ impl Mixer {
                         }
                     }
                 }
-                Command::Stop { id, frames } => {
+                Command::Stop { id, frames, at } => {
                     if let Some(voice) = self.voice(id) {
-                        // A stop during a stop retimes the fade (e.g. "stop
-                        // everything now"), keeping the crossfade it belongs to.
-                        if !matches!(voice.state, State::Stopping { .. }) {
-                            voice.state = State::Stopping { crossfade_to: None };
-                        }
-                        voice.gain.to(0.0, frames, Curve::Linear);
+                        let cue = Cue::Stop {
+                            frames,
+                            crossfade_to: None,
+                        };
+                        voice.cue_at(at, now, cue);
                     }
                 }
                 Command::Pause { id, frames } => {
                     if let Some(voice) = self.voice(id)
                         && voice.state == State::Playing
                     {
-                        voice.state = State::Pausing;
-                        voice.gain.to(0.0, frames, Curve::Linear);
+                        if voice.start_at > now {
+                            // Not sounding yet: nothing to fade.
+                            voice.state = State::Paused;
+                            voice.gain.to(0.0, 0, Curve::Linear);
+                            Self::report(
+                                &self.stats,
+                                &mut self.events,
+                                MixerEvent::FadeDone { id },
+                            );
+                        } else {
+                            voice.state = State::Pausing;
+                            voice.gain.to(0.0, frames, Curve::Linear);
+                        }
                     }
                 }
                 Command::Resume { id, frames } => {
@@ -512,21 +709,21 @@ impl Mixer {
                     self.duck.to(level, frames, Curve::Linear);
                     self.duck_pending = true;
                 }
-                Command::Crossfade { from, to, frames } => {
-                    if let Some(voice) = self.voice(from)
-                        && !matches!(voice.state, State::Stopping { .. })
-                    {
-                        voice.state = State::Stopping {
+                Command::Crossfade {
+                    from,
+                    to,
+                    frames,
+                    at,
+                } => {
+                    if let Some(voice) = self.voice(from) {
+                        let cue = Cue::Stop {
+                            frames,
                             crossfade_to: Some(to),
                         };
-                        voice.gain.to(0.0, frames, Curve::EqualPowerOut);
+                        voice.cue_at(at, now, cue);
                     }
-                    if let Some(voice) = self.voice(to)
-                        && !matches!(voice.state, State::Stopping { .. })
-                    {
-                        voice.state = State::Playing;
-                        voice.level = 1.0;
-                        voice.gain.to(1.0, frames, Curve::EqualPowerIn);
+                    if let Some(voice) = self.voice(to) {
+                        voice.cue_at(at, now, Cue::CrossfadeIn { frames });
                     }
                 }
             }
@@ -541,8 +738,9 @@ impl Mixer {
             .map(|voice| &mut **voice)
     }
 
-    /// Mixes one chunk (at most `max_period_frames`) into `out`.
-    fn render_chunk(&mut self, out: &mut [f32]) {
+    /// Mixes one chunk (at most `max_period_frames`), whose first frame is
+    /// the clock's `first`, into `out`.
+    fn render_chunk(&mut self, out: &mut [f32], first: u64) {
         let frames = out.len() / CHANNELS;
         out.fill(0.0);
 
@@ -576,20 +774,20 @@ impl Mixer {
         let mut index = 0;
         while index < self.voices.len() {
             let voice = &mut self.voices[index];
-            let fate = mix_voice(
+            let (fate, paused) = play_voice(
                 voice,
                 out,
+                first,
                 &scratch.bus[voice.bus.index()][..frames],
                 &mut scratch.voice,
                 &mut scratch.samples,
             );
+            if paused {
+                let id = voice.id;
+                Self::report(&self.stats, &mut self.events, MixerEvent::FadeDone { id });
+            }
             match fate {
-                Fate::Keep => index += 1,
-                Fate::Paused => {
-                    let id = voice.id;
-                    Self::report(&self.stats, &mut self.events, MixerEvent::FadeDone { id });
-                    index += 1;
-                }
+                Fate::Keep | Fate::Paused => index += 1,
                 Fate::Ended { stopped } => {
                     // swap_remove moves the last voice here: it is mixed next,
                     // without the index moving on.
@@ -668,8 +866,65 @@ impl Mixer {
     }
 }
 
-/// Mixes `voice` into `out` (one chunk) with the bus's per-frame gains,
-/// using `gains` and `samples` as scratch; says what became of it.
+/// Plays `voice` into `out` (one chunk, whose first frame is the clock's
+/// `first`) with the bus's per-frame gains: silence before the voice's
+/// start, and its cue on its very frame. Says what became of it, and
+/// whether it paused in this chunk.
+fn play_voice(
+    voice: &mut Voice,
+    out: &mut [f32],
+    first: u64,
+    bus_gains: &[f32],
+    gains: &mut [f32],
+    samples: &mut [f32],
+) -> (Fate, bool) {
+    let frames = out.len() / CHANNELS;
+    let end = first + frames as u64;
+    let mut from = 0;
+    if voice.start_at > first {
+        if matches!(voice.state, State::Stopping { .. }) {
+            // Stopped before it sounded.
+            return (Fate::Ended { stopped: true }, false);
+        }
+        if voice.start_at >= end {
+            return (Fate::Keep, false);
+        }
+        from = (voice.start_at - first) as usize;
+    }
+    let mut paused = false;
+    loop {
+        let now = first + from as u64;
+        if let Some(due) = voice.cue.filter(|c| c.at <= now) {
+            voice.cue = None;
+            voice.apply(due.cue);
+        }
+        // Up to the next cue's frame, or the chunk's end.
+        let to = match voice.cue {
+            Some(cue) if cue.at < end => (cue.at - first) as usize,
+            _ => frames,
+        };
+        let fate = mix_voice(
+            voice,
+            &mut out[from * CHANNELS..to * CHANNELS],
+            &bus_gains[from..to],
+            gains,
+            samples,
+        );
+        match fate {
+            Fate::Keep => {}
+            Fate::Paused => paused = true,
+            ended @ Fate::Ended { .. } => return (ended, paused),
+        }
+        if to == frames {
+            return (Fate::Keep, paused);
+        }
+        from = to;
+    }
+}
+
+/// Mixes `voice` into `out` (a chunk, or the part of one from its start or
+/// up to its cue) with the bus's per-frame gains, using `gains` and
+/// `samples` as scratch; says what became of it.
 fn mix_voice(
     voice: &mut Voice,
     out: &mut [f32],
@@ -751,6 +1006,24 @@ impl MixerControl {
         gain: f32,
         fade_in: Option<(u32, Curve)>,
     ) -> Result<VoiceId, MixerFull> {
+        self.add_voice_at(bus, source, gain, fade_in, 0)
+    }
+
+    /// [`MixerControl::add_voice`], its first sample (and its fade-in) on
+    /// the clock's frame `start`: the period that holds that frame plays
+    /// silence before it. A frame already rendered when the output takes the
+    /// voice means the first frame it can: [`MixerControl::started_at`] then
+    /// says how late. The voice reads nothing from its source before its
+    /// start, so it may be added long before (it holds one of the
+    /// [`MAX_VOICES`] meanwhile).
+    pub fn add_voice_at(
+        &mut self,
+        bus: BusId,
+        source: Source,
+        gain: f32,
+        fade_in: Option<(u32, Curve)>,
+        start: u64,
+    ) -> Result<VoiceId, MixerFull> {
         self.reclaim();
         if self.positions.len() >= MAX_VOICES || self.commands.is_full() {
             return Err(MixerFull);
@@ -776,7 +1049,9 @@ impl MixerControl {
             state: State::Playing,
             played: 0,
             position: position.clone(),
+            start_at: start,
             started: started.clone(),
+            cue: None,
             short: 0,
             starving: false,
         });
@@ -810,9 +1085,22 @@ impl MixerControl {
     /// (`VoiceEnded` with `stopped: true`). On a voice already fading out
     /// (stopping or crossfading), retimes its fade from where it is.
     pub fn stop_voice(&mut self, id: VoiceId, fade_frames: u32) -> Result<(), MixerFull> {
+        self.stop_voice_at(id, fade_frames, 0)
+    }
+
+    /// [`MixerControl::stop_voice`], the fade starting on the clock's frame
+    /// `at` (at once if that has passed). A voice stopped before its start
+    /// never sounds.
+    pub fn stop_voice_at(
+        &mut self,
+        id: VoiceId,
+        fade_frames: u32,
+        at: u64,
+    ) -> Result<(), MixerFull> {
         self.send(Command::Stop {
             id,
             frames: fade_frames,
+            at,
         })
     }
 
@@ -869,7 +1157,25 @@ impl MixerControl {
     /// its current gain (add it with gain 0 first, in the same period, so it
     /// starts in step). A `from` at 1.0 and a `to` at 0 keep a constant power.
     pub fn crossfade(&mut self, from: VoiceId, to: VoiceId, frames: u32) -> Result<(), MixerFull> {
-        self.send(Command::Crossfade { from, to, frames })
+        self.crossfade_at(from, to, frames, 0)
+    }
+
+    /// [`MixerControl::crossfade`] from the clock's frame `at` (at once if
+    /// that has passed): add `to` to start on `at` with gain 0, and the old
+    /// voice fades out from the very frame the new one's first sample plays on.
+    pub fn crossfade_at(
+        &mut self,
+        from: VoiceId,
+        to: VoiceId,
+        frames: u32,
+        at: u64,
+    ) -> Result<(), MixerFull> {
+        self.send(Command::Crossfade {
+            from,
+            to,
+            frames,
+            at,
+        })
     }
 
     /// The events since the last poll; also frees the voices the callback
@@ -1049,6 +1355,193 @@ mod tests {
         assert_eq!(clock.seconds(RATE), PERIOD as f64 / 48_000.0);
         assert_eq!(control.poll(), vec![]);
         assert_eq!((control.underruns(), control.clipped_samples()), (0, 0));
+    }
+
+    /// The index of the first frame whose left sample is not 0.
+    fn first_sound(out: &[f32]) -> Option<usize> {
+        left(out).iter().position(|&s| s != 0.0)
+    }
+
+    /// Renders `total` frames in buffers of `period` frames (the last one shorter).
+    fn render_in(mixer: &mut Mixer, total: usize, period: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(total * CHANNELS);
+        while out.len() < total * CHANNELS {
+            let frames = period.min(total - out.len() / CHANNELS);
+            out.extend(render(mixer, frames));
+        }
+        out
+    }
+
+    #[test]
+    fn a_voice_scheduled_on_a_frame_plays_its_first_sample_on_that_very_frame() {
+        // Mid-period, on a period's first and last frame, across several
+        // periods, in buffers of other sizes and longer than the mixer's chunk.
+        for period in [PERIOD, 100, 333, 1000, 1] {
+            for start in [0, 1, 100, 255, 256, 257, 511, 512, 700, 3 * 256 + 17] {
+                let (mut mixer, mut control) = unity_mixer();
+                let (mut feed, src) = source(2048);
+                feed.counting(1, 1001);
+                let id = control
+                    .add_voice_at(BusId::Effects, src, 1.0, None, start as u64)
+                    .unwrap();
+                let out = left(&render_in(&mut mixer, start + 500, period));
+                let context = format!("start {start}, buffers of {period}");
+                assert_eq!(out.iter().position(|&s| s != 0.0), Some(start), "{context}");
+                assert_eq!(
+                    out[start],
+                    1.0 / 10_000.0,
+                    "its very first sample: {context}"
+                );
+                assert_eq!(out[start + 499], 500.0 / 10_000.0, "{context}");
+                assert_eq!(control.started_at(id), Some(start as u64), "{context}");
+                assert_eq!(control.position(id), Some(500), "{context}");
+                assert_eq!(
+                    control.poll(),
+                    vec![],
+                    "no underrun before its start: {context}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_voice_waiting_for_its_frame_reads_nothing_and_its_fade_in_starts_there() {
+        let (mut mixer, mut control) = unity_mixer();
+        let (mut feed, src) = source(1024);
+        feed.constant(600, 0.5, 0.5);
+        let fade = Some((100, Curve::Linear));
+        control
+            .add_voice_at(BusId::Music, src, 1.0, fade, 1300)
+            .unwrap();
+        let free = feed.samples.slots();
+        assert!(
+            render_in(&mut mixer, 1024, PERIOD)
+                .iter()
+                .all(|&s| s == 0.0)
+        );
+        assert_eq!(feed.samples.slots(), free, "nothing read before the start");
+        let out = left(&render_in(&mut mixer, 512, PERIOD));
+        let start = 1300 - 1024;
+        assert!(out[..start].iter().all(|&s| s == 0.0));
+        assert!((out[start] - 0.5 * 0.01).abs() < 1e-7, "{}", out[start]);
+        assert_eq!(
+            out[start + 99],
+            0.5,
+            "the fade-in ends 100 frames after the start"
+        );
+    }
+
+    #[test]
+    fn a_start_already_rendered_is_now_and_the_control_side_sees_how_late() {
+        let (mut mixer, mut control) = unity_mixer();
+        render(&mut mixer, 1000);
+        let (_feed, src) = constant(1024, 0.5, 0.5);
+        let id = control
+            .add_voice_at(BusId::Effects, src, 1.0, None, 300)
+            .unwrap();
+        assert_eq!(control.started_at(id), None, "not taken yet");
+        let out = render(&mut mixer, PERIOD);
+        assert_eq!(first_sound(&out), Some(0), "at once");
+        assert_eq!(control.started_at(id), Some(1000), "700 frames late");
+    }
+
+    #[test]
+    fn a_crossfade_on_a_frame_begins_on_that_frame_for_both_voices() {
+        for at in [600_u64, 512, 257] {
+            let (mut mixer, mut control) = unity_mixer();
+            // The outgoing voice on the left, the incoming one on the right.
+            let (_old_feed, old) = constant(4096, 1.0, 0.0);
+            let (_new_feed, new) = constant(4096, 0.0, 1.0);
+            let from = control.add_voice(BusId::Music, old, 1.0, None).unwrap();
+            render(&mut mixer, PERIOD);
+            let to = control
+                .add_voice_at(BusId::Music, new, 0.0, None, at)
+                .unwrap();
+            control.crossfade_at(from, to, 100, at).unwrap();
+            let out = render_in(&mut mixer, 1024, PERIOD);
+            let split = at as usize - PERIOD;
+            assert!(
+                out[..split * 2].chunks(2).all(|f| f == [1.0, 0.0]),
+                "the old voice alone, untouched, up to the frame: at {at}"
+            );
+            for (k, frame) in out[split * 2..].chunks(2).enumerate().take(100) {
+                let power = frame[0] * frame[0] + frame[1] * frame[1];
+                assert!((power - 1.0).abs() < 1e-6, "at {at}, frame {k}: {power}");
+                assert!(frame[1] > 0.0, "the new voice sounds from the frame on");
+            }
+            assert_eq!(&out[(split + 99) * 2..(split + 100) * 2], &[0.0, 1.0]);
+            assert_eq!(
+                control.poll(),
+                vec![
+                    MixerEvent::VoiceEnded {
+                        id: from,
+                        frames_played: at + 100,
+                        stopped: true
+                    },
+                    MixerEvent::CrossfadeDone { from, to },
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn a_stop_on_a_frame_fades_from_that_frame_and_one_before_the_start_is_never_heard() {
+        let (mut mixer, mut control) = unity_mixer();
+        let (_feed, src) = constant(4096, 0.5, 0.5);
+        let id = control.add_voice(BusId::Effects, src, 1.0, None).unwrap();
+        control.stop_voice_at(id, 0, 500).unwrap();
+        let out = left(&render_in(&mut mixer, 1024, PERIOD));
+        assert!(out[..500].iter().all(|&s| s == 0.5));
+        assert!(out[500..].iter().all(|&s| s == 0.0));
+        let ended = MixerEvent::VoiceEnded {
+            id,
+            frames_played: 500,
+            stopped: true,
+        };
+        assert_eq!(control.poll(), vec![ended]);
+
+        let (_feed, src) = constant(4096, 0.5, 0.5);
+        let id = control
+            .add_voice_at(BusId::Effects, src, 1.0, None, 5000)
+            .unwrap();
+        render(&mut mixer, PERIOD);
+        control.stop_voice(id, 1000).unwrap();
+        assert!(
+            render_in(&mut mixer, 8192, PERIOD)
+                .iter()
+                .all(|&s| s == 0.0)
+        );
+        let ended = MixerEvent::VoiceEnded {
+            id,
+            frames_played: 0,
+            stopped: true,
+        };
+        assert_eq!(
+            control.poll(),
+            vec![ended],
+            "gone at once, not at its start"
+        );
+        assert_eq!(control.voices(), 0);
+    }
+
+    #[test]
+    fn the_clock_maps_frames_to_when_the_output_says_they_are_heard() {
+        let clock = SampleClock::new(RATE);
+        assert_eq!((clock.heard_at(0), clock.latency()), (None, None));
+        let at = Instant::now() + Duration::from_millis(40);
+        clock.mark_heard(4800, at, Duration::from_millis(30));
+        assert_eq!(clock.heard_at(4800), Some(at));
+        assert_eq!(
+            clock.heard_at(4800 + 48_000),
+            Some(at + Duration::from_secs(1))
+        );
+        assert_eq!(
+            clock.heard_at(4800 + 24),
+            Some(at + Duration::from_micros(500))
+        );
+        assert_eq!(clock.heard_at(0), Some(at - Duration::from_millis(100)));
+        assert_eq!(clock.latency(), Some(Duration::from_millis(30)));
+        assert_eq!(clock.sample_rate(), RATE);
     }
 
     #[test]
@@ -1537,10 +2030,12 @@ mod tests {
             feeds.push(feed);
             let bus = BusId::ALL[i % 3];
             let fade = Some((500, Curve::EqualPowerIn));
-            ids.push(control.add_voice(bus, src, 0.5, fade).unwrap());
+            let start = if i % 4 == 1 { 777 } else { 0 };
+            ids.push(control.add_voice_at(bus, src, 0.5, fade, start).unwrap());
         }
         control.duck(0.2, 700).unwrap();
-        control.crossfade(ids[0], ids[3], 400).unwrap();
+        control.crossfade_at(ids[0], ids[3], 400, 300).unwrap();
+        control.stop_voice_at(ids[4], 20, 5000).unwrap();
         control.pause_voice(ids[1], 50).unwrap();
         control.stop_voice(ids[2], 10).unwrap();
         feeds[5].finish();

@@ -172,8 +172,6 @@ macro_rules! requests {
 }
 
 requests! {
-    /// `play music <n|title|query>`.
-    play(query: String) -> Started => Play;
     /// `stop music`.
     stop() -> Stopped => Stop;
     /// Stops the music with a fade (the panic button).
@@ -188,8 +186,6 @@ requests! {
     queue(query: String) -> Queued => Queue;
     /// `volume <0–100>`.
     volume(volume: u8) -> VolumeChange => Volume;
-    /// `crossfade <track> [seconds]`.
-    crossfade(query: String, seconds: Option<f64>) -> Started => Crossfade;
     /// `duck [level] [fade_ms]`.
     duck(level: Option<f32>, fade_ms: Option<u32>) -> Ducked => Duck;
     /// `unduck [fade_ms]`.
@@ -198,8 +194,6 @@ requests! {
     list() -> Library => List;
     /// `install music <dir>`.
     install(dir: PathBuf) -> Installed => Install;
-    /// `play sound <file>`.
-    play_sound(file: String) -> SoundStarted => Sound;
     /// `dj start`.
     dj_start() -> DjStarted => DjStart;
     /// `dj stop`.
@@ -218,6 +212,90 @@ requests! {
 }
 
 impl Audio {
+    /// `play music <n|title|query>`: the track starts on the output's next
+    /// period; `at_frame` says on which frame.
+    pub async fn play(&self, query: String) -> Result<Started, AudioError> {
+        self.play_at(query, None).await
+    }
+
+    /// Starts a track with its first sample on the sample clock's frame
+    /// `at` (the one before stops with a short fade from that frame); `None`,
+    /// or a frame already past when the output takes it, is the first frame
+    /// it can. The answer comes once the output has taken it (a period at
+    /// most), its `at_frame` the frame the track's first sample plays on.
+    pub async fn play_at(&self, query: String, at: Option<u64>) -> Result<Started, AudioError> {
+        let starting = player::expect(self.call(Request::Play { query, at }).await?)?;
+        Ok(self.started(starting).await)
+    }
+
+    /// `crossfade <track> [seconds]`.
+    pub async fn crossfade(
+        &self,
+        query: String,
+        seconds: Option<f64>,
+    ) -> Result<Started, AudioError> {
+        self.crossfade_at(query, seconds, None).await
+    }
+
+    /// [`Audio::crossfade`] from the sample clock's frame `at`: the new
+    /// track's first sample plays on it and the old one fades out from it
+    /// (see [`Audio::play_at`]).
+    pub async fn crossfade_at(
+        &self,
+        query: String,
+        seconds: Option<f64>,
+        at: Option<u64>,
+    ) -> Result<Started, AudioError> {
+        let request = Request::Crossfade { query, seconds, at };
+        let starting = player::expect(self.call(request).await?)?;
+        Ok(self.started(starting).await)
+    }
+
+    /// `play sound <file>`.
+    pub async fn play_sound(&self, file: String) -> Result<SoundStarted, AudioError> {
+        self.play_sound_at(file, None).await
+    }
+
+    /// Plays a sound with its first sample on the sample clock's frame `at`
+    /// (see [`Audio::play_at`]): decoded beforehand, it waits in the mixer,
+    /// so hand it over a few periods (and [`Audio::output_latency`]) ahead.
+    /// `at_frame` is the frame its first sample plays on.
+    pub async fn play_sound_at(
+        &self,
+        file: String,
+        at: Option<u64>,
+    ) -> Result<SoundStarted, AudioError> {
+        let starting: player::Starting<SoundStarted> =
+            player::expect(self.call(Request::Sound { file, at }).await?)?;
+        let at_frame = starting.settle().await;
+        Ok(SoundStarted {
+            at_frame,
+            ..starting.outcome
+        })
+    }
+
+    /// A track's start, its frames those the output took it on.
+    async fn started(&self, starting: player::Starting<Started>) -> Started {
+        let frame = starting.settle().await;
+        let mut started = starting.outcome;
+        let late = frame.saturating_sub(started.at_frame);
+        started.at_frame = frame;
+        if let Transition::Crossfade(crossfade) = &mut started.transition {
+            crossfade.ends_at_frame += late;
+            let rate = self.state().sample_rate.max(1);
+            crossfade.ends_at =
+                Duration::from_secs_f64(crossfade.ends_at_frame as f64 / f64::from(rate));
+        }
+        started
+    }
+
+    /// The output latency: at most how long after the sample clock counts a
+    /// frame rendered it is heard (the output's period, plus a device's
+    /// buffer as the device reports it). `None` while no output runs.
+    pub fn output_latency(&self) -> Option<Duration> {
+        self.clock()?.latency()
+    }
+
     /// Audio with `settings`, announcing on `bus`; nothing runs until started.
     pub fn new(settings: AudioSettings, bus: Bus) -> Self {
         Self {

@@ -22,8 +22,11 @@ pub struct Started {
     /// Its place in the library (0-based, so `list music` shows it as
     /// `index + 1`); `None` when a rescan dropped it since it was queued.
     pub index: Option<usize>,
-    /// The sample clock when it started: it sounds from this frame on, or
-    /// from the output's next period.
+    /// The sample-clock frame its first sample plays on, from
+    /// [`Audio::play_at`](super::Audio::play_at) and
+    /// [`Audio::crossfade_at`](super::Audio::crossfade_at) (and `play`,
+    /// `crossfade`); for the tracks `next`, `dj next` and DJ mode start, the
+    /// clock when it was handed over (it sounds from the output's next period).
     pub at_frame: u64,
     /// What became of the track that played before.
     pub transition: Transition,
@@ -60,8 +63,8 @@ pub struct CrossfadeStarted {
     pub from: Track,
     /// How long the fade lasts.
     pub length: Duration,
-    /// The sample-clock frame at which the new track plays alone (at the
-    /// earliest: the mixer takes the fade at its next period).
+    /// The sample-clock frame at which the new track plays alone: its
+    /// length after `at_frame`.
     pub ends_at_frame: u64,
     /// The same moment as time on the sample clock.
     pub ends_at: Duration,
@@ -170,8 +173,7 @@ pub struct SoundStarted {
     pub path: PathBuf,
     /// How long it plays, when the file says.
     pub duration: Option<Duration>,
-    /// The sample clock when it started (it sounds from the output's next
-    /// period).
+    /// The sample-clock frame its first sample plays on.
     pub at_frame: u64,
 }
 

@@ -9,6 +9,11 @@
 //! outputs: it sits in a [`MixerSlot`] that the running output borrows, so a
 //! lost device can be reopened and the music carries on where it was.
 //!
+//! Each period, the output also tells the sample clock when the first frame
+//! it renders is heard, and its latency: a device from the timestamps its
+//! callback gets, our own outputs from the period's deadline (see
+//! [`SampleClock`](super::mixer::SampleClock)).
+//!
 //! An output that fails while running (the device vanished, the disk is
 //! full) says so through [`Output::failure`]; the audio actor then drops it
 //! and reopens one with backoff.
@@ -59,8 +64,11 @@ impl MixerSlot {
         })
     }
 
-    /// Renders into `out` (interleaved stereo); silence if the slot is taken.
-    pub fn render(&self, out: &mut [f32]) {
+    /// Renders into `out` (interleaved stereo), whose first frame is heard
+    /// at `heard` with the output's `latency` (see
+    /// [`SampleClock::mark_heard`](super::mixer::SampleClock::mark_heard));
+    /// silence if the slot is taken.
+    pub fn render(&self, out: &mut [f32], heard: Instant, latency: Duration) {
         if self
             .busy
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -70,7 +78,11 @@ impl MixerSlot {
             return;
         }
         // SAFETY: the flag is ours until the store below.
-        unsafe { (*self.mixer.get()).render(out) };
+        let mixer = unsafe { &mut *self.mixer.get() };
+        mixer
+            .clock_ref()
+            .mark_heard(mixer.clock_ref().frames(), heard, latency);
+        mixer.render(out);
         self.busy.store(false, Ordering::Release);
     }
 }
@@ -365,16 +377,27 @@ fn stream<T: SizedSample + FromSample<f32>>(
     on_error: impl FnMut(cpal::Error) + Send + 'static,
 ) -> Result<cpal::Stream, cpal::Error> {
     let channels = usize::from(config.channels);
+    let rate = config.sample_rate;
     // Allocated here, once: the callback only reuses it.
     let mut stereo = vec![0.0f32; MAX_PERIOD * CHANNELS];
     device.build_output_stream(
         *config,
-        move |data: &mut [T], _: &cpal::OutputCallbackInfo| {
+        move |data: &mut [T], info: &cpal::OutputCallbackInfo| {
+            // The buffer's first frame is heard when the device says; the
+            // whole buffer is counted rendered now, its last frame heard a
+            // buffer later.
+            let stamp = info.timestamp();
+            let device = stamp.playback.duration_since(stamp.callback);
+            let now = Instant::now();
+            let buffer = frames_duration(data.len() / channels.max(1), rate);
+            let mut offset = 0;
             for chunk in data.chunks_mut(MAX_PERIOD * channels) {
                 let frames = chunk.len() / channels;
                 let mix = &mut stereo[..frames * CHANNELS];
-                slot.render(mix);
+                let heard = now + device + frames_duration(offset, rate);
+                slot.render(mix, heard, device + buffer);
                 map_channels(mix, chunk, channels);
+                offset += frames;
             }
         },
         on_error,
@@ -382,6 +405,11 @@ fn stream<T: SizedSample + FromSample<f32>>(
         // the player's clock watch; this bounds ALSA's own waits.
         Some(Duration::from_secs(2)),
     )
+}
+
+/// How long `frames` last at `rate` (integer arithmetic: fit for the callback).
+fn frames_duration(frames: usize, rate: u32) -> Duration {
+    Duration::from_nanos(frames as u64 * 1_000_000_000 / u64::from(rate.max(1)))
 }
 
 /// Puts the mixer's stereo onto a device's channels: mono gets the average,
@@ -476,8 +504,14 @@ fn paced(
                 let mut buffer = vec![0.0f32; period as usize * CHANNELS];
                 let mut started = Instant::now();
                 let mut periods: u64 = 0;
+                let mut due = started;
+                // Each period is rendered when its first frame is due, so
+                // that frame is "heard" then (a WAV file holds it from then
+                // on); the period's last frame is due a period later: the
+                // mixing runs up to one period ahead.
+                let latency = frames_duration(period as usize, rate);
                 while !stop.load(Ordering::Acquire) {
-                    slot.render(&mut buffer);
+                    slot.render(&mut buffer, due, latency);
                     if let Some(writer) = wav.as_mut() {
                         let written = buffer.iter().try_for_each(|s| writer.write_sample(*s));
                         if let Err(e) = written.and_then(|()| writer.flush()) {
@@ -487,7 +521,7 @@ fn paced(
                         }
                     }
                     periods += 1;
-                    let mut due = started
+                    due = started
                         + Duration::from_secs_f64(
                             periods as f64 * f64::from(period) / f64::from(rate),
                         );

@@ -24,7 +24,7 @@ use super::{
     demo,
     gain::{self, Curve},
     library::{self, Track},
-    mixer::{self, MixerControl, MixerEvent, SampleClock, Source, VoiceId},
+    mixer::{self, MixerControl, MixerEvent, SampleClock, Source, VoiceId, VoiceStart},
     output::{self, Format, MixerSlot, Output, OutputKind},
     settings::AudioOutput,
 };
@@ -91,6 +91,10 @@ macro_rules! outcomes {
 outcomes! {
     /// A track started.
     Started(Started),
+    /// A track handed to the mixer, to start on a frame.
+    TrackStarting(Starting<Started>),
+    /// A sound handed to the mixer, to start on a frame.
+    SoundStarting(Starting<SoundStarted>),
     /// `stop`.
     Stopped(Stopped),
     /// `pause`.
@@ -123,6 +127,39 @@ outcomes! {
     Chimed(Chimed),
 }
 
+/// What a request that starts a voice did, and where the voice starts: the
+/// handle waits for the output to take it (see [`Starting::settle`]).
+#[derive(Debug)]
+pub struct Starting<T> {
+    /// What the request did; its `at_frame` is the frame handed over.
+    pub outcome: T,
+    /// The frame asked for, or the clock when handed over.
+    pub asked: u64,
+    /// Where the voice starts, once the output took it.
+    pub start: VoiceStart,
+}
+
+impl<T> Starting<T> {
+    /// The frame the voice's first sample plays on: `asked`, or a later one
+    /// if that had passed when the output took it. Waits for the output's
+    /// next period; one that takes no sound for a second leaves `asked`.
+    pub async fn settle(&self) -> u64 {
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            if let Some(frame) = self.start.frame() {
+                return frame;
+            }
+            if Instant::now() >= deadline {
+                return self.asked;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+/// How long [`Starting::settle`] waits for the output to take a voice.
+const SETTLE: Duration = Duration::from_secs(1);
+
 /// The outcome a request promises. Each request has one kind of outcome (the
 /// handle's methods name it), so another one is a bug, reported as such
 /// rather than a panic.
@@ -138,6 +175,7 @@ pub fn expect<T: TryFrom<Outcome, Error = Outcome>>(outcome: Outcome) -> Result<
 pub enum Request {
     Play {
         query: String,
+        at: Option<u64>,
     },
     Stop {},
     FadeOut {
@@ -155,6 +193,7 @@ pub enum Request {
     Crossfade {
         query: String,
         seconds: Option<f64>,
+        at: Option<u64>,
     },
     Duck {
         level: Option<f32>,
@@ -169,6 +208,7 @@ pub enum Request {
     },
     Sound {
         file: String,
+        at: Option<u64>,
     },
     DjStart {},
     DjStop {},
@@ -854,10 +894,10 @@ impl Player {
                 self.not_scanning()?;
                 self.list().into()
             }
-            Request::Play { query } => {
+            Request::Play { query, at } => {
                 self.output_up()?;
                 let track = self.find(&query)?;
-                self.start_track(track, None).await?.into()
+                self.start_track_at(track, None, at).await?.into()
             }
             Request::Stop {} => self.stop_music("stopped")?.into(),
             Request::FadeOut { fade } => self.stop_music_over("panic", fade)?.into(),
@@ -874,19 +914,19 @@ impl Player {
                 Queued { track, position }.into()
             }
             Request::Volume { volume } => self.set_volume(volume)?.into(),
-            Request::Crossfade { query, seconds } => {
+            Request::Crossfade { query, seconds, at } => {
                 self.output_up()?;
                 let track = self.find(&query)?;
                 let length = seconds
                     .map(Duration::from_secs_f64)
                     .unwrap_or(gain::DEFAULT_CROSSFADE);
                 // With nothing playing it simply starts (see start_track).
-                self.start_track(track, Some(length)).await?.into()
+                self.start_track_at(track, Some(length), at).await?.into()
             }
             Request::Duck { level, fade_ms } => self.duck(level, fade_ms)?.into(),
             Request::Unduck { fade_ms } => self.unduck(fade_ms)?.into(),
             Request::Install { dir } => self.install(dir).await?.into(),
-            Request::Sound { file } => self.play_sound(&file).await?.into(),
+            Request::Sound { file, at } => self.play_sound(&file, at).await?.into(),
             Request::DjStart {} => {
                 self.output_up()?;
                 self.not_scanning()?;
@@ -955,28 +995,45 @@ impl Player {
     /// short fade), or crossfading over `crossfade`.
     async fn start_track(
         &mut self,
-        mut track: Track,
+        track: Track,
         crossfade: Option<Duration>,
     ) -> Result<Started, AudioError> {
+        Ok(self.start_track_at(track, crossfade, None).await?.outcome)
+    }
+
+    /// [`Player::start_track`], the track's first sample (and the fade or
+    /// the crossfade from the one before) on the clock's frame `at` if given.
+    async fn start_track_at(
+        &mut self,
+        mut track: Track,
+        crossfade: Option<Duration>,
+        at: Option<u64>,
+    ) -> Result<Starting<Started>, AudioError> {
         self.output_up()?;
         // A paused track is not faded from: it is silent already.
         let crossfade = crossfade.filter(|_| self.current.is_some() && !self.paused);
         let (voice_id, decoder) = self
-            .open_voice(&track.path, BusId::Music, crossfade.is_some())
+            .open_voice(&track.path, BusId::Music, crossfade.is_some(), at)
             .await?;
+        let start = self
+            .control
+            .start_of(voice_id)
+            .expect("the voice was just added");
+        let change = at.unwrap_or(0);
         if track.duration.is_none() {
             track.duration = decoder.info().duration;
         }
         // Whatever still fades out from before is cut short: only the track
         // this change leaves may sound beside the new one.
         self.stop_fading();
-        let at_frame = self.control.clock().frames();
+        let at_frame = at.unwrap_or_else(|| self.control.clock().frames());
         let transition = match (&self.current, crossfade) {
             (Some(old), Some(length)) => {
                 let (old_voice, old_name) = (old.voice, old.track.display_name());
                 let from = old.track.clone();
                 let frames = gain::frames_for(length, self.rate);
-                if let Err(e) = self.mixer(|m| m.crossfade(old_voice, voice_id, frames)) {
+                if let Err(e) = self.mixer(|m| m.crossfade_at(old_voice, voice_id, frames, change))
+                {
                     let _ = self.control.stop_voice(voice_id, 0);
                     return Err(e);
                 }
@@ -1000,7 +1057,7 @@ impl Player {
             (Some(old), None) => {
                 let (old_voice, from) = (old.voice, old.track.clone());
                 let fade = gain::frames_for(CLICK_FADE, self.rate);
-                if let Err(e) = self.mixer(|m| m.stop_voice(old_voice, fade)) {
+                if let Err(e) = self.mixer(|m| m.stop_voice_at(old_voice, fade, change)) {
                     let _ = self.control.stop_voice(voice_id, 0);
                     return Err(e);
                 }
@@ -1040,16 +1097,22 @@ impl Player {
             decoder,
             ending_soon_sent: false,
         });
-        Ok(started)
+        Ok(Starting {
+            outcome: started,
+            asked: at_frame,
+            start,
+        })
     }
 
     /// Starts decoding `path` and adds its voice once the first period is
-    /// decoded, so that it sounds at the next period boundary.
+    /// decoded, so that it sounds at the next period boundary, or on the
+    /// clock's frame `at` if given.
     async fn open_voice(
         &mut self,
         path: &Path,
         bus: BusId,
         silent: bool,
+        at: Option<u64>,
     ) -> Result<(VoiceId, Decoder), AudioError> {
         let rate = self.rate;
         let ring = gain::frames_for(RING, rate) as usize;
@@ -1078,7 +1141,13 @@ impl Player {
         let gain = if silent { 0.0 } else { 1.0 };
         let voice = self
             .control
-            .add_voice(bus, Source { samples, finished }, gain, fade)
+            .add_voice_at(
+                bus,
+                Source { samples, finished },
+                gain,
+                fade,
+                at.unwrap_or(0),
+            )
             .map_err(|_| mixer_full())?;
         Ok((voice, decoder))
     }
@@ -1401,7 +1470,11 @@ impl Player {
         })
     }
 
-    async fn play_sound(&mut self, file: &str) -> Result<SoundStarted, AudioError> {
+    async fn play_sound(
+        &mut self,
+        file: &str,
+        at: Option<u64>,
+    ) -> Result<Starting<SoundStarted>, AudioError> {
         self.output_up()?;
         if self.effects.len() >= MAX_EFFECTS {
             return Err(AudioError::Refused(format!(
@@ -1409,15 +1482,23 @@ impl Player {
             )));
         }
         let path = self.sound_path(file)?;
-        let (voice, decoder) = self.open_voice(&path, BusId::Effects, false).await?;
+        let (voice, decoder) = self.open_voice(&path, BusId::Effects, false, at).await?;
+        let start = self
+            .control
+            .start_of(voice)
+            .expect("the voice was just added");
         let duration = decoder.info().duration;
-        let at_frame = self.control.clock().frames();
+        let at_frame = at.unwrap_or_else(|| self.control.clock().frames());
         self.effects.push((voice, decoder));
         self.emit(Topic::AudioSoundStarted, json!({ "path": path }));
-        Ok(SoundStarted {
-            path,
-            duration,
-            at_frame,
+        Ok(Starting {
+            outcome: SoundStarted {
+                path,
+                duration,
+                at_frame,
+            },
+            asked: at_frame,
+            start,
         })
     }
 

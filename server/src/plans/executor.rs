@@ -2,6 +2,12 @@
 //! sample clock, runs each step it hands out through the subsystems' typed
 //! handles, and reports what happens. Layers, the plan folder and
 //! `PlanService` build on this.
+//!
+//! Plan time `t` is the sample clock's frame `start + paused + t × rate`.
+//! The executor looks ahead: sounds go to the mixer before their time with
+//! that frame and start on that very sample; eyes are sent as the frame is
+//! heard, the output latency after the clock counts it rendered (see
+//! `Moment`).
 
 use std::{
     collections::HashMap,
@@ -10,7 +16,10 @@ use std::{
 };
 
 use serde_json::Value;
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
 
 use super::{
     model::{Action, OnTimeout, Plan},
@@ -59,60 +68,217 @@ pub enum Control {
 
 /// The plan's time: the audio's sample clock since the start, paused spans
 /// left out; the wall clock when no audio runs.
+///
+/// Kept in the clock's own units ("ticks": frames of the sample clock, or
+/// nanoseconds of the wall clock), so that plan time `t` is exactly the
+/// frame `start + paused + t × rate` and a sound can be handed to the mixer
+/// with it. The steps' tasks follow where plan time lies through a
+/// [`Placement`].
 struct PlanClock {
-    audio: Option<(SampleClock, u32)>,
-    wall: Instant,
-    start: Duration,
-    paused_at: Option<Duration>,
-    paused_total: Duration,
+    /// The ticks.
+    ticks: Ticks,
+    /// The plan's start, in ticks.
+    start: u64,
+    /// When the pause under way began, in ticks.
+    paused_at: Option<u64>,
+    /// Ticks spent paused before.
+    paused_total: u64,
+    /// `start + paused_total` for the steps' tasks; `None` while paused.
+    shift: watch::Sender<Option<u64>>,
+}
+
+/// What a plan's time counts: the audio's frames, or the wall clock's nanoseconds.
+#[derive(Clone, Debug)]
+enum Ticks {
+    /// Frames of the output's sample clock.
+    Audio(SampleClock),
+    /// Nanoseconds since this instant.
+    Wall(Instant),
+}
+
+impl Ticks {
+    fn now(&self) -> u64 {
+        match self {
+            Ticks::Audio(clock) => clock.frames(),
+            Ticks::Wall(wall) => u64::try_from(wall.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// `d` in ticks (to the nearest frame).
+    fn of(&self, d: Duration) -> u64 {
+        match self {
+            Ticks::Audio(clock) => {
+                let rate = u128::from(clock.sample_rate());
+                u64::try_from((d.as_nanos() * rate + 500_000_000) / 1_000_000_000)
+                    .unwrap_or(u64::MAX)
+            }
+            Ticks::Wall(_) => u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// `ticks` as time.
+    fn duration(&self, ticks: u64) -> Duration {
+        match self {
+            Ticks::Audio(clock) => {
+                let rate = u128::from(clock.sample_rate());
+                let nanos = u128::from(ticks) * 1_000_000_000 / rate;
+                Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+            }
+            Ticks::Wall(_) => Duration::from_nanos(ticks),
+        }
+    }
 }
 
 impl PlanClock {
     fn new(audio: &Audio) -> Self {
-        let rate = audio.state().sample_rate;
-        let audio = audio.clock().filter(|_| rate > 0).map(|c| (c, rate));
-        let mut clock = Self {
-            audio,
-            wall: Instant::now(),
-            start: Duration::ZERO,
-            paused_at: None,
-            paused_total: Duration::ZERO,
-        };
-        clock.start = clock.raw();
-        clock
+        Self::on(match audio.clock() {
+            Some(clock) => Ticks::Audio(clock),
+            None => Ticks::Wall(Instant::now()),
+        })
     }
 
-    fn raw(&self) -> Duration {
-        match &self.audio {
-            Some((clock, rate)) => {
-                Duration::from_secs_f64(clock.frames() as f64 / f64::from(*rate))
-            }
-            None => self.wall.elapsed(),
+    /// A plan clock starting now on `ticks`.
+    fn on(ticks: Ticks) -> Self {
+        let start = ticks.now();
+        Self {
+            ticks,
+            start,
+            paused_at: None,
+            paused_total: 0,
+            shift: watch::Sender::new(Some(start)),
         }
     }
 
     /// Plan time now.
     fn now(&self) -> Duration {
-        let raw = self.paused_at.unwrap_or_else(|| self.raw());
-        raw.saturating_sub(self.start)
-            .saturating_sub(self.paused_total)
+        let raw = self.paused_at.unwrap_or_else(|| self.ticks.now());
+        self.ticks.duration(
+            raw.saturating_sub(self.start)
+                .saturating_sub(self.paused_total),
+        )
     }
 
     fn pause(&mut self) {
         if self.paused_at.is_none() {
-            self.paused_at = Some(self.raw());
+            self.paused_at = Some(self.ticks.now());
+            self.shift.send_replace(None);
         }
     }
 
     fn resume(&mut self) {
         if let Some(at) = self.paused_at.take() {
-            self.paused_total += self.raw().saturating_sub(at);
+            self.paused_total += self.ticks.now().saturating_sub(at);
+            self.shift
+                .send_replace(Some(self.start + self.paused_total));
         }
     }
 
     /// Wall time until plan time `t` (0 if passed).
     fn until(&self, t: Duration) -> Duration {
         t.saturating_sub(self.now())
+    }
+
+    /// Where plan time lies, for a step's task.
+    fn placement(&self) -> Placement {
+        Placement {
+            ticks: self.ticks.clone(),
+            shift: self.shift.subscribe(),
+        }
+    }
+}
+
+/// Where plan time lies on the clock, as a step's task sees it: it follows
+/// the plan's pauses.
+#[derive(Clone)]
+struct Placement {
+    ticks: Ticks,
+    /// The plan clock's start plus the time paused; `None` while paused.
+    shift: watch::Receiver<Option<u64>>,
+}
+
+/// When a step acts, for what it does to land on its time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Moment {
+    /// Sounds: handed to the mixer with their frame, ahead of it by the
+    /// output latency and [`LOOK_AHEAD`] (to decode the file's start).
+    HandOver,
+    /// Eyes (and servos): sent as the step's frame is heard, so the light
+    /// lands with the sound; the latency after the clock has rendered it.
+    Heard,
+    /// Anything else (a duck is a mixer command, taken at its next period):
+    /// sent as the clock renders the step's frame.
+    Rendered,
+}
+
+/// How long before the output must have a sound a step hands it over: time
+/// to find and probe the file and decode its first period, and a few periods
+/// to spare. A late hand-over still plays, late by what it missed.
+const LOOK_AHEAD: Duration = Duration::from_millis(300);
+
+impl Placement {
+    /// The moment a step should act at to land on plan time `t`, if it is
+    /// not paused: the instant, and `t` in ticks of the clock.
+    fn deadline(&self, shift: u64, t: Duration, moment: Moment) -> (Instant, u64) {
+        let target = shift + self.ticks.of(t);
+        let instant = match &self.ticks {
+            Ticks::Wall(wall) => *wall + Duration::from_nanos(target),
+            Ticks::Audio(clock) => {
+                let latency = clock.latency().unwrap_or_default();
+                // Before the output's first period: from the clock's count.
+                let heard = clock.heard_at(target).unwrap_or_else(|| {
+                    Instant::now()
+                        + self.ticks.duration(target.saturating_sub(clock.frames()))
+                        + latency
+                });
+                match moment {
+                    Moment::Heard => heard,
+                    Moment::Rendered => heard.checked_sub(latency).unwrap_or(heard),
+                    Moment::HandOver => heard.checked_sub(latency + LOOK_AHEAD).unwrap_or(heard),
+                }
+            }
+        };
+        (instant, target)
+    }
+
+    /// Waits for the moment to act for plan time `t` (holding while the plan
+    /// is paused, then on for the time it was); returns `t` in ticks: the
+    /// sample clock's frame, with audio.
+    async fn wait(&mut self, t: Duration, moment: Moment) -> u64 {
+        loop {
+            let shift = *self.shift.borrow_and_update();
+            let Some(shift) = shift else {
+                if self.shift.changed().await.is_err() {
+                    // The plan is over: this task is aborted.
+                    std::future::pending::<()>().await;
+                }
+                continue;
+            };
+            let (deadline, target) = self.deadline(shift, t, moment);
+            if deadline <= Instant::now() {
+                return target;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline.into()) => return target,
+                changed = self.shift.changed() => if changed.is_err() {
+                    std::future::pending::<()>().await;
+                },
+            }
+        }
+    }
+
+    /// The sample clock's frame `frame` as plan time, given that plan time
+    /// `t` is the frame `target`.
+    fn plan_time(&self, t: Duration, target: u64, frame: u64) -> Duration {
+        if frame >= target {
+            t + self.ticks.duration(frame - target)
+        } else {
+            t.saturating_sub(self.ticks.duration(target - frame))
+        }
+    }
+
+    /// The sample clock's frame for a sound, with audio.
+    fn frame(&self, target: u64) -> Option<u64> {
+        matches!(self.ticks, Ticks::Audio(_)).then_some(target)
     }
 }
 
@@ -169,13 +335,13 @@ pub async fn run(
                             parts.clone(),
                             action,
                             step.clone(),
-                            clock.until(*at),
+                            *at,
+                            clock.placement(),
                             speech_id.clone(),
                             Reply {
                                 run: runs,
                                 tx: done_tx.clone(),
                             },
-                            clock.start,
                         ));
                         running.insert(step.clone(), (runs, task, speech_id));
                     }
@@ -252,20 +418,44 @@ impl Reply {
 }
 
 /// Waits until the step's time, runs it, says how it ended.
+///
+/// The executor looks ahead: a sound is handed to the mixer before its time
+/// with the sample clock's frame it must start on, and starts on that very
+/// sample; eyes are sent as that frame is heard, the output latency after
+/// the clock has rendered it, so that the light lands with the sound. A
+/// sound handed over plays even if the plan pauses or stops in the moment
+/// ([`LOOK_AHEAD`] and the latency) before it sounds.
 async fn run_step(
     parts: Parts,
     action: Action,
     step: StepPath,
-    wait: Duration,
+    at: Duration,
+    mut placement: Placement,
     speech_id: Arc<std::sync::Mutex<Option<String>>>,
     done: Reply,
-    clock_start: Duration,
 ) {
-    if !wait.is_zero() {
-        tokio::time::sleep(wait).await;
-    }
-    let result = perform(&parts, action, &speech_id, &done, clock_start).await;
+    let moment = match action {
+        Action::PlaySound { .. } | Action::PlayMusic { .. } | Action::MusicCrossfade { .. } => {
+            Moment::HandOver
+        }
+        Action::EyePattern { .. } | Action::Move { .. } => Moment::Heard,
+        _ => Moment::Rendered,
+    };
+    let target = placement.wait(at, moment).await;
+    let when = When {
+        at,
+        target,
+        placement: &placement,
+    };
+    let result = perform(&parts, action, &speech_id, &done, when).await;
     done.send(Input::Done { step, result });
+}
+
+/// A step's time: plan time `at`, and the same in ticks of the plan's clock.
+struct When<'a> {
+    at: Duration,
+    target: u64,
+    placement: &'a Placement,
 }
 
 async fn perform(
@@ -273,12 +463,12 @@ async fn perform(
     action: Action,
     speech_id: &std::sync::Mutex<Option<String>>,
     done: &Reply,
-    clock_start: Duration,
+    when: When<'_>,
 ) -> Result<(), String> {
+    // A frame already passed (a step without `at`) starts at once.
+    let frame = when.placement.frame(when.target);
     let track_started = |at_frame: u64| {
-        let rate = parts.audio.state().sample_rate.max(1);
-        let at =
-            Duration::from_secs_f64(at_frame as f64 / f64::from(rate)).saturating_sub(clock_start);
+        let at = when.placement.plan_time(when.at, when.target, at_frame);
         done.send(Input::TrackStarted { at });
     };
     match action {
@@ -305,14 +495,18 @@ async fn perform(
         Action::MusicCrossfade { track, seconds } => {
             let started = parts
                 .audio
-                .crossfade(track, seconds)
+                .crossfade_at(track, seconds, frame)
                 .await
                 .map_err(|e| e.to_string())?;
             track_started(started.at_frame);
             Ok(())
         }
         Action::PlayMusic { query } => {
-            let started = parts.audio.play(query).await.map_err(|e| e.to_string())?;
+            let started = parts
+                .audio
+                .play_at(query, frame)
+                .await
+                .map_err(|e| e.to_string())?;
             track_started(started.at_frame);
             Ok(())
         }
@@ -336,7 +530,7 @@ async fn perform(
             .map_err(|e| e.to_string()),
         Action::PlaySound { file } => parts
             .audio
-            .play_sound(file)
+            .play_sound_at(file, frame)
             .await
             .map(drop)
             .map_err(|e| e.to_string()),
@@ -419,4 +613,89 @@ async fn speak_and_wait(
 /// Whether `payload` holds every field of `matches` with its value.
 pub fn payload_matches(payload: &Value, matches: &serde_json::Map<String, Value>) -> bool {
     matches.iter().all(|(k, v)| payload.get(k) == Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::mixer::mixer;
+
+    const RATE: u32 = 48_000;
+
+    /// A sample clock and the mixer that advances it.
+    fn clock() -> (crate::audio::mixer::Mixer, SampleClock) {
+        let (mixer, control) = mixer(RATE, 4096);
+        let clock = control.clock();
+        drop(control);
+        (mixer, clock)
+    }
+
+    fn advance(mixer: &mut crate::audio::mixer::Mixer, frames: usize) {
+        let mut out = vec![0.0; frames * 2];
+        mixer.render(&mut out);
+    }
+
+    #[test]
+    fn plan_time_is_the_start_frame_plus_the_pauses_plus_t_in_frames() {
+        let (mut mixer, clock) = clock();
+        advance(&mut mixer, 1000);
+        let mut plan = PlanClock::on(Ticks::Audio(clock));
+        let place = plan.placement();
+        let target = |place: &Placement, t: Duration| {
+            let shift = (*place.shift.borrow()).expect("not paused");
+            place.deadline(shift, t, Moment::Rendered).1
+        };
+        assert_eq!(target(&place, Duration::from_secs(2)), 1000 + 96_000);
+        assert_eq!(target(&place, Duration::from_micros(10_417)), 1000 + 500);
+        advance(&mut mixer, 480);
+        assert_eq!(plan.now(), Duration::from_millis(10));
+        plan.pause();
+        assert_eq!(*place.shift.borrow(), None, "paused: no frame is known");
+        advance(&mut mixer, 4800);
+        assert_eq!(plan.now(), Duration::from_millis(10), "time holds");
+        plan.resume();
+        assert_eq!(plan.now(), Duration::from_millis(10));
+        assert_eq!(
+            target(&place, Duration::from_secs(2)),
+            1000 + 4800 + 96_000,
+            "on by the time paused"
+        );
+    }
+
+    #[test]
+    fn a_track_frame_as_plan_time_gives_the_same_frame_back() {
+        let (mut mixer, clock) = clock();
+        advance(&mut mixer, 777);
+        let plan = PlanClock::on(Ticks::Audio(clock));
+        let place = plan.placement();
+        let shift = 777;
+        for (t, late) in [(0_u64, 0_u64), (1, 1), (12_345, 3), (96_001, 1023)] {
+            let at = place.ticks.duration(t);
+            let target = place.deadline(shift, at, Moment::HandOver).1;
+            assert_eq!(target, shift + t);
+            let track = place.plan_time(at, target, target + late);
+            // What a step 2 s after the track is handed: exactly 2 s of frames later.
+            let cue = place
+                .deadline(shift, track + Duration::from_secs(2), Moment::HandOver)
+                .1;
+            assert_eq!(cue, target + late + 96_000, "t {t}, late {late}");
+        }
+    }
+
+    #[test]
+    fn eyes_go_out_as_the_frame_is_heard_and_sounds_ahead_of_it() {
+        let (mut mixer, clock) = clock();
+        advance(&mut mixer, 4800);
+        let heard = Instant::now() + Duration::from_secs(1);
+        clock.mark_heard(4800, heard, Duration::from_millis(40));
+        let plan = PlanClock::on(Ticks::Audio(clock));
+        let place = plan.placement();
+        let at = Duration::from_millis(500);
+        let eyes = place.deadline(4800, at, Moment::Heard).0;
+        assert_eq!(eyes, heard + at);
+        let rendered = place.deadline(4800, at, Moment::Rendered).0;
+        assert_eq!(rendered, heard + at - Duration::from_millis(40));
+        let sound = place.deadline(4800, at, Moment::HandOver).0;
+        assert_eq!(sound, heard + at - Duration::from_millis(40) - LOOK_AHEAD);
+    }
 }
