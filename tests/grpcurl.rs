@@ -82,6 +82,18 @@ fn streams(command: &str) -> bool {
     command.contains("/Watch") || command.contains("\"follow\": true")
 }
 
+/// What an example must print, beyond exiting well.
+fn expected(command: &str) -> Option<&'static str> {
+    if command.contains("PlanService/RunPlan") {
+        // The greeting ran to its end.
+        Some("PLAN_STATUS_COMPLETED")
+    } else if command.contains("PlanService/ValidatePlan") {
+        Some("\"valid\": true")
+    } else {
+        None
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_grpcurl_examples_work_as_written() {
     let examples = examples();
@@ -89,7 +101,11 @@ async fn the_readme_grpcurl_examples_work_as_written() {
         examples.len() >= 10,
         "the README's grpcurl examples are found: {examples:#?}"
     );
-    let open = TestServer::start().await;
+    // The open server's plans folder, where `greeting.json` is written at
+    // its start (the README's RunPlan example reads it from there).
+    let config = common::test_config();
+    let plans_dir = config.plans_folder();
+    let open = TestServer::with_config(config).await;
     let mut config = common::test_config();
     config.token = Some("readme-token".into());
     let guarded = TestServer::with_config(config).await;
@@ -115,6 +131,7 @@ async fn the_readme_grpcurl_examples_work_as_written() {
         let child = tokio::process::Command::new("bash")
             .args(["-c", &line])
             .env("CANTINA_TOKEN", "readme-token")
+            .env("CANTINA_PLANS_DIR", &plans_dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -172,11 +189,19 @@ async fn the_readme_grpcurl_examples_work_as_written() {
                 );
             }
         }
+        if let Some(wanted) = expected(&example.command) {
+            assert!(
+                stdout.contains(wanted),
+                "`{}` prints {wanted}:\n{stdout}",
+                example.command
+            );
+        }
         if example.command.ends_with(" list") {
             for service in [
                 "cantina.v1.CommandService",
                 "cantina.v1.SystemService",
                 "cantina.v1.LogService",
+                "cantina.v1.PlanService",
                 "grpc.health.v1.Health",
             ] {
                 assert!(
