@@ -282,6 +282,22 @@ impl Placement {
     }
 }
 
+/// A step's task, aborted when dropped: a plan whose executor is dropped
+/// (its own task aborted) leaves no step running behind it.
+struct StepTask(JoinHandle<()>);
+
+impl StepTask {
+    fn abort(&self) {
+        self.0.abort();
+    }
+}
+
+impl Drop for StepTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The speech a running step started, to stop it with the step.
 type SpeechSlot = Arc<std::sync::Mutex<Option<String>>>;
 
@@ -304,7 +320,9 @@ pub async fn run(
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, Input)>();
     // Each task's run number: the end of an aborted task (already queued
     // when it was aborted) is told apart from a new run of the same step.
-    let mut running: HashMap<StepPath, (u64, JoinHandle<()>, SpeechSlot)> = HashMap::new();
+    let mut running: HashMap<StepPath, (u64, StepTask, SpeechSlot)> = HashMap::new();
+    // The steps' tasks carry the plan's correlation id, as its events do.
+    let correlation = crate::bus::current_correlation();
     let mut runs: u64 = 0;
     let mut input = Input::Tick;
     // What was asked before the start is taken first: an ambient plan that
@@ -331,7 +349,7 @@ pub async fn run(
                     if !matches!(action, Action::Delay { .. } | Action::Parallel { .. }) {
                         let speech_id = Arc::new(std::sync::Mutex::new(None));
                         runs += 1;
-                        let task = tokio::spawn(run_step(
+                        let work = run_step(
                             parts.clone(),
                             action,
                             step.clone(),
@@ -342,8 +360,14 @@ pub async fn run(
                                 run: runs,
                                 tx: done_tx.clone(),
                             },
-                        ));
-                        running.insert(step.clone(), (runs, task, speech_id));
+                        );
+                        let task = match &correlation {
+                            Some(id) => {
+                                tokio::spawn(crate::bus::with_correlation(id.to_string(), work))
+                            }
+                            None => tokio::spawn(work),
+                        };
+                        running.insert(step.clone(), (runs, StepTask(task), speech_id));
                     }
                 }
                 Output::Abort { step } => {

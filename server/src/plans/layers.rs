@@ -1,8 +1,9 @@
 //! Who runs: the layers' rules as a pure core. One plan runs per layer; a
 //! new plan on a busy layer replaces it, queues after it, or is skipped if
 //! that very plan already runs (Falcon Player's "if not running"); an
-//! `override` plan cancels every lower layer; a `foreground` plan pauses the
-//! `ambient` one, which resumes where it was when no foreground plan is left.
+//! `override` plan cancels every lower layer, and plans started under it
+//! wait, paused, until it ends; a `foreground` plan pauses the `ambient`
+//! one, which resumes where it was when no foreground plan is left.
 //! Decisions in, actions out; the plans subsystem carries them out.
 
 use std::collections::VecDeque;
@@ -101,6 +102,15 @@ impl Layers {
             .map(|(id, _)| (id.as_str(), slot.paused))
     }
 
+    /// The plan running on the highest layer above `i`, if any: what holds
+    /// a plan on layer `i`.
+    fn holder_above(&self, i: usize) -> Option<PlanId> {
+        self.slots[i + 1..]
+            .iter()
+            .rev()
+            .find_map(|s| s.running.as_ref().map(|(id, _)| id.clone()))
+    }
+
     /// A new plan asks to run on `layer`.
     ///
     /// # Errors
@@ -156,7 +166,7 @@ impl Layers {
                 slot.paused = false;
             }
         }
-        // Foreground pauses ambient.
+        // Foreground pauses ambient (override emptied both already).
         if layer == Layer::Foreground {
             let ambient = &mut self.slots[0];
             if let Some((running, _)) = &ambient.running
@@ -169,25 +179,23 @@ impl Layers {
                 });
             }
         }
-        // An ambient plan under a foreground one starts paused.
-        let held = layer == Layer::Ambient && self.slots[1].running.is_some();
+        // A plan under a higher one running (ambient under foreground or
+        // override, foreground under override) starts paused.
+        let holder = self.holder_above(i);
         let slot = &mut self.slots[i];
         slot.running = Some((id.clone(), name));
-        slot.paused = held;
-        if held {
-            acts.push(Act::Start(id.clone()));
-            acts.push(Act::Pause {
-                plan: id,
-                by: self.slots[1].running.as_ref().expect("checked").0.clone(),
-            });
-        } else {
-            acts.push(Act::Start(id));
+        slot.paused = holder.is_some();
+        acts.push(Act::Start(id.clone()));
+        if let Some(by) = holder {
+            acts.push(Act::Pause { plan: id, by });
         }
         Ok(acts)
     }
 
     /// A plan ended (completed, failed or cancelled): the next queued on
-    /// its layer starts; ambient resumes when no foreground plan is left.
+    /// its layer starts; the highest plan below resumes when nothing runs
+    /// above it any more (ambient when no foreground or override plan is
+    /// left, foreground when the override ends).
     pub fn ended(&mut self, id: &str) -> Vec<Act> {
         let mut acts = Vec::new();
         let Some(i) = self
@@ -204,25 +212,30 @@ impl Layers {
         self.slots[i].running = None;
         self.slots[i].paused = false;
         if let Some((next, name)) = self.slots[i].queue.pop_front() {
-            let held = i == 0 && self.slots[1].running.is_some();
+            let holder = self.holder_above(i);
             self.slots[i].running = Some((next.clone(), name));
-            self.slots[i].paused = held;
+            self.slots[i].paused = holder.is_some();
             acts.push(Act::Start(next.clone()));
-            if held {
-                let by = self.slots[1].running.as_ref().expect("checked").0.clone();
+            if let Some(by) = holder {
                 acts.push(Act::Pause { plan: next, by });
-            } else if i == 1 {
+            }
+            if self.slots[i].running.is_some() {
                 return acts;
             }
         }
-        if i == 1 && self.slots[1].running.is_none() {
-            let ambient = &mut self.slots[0];
-            if let Some((running, _)) = &ambient.running
-                && ambient.paused
-            {
-                ambient.paused = false;
-                acts.push(Act::Resume(running.clone()));
+        // The highest plan below that no longer has one running above it
+        // resumes; those under it stay held by it.
+        for j in (0..i).rev() {
+            let slot = &self.slots[j];
+            let Some((running, _)) = &slot.running else {
+                continue;
+            };
+            if slot.paused && self.holder_above(j).is_none() {
+                let running = running.clone();
+                self.slots[j].paused = false;
+                acts.push(Act::Resume(running));
             }
+            break;
         }
         acts
     }
@@ -373,5 +386,42 @@ mod tests {
         assert_eq!(l.on(Layer::Foreground), None);
         // The cancelled plans' ends change nothing more.
         assert_eq!(l.ended("fg"), []);
+    }
+
+    #[test]
+    fn plans_started_under_an_override_wait_and_the_highest_resumes_after_it() {
+        let mut l = Layers::new(8);
+        l.request(
+            id("alarm"),
+            "alarm".into(),
+            Layer::Override,
+            IfBusy::Replace,
+        )
+        .unwrap();
+        assert_eq!(
+            l.request(id("fg"), "fg".into(), Layer::Foreground, IfBusy::Replace),
+            Ok(vec![
+                Act::Start(id("fg")),
+                Act::Pause {
+                    plan: id("fg"),
+                    by: id("alarm")
+                }
+            ])
+        );
+        assert_eq!(
+            l.request(id("amb"), "amb".into(), Layer::Ambient, IfBusy::Replace),
+            Ok(vec![
+                Act::Start(id("amb")),
+                Act::Pause {
+                    plan: id("amb"),
+                    by: id("alarm")
+                }
+            ])
+        );
+        // The override ends: the foreground plan carries on; ambient stays
+        // held by it, and resumes when it ends.
+        assert_eq!(l.ended("alarm"), [Act::Resume(id("fg"))]);
+        assert_eq!(l.on(Layer::Ambient), Some(("amb", true)));
+        assert_eq!(l.ended("fg"), [Act::Resume(id("amb"))]);
     }
 }
