@@ -690,3 +690,107 @@ async fn a_track_no_query_matches_is_refused_before_anything_runs() {
         .into_inner();
     assert!(listed.plans.is_empty(), "nothing ran");
 }
+
+#[tokio::test]
+async fn a_board_lost_mid_plan_fails_that_step_with_the_reason_and_the_server_runs_on() {
+    use cantina_server::{
+        config::EyesPort,
+        eyes::sim::{SimBoard, SimOptions},
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = SimOptions::new(dir.path().join("eyes"));
+    options.boot_delay = Duration::from_millis(50);
+    let board = SimBoard::start(options).unwrap();
+    let mut config = common::test_config();
+    config.eyes_port = EyesPort::Path(board.link().to_path_buf());
+    config.eyes.heartbeat = Duration::ZERO;
+    config.eyes.answer_timeout = Duration::from_millis(300);
+    let server = TestServer::with_config(config).await;
+    let mut plans = client(&server).await;
+    let mut stream = plans
+        .run_plan(RunPlanRequest {
+            document: r#"{"name": "fragile-eyes", "steps": [
+                {"id": "smile", "eyePattern": {"pattern": "happy"}},
+                {"id": "hold", "waitForEvent": {"topic": "ext.go", "timeout": "10s"}},
+                {"id": "frown", "eyePattern": {"pattern": "sad"}},
+                {"id": "after", "delay": {"duration": "0.1s"}}
+            ]}"#
+            .into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    loop {
+        let event = next_in(&mut stream).await;
+        if event.kind() == PlanEventKind::StepStarted && event.step_id == "hold" {
+            break;
+        }
+    }
+    board.unplug().unwrap();
+    let mut sys = system(&server).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let status = sys
+            .get_status(pb::GetStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if !status.eyes.unwrap().connected {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the board is seen lost"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sys.publish_event(PublishEventRequest {
+        topic: "ext.go".into(),
+        payload: None,
+        correlation_id: String::new(),
+    })
+    .await
+    .unwrap();
+    let events = until_end(&mut stream).await;
+    let failed = events
+        .iter()
+        .find(|e| e.kind() == PlanEventKind::StepFailed)
+        .expect("a step failed");
+    assert_eq!(failed.step_id, "frown");
+    assert!(
+        failed.message.contains("not connected"),
+        "{}",
+        failed.message
+    );
+    let end = events.last().unwrap();
+    assert_eq!(end.status(), PlanStatus::Failed);
+    assert!(end.message.contains("'frown'"), "{}", end.message);
+    assert!(!events.iter().any(|e| e.step_id == "after"));
+    // The server runs on.
+    server.dispatch("status").await.unwrap();
+}
+
+#[tokio::test]
+async fn closing_a_run_plan_stream_does_not_cancel_the_plan() {
+    let server = TestServer::start().await;
+    let mut plans = client(&server).await;
+    let mut watch = plans
+        .watch_plans(WatchPlansRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut stream = plans
+        .run_plan(RunPlanRequest {
+            document: r#"{"name": "on-its-own", "steps": [{"delay": {"duration": "0.3s"}}]}"#
+                .into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let started = next_in(&mut stream).await;
+    drop(stream);
+    let end = next_of(&mut watch, &started.plan_id, PlanEventKind::Ended).await;
+    assert_eq!(end.status(), PlanStatus::Completed);
+}
