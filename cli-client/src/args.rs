@@ -1,9 +1,10 @@
 //! The command line, declared with clap's derive API.
 //!
-//! Only `commands`, `status`, `events`, `logs`, `log-level`, `shell` and
-//! `completions` are subcommands of the CLI itself (the options of `logs` are
-//! in [`log_args`](crate::log_args)); any other words are a console line for the
-//! server, captured by an external subcommand. clap's `help` subcommand is
+//! Only `commands`, `status`, `events`, `publish`, `logs`, `log-level`,
+//! `plan`, `panic`, `shell` and `completions` are subcommands of the CLI
+//! itself (the options of `logs` are in [`log_args`](crate::log_args), those
+//! of `plan` and `panic` in [`plan_args`](crate::plan_args)); any other words
+//! are a console line for the server, captured by an external subcommand. clap's `help` subcommand is
 //! switched off so that `cantina help engage` reaches the server, which owns
 //! the command list.
 
@@ -11,7 +12,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::log_args::{self, LogsArgs};
+use crate::{
+    log_args::{self, LogsArgs},
+    plan_args::{self, PanicArgs, PlanArgs},
+};
 
 /// Command-line client of the Cantina droid server.
 #[derive(Debug, Parser)]
@@ -94,7 +98,8 @@ pub enum Format {
     /// The bare message of each log entry (`logs`); as text elsewhere.
     Raw,
     /// The whole response as proto3 JSON, as grpcurl prints it; one compact
-    /// object per line for `events` and `logs` (JSON Lines).
+    /// object per line for `events`, `logs`, `plan run` and `plan watch`
+    /// (JSON Lines).
     Json,
 }
 
@@ -148,6 +153,13 @@ pub enum Command {
         #[arg(value_name = "FILTER")]
         filter: String,
     },
+    /// Run, check, list, follow and stop plans: timed shows of speech,
+    /// music and eyes.
+    #[command(after_help = plan_args::PLAN_HELP, arg_required_else_help = true)]
+    Plan(PlanArgs),
+    /// The panic button: cancel every plan, fade out music and speech, and
+    /// put the eyes back to the mode's pattern.
+    Panic(PanicArgs),
     /// Open the interactive console (`DJ-R3X> `).
     Shell(ShellArgs),
     /// Print a shell completion script for cantina.
@@ -267,5 +279,70 @@ mod tests {
 
         let cli = Cli::try_parse_from(["cantina", "log-level", "debug"]).unwrap();
         assert!(matches!(cli.command, Command::LogLevel { filter } if filter == "debug"));
+    }
+
+    #[test]
+    fn plan_subcommands_take_a_plan_and_their_options() {
+        use crate::plan_args::{IfBusyArg, PlanCommand};
+        let plan = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Command::Plan(plan) => plan.command,
+            other => panic!("expected plan, got {other:?}"),
+        };
+        let PlanCommand::Run(run) =
+            plan(&["cantina", "plan", "run", "show.yaml", "--if-busy", "queue"])
+        else {
+            panic!("expected plan run");
+        };
+        assert_eq!(run.source.plan, "show.yaml");
+        assert_eq!(run.if_busy, IfBusyArg::Queue);
+        let PlanCommand::Start(start) = plan(&[
+            "cantina",
+            "plan",
+            "start",
+            "greeting",
+            "--if-busy",
+            "skip-if-running",
+        ]) else {
+            panic!("expected plan start");
+        };
+        assert_eq!(start.if_busy, IfBusyArg::Skip);
+        assert!(matches!(
+            plan(&["cantina", "plan", "validate", "x.json", "--timeline"]),
+            PlanCommand::Validate(v) if v.timeline && v.source.plan == "x.json"
+        ));
+        assert!(matches!(
+            plan(&["cantina", "plan", "watch", "plan-1", "plan-2"]),
+            PlanCommand::Watch(w) if w.ids == ["plan-1", "plan-2"]
+        ));
+        assert!(matches!(
+            plan(&["cantina", "plan", "cancel", "greeting", "--after-loop"]),
+            PlanCommand::Cancel(c) if c.when() == cantina::v1::StopWhen::AfterLoop
+        ));
+        assert!(
+            Cli::try_parse_from([
+                "cantina",
+                "plan",
+                "cancel",
+                "x",
+                "--after-step",
+                "--after-loop"
+            ])
+            .is_err()
+        );
+        // Other words are a console line for the server.
+        assert!(matches!(
+            plan(&["cantina", "plan", "status", "greeting"]),
+            PlanCommand::Line(words) if words == ["status", "greeting"]
+        ));
+    }
+
+    #[test]
+    fn panic_takes_a_humantime_fade() {
+        let cli = Cli::try_parse_from(["cantina", "panic", "--fade", "300ms"]).unwrap();
+        assert!(matches!(cli.command,
+            Command::Panic(p) if p.fade == Some(std::time::Duration::from_millis(300))));
+        let cli = Cli::try_parse_from(["cantina", "panic"]).unwrap();
+        assert!(matches!(cli.command, Command::Panic(p) if p.fade.is_none()));
+        assert!(Cli::try_parse_from(["cantina", "panic", "--fade", "soon"]).is_err());
     }
 }

@@ -5,8 +5,9 @@
 //! | code | meaning |
 //! | ---- | ------- |
 //! | 0    | success |
-//! | 1    | any other failure |
-//! | 2    | usage error: bad arguments (INVALID_ARGUMENT), a bad `--server`, `--token` or `--tls-ca`, as clap |
+//! | 1    | any other failure; a plan that failed (`plan run`), a plan file that is not valid (`plan validate`) |
+//! | 2    | usage error: bad arguments (INVALID_ARGUMENT, NOT_FOUND), a bad `--server`, `--token` or `--tls-ca`, as clap |
+//! | 3    | a plan cancelled or skipped (`plan run`; `plan start` when skipped) |
 //! | 69   | the server cannot be reached, TLS failed (certificate refused) or the connection broke, or a subsystem is UNAVAILABLE (sysexits `EX_UNAVAILABLE`) |
 //! | 77   | UNAUTHENTICATED or PERMISSION_DENIED (sysexits `EX_NOPERM`) |
 //! | 130  | interrupted by Ctrl-C: while the shell waits for the server, or `events` stopped (quietly: that is how it usually ends) |
@@ -15,11 +16,13 @@
 //! shutting down), and 69 when the connection breaks. `cantina logs` exits 0
 //! once the backlog is printed; with `-f` it outlives a broken connection or a
 //! server restart by reconnecting (see [`Failure::is_transient`]), and only
-//! Ctrl-C (130) or a refusal ends it.
+//! Ctrl-C (130) or a refusal ends it. `cantina plan run` exits by how its
+//! plan ended ([`plan_exit_code`]), and 69 when the server ends the stream
+//! before the plan did.
 
 use std::{error::Error as _, fmt, process::ExitCode};
 
-use cantina::client::ConnectError;
+use cantina::{client::ConnectError, v1::PlanStatus};
 use tonic::{Code, Status};
 
 /// Exit code of usage errors, the same as clap's.
@@ -30,6 +33,19 @@ const UNAVAILABLE: u8 = 69;
 const NO_PERMISSION: u8 = 77;
 /// Exit code after Ctrl-C, as a shell reports SIGINT.
 const INTERRUPTED: u8 = 130;
+/// Exit code of a plan that did not run to its end: cancelled or skipped.
+const NOT_COMPLETED: u8 = 3;
+
+/// The exit code for a plan that is where `status` says: 0 completed (or
+/// under way: running, paused, pending), 1 failed (or a status this build
+/// does not know), 3 cancelled or skipped.
+pub fn plan_exit_code(status: PlanStatus) -> ExitCode {
+    ExitCode::from(match status {
+        PlanStatus::Completed | PlanStatus::Running | PlanStatus::Paused | PlanStatus::Pending => 0,
+        PlanStatus::Failed | PlanStatus::Unspecified => 1,
+        PlanStatus::Cancelled | PlanStatus::Skipped => NOT_COMPLETED,
+    })
+}
 
 /// A command that did not succeed.
 #[derive(Debug)]
@@ -189,6 +205,15 @@ mod tests {
         assert_eq!(code(Code::FailedPrecondition), 1);
         assert_eq!(code(Code::Internal), 1);
         assert_eq!(Failure::Connect(ConnectError::BadToken).code(), 2);
+    }
+
+    #[test]
+    fn plans_exit_by_how_they_ended() {
+        assert_eq!(plan_exit_code(PlanStatus::Completed), ExitCode::SUCCESS);
+        assert_eq!(plan_exit_code(PlanStatus::Running), ExitCode::SUCCESS);
+        assert_eq!(plan_exit_code(PlanStatus::Failed), ExitCode::from(1));
+        assert_eq!(plan_exit_code(PlanStatus::Cancelled), ExitCode::from(3));
+        assert_eq!(plan_exit_code(PlanStatus::Skipped), ExitCode::from(3));
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //! `cantina eye pattern happy` sends one console line to the droid, `cantina
 //! shell` opens the `DJ-R3X> ` console, `cantina commands` lists what the
 //! server understands, `cantina status` shows the droid at a glance,
-//! `cantina events` follows its event bus and `cantina logs` its log. This
-//! file only parses the arguments, starts the runtime and hands over to
-//! [`run`], [`events`], [`logs`] or [`shell`]; every path ends in an exit code chosen by
-//! [`error::Failure::exit_code`].
+//! `cantina events` follows its event bus and `cantina logs` its log,
+//! `cantina plan …` runs and follows plans and `cantina panic` stops them
+//! all. This file only parses the arguments, starts the runtime and hands
+//! over to [`run`], [`events`], [`logs`], [`plans`] or [`shell`]; every path
+//! ends in an exit code chosen by [`error::Failure::exit_code`] (or, for a
+//! plan, [`error::plan_exit_code`]).
 
 mod args;
 mod colour;
@@ -19,6 +21,9 @@ mod log_line;
 mod log_resume;
 mod logs;
 mod output;
+mod plan_args;
+mod plan_text;
+mod plans;
 mod remote;
 mod run;
 mod shell;
@@ -57,6 +62,8 @@ fn main() -> ExitCode {
         }
         Command::Logs(args) => logs::run(&runtime, global, args),
         Command::LogLevel { filter } => run::log_level(&runtime, global, filter),
+        Command::Plan(args) => plans::run(&runtime, global, args),
+        Command::Panic(args) => plans::panic(&runtime, global, args),
         Command::Shell(args) => shell::run(&runtime, global, args),
         Command::Completions { shell } => run::completions(*shell),
         Command::Line(words) => run::dispatch(&runtime, global, &cantina::line::join(words)),

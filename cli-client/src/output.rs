@@ -14,11 +14,11 @@ use std::{
 };
 
 use cantina::v1::{
-    CommandInfo, DispatchResponse, ListCommandsResponse, PublishEventResponse, SetLogLevelResponse,
-    SystemStatus,
+    CommandInfo, DispatchResponse, ListCommandsResponse, ListPlansResponse, PublishEventResponse,
+    SetLogLevelResponse, StopAllResponse, SystemStatus, ValidatePlanResponse,
 };
 
-use crate::{args::Format, colour::Colours, error::Failure, status};
+use crate::{args::Format, colour::Colours, error::Failure, plan_text, status};
 
 /// Prints the result of a dispatched line.
 pub fn response(
@@ -89,6 +89,90 @@ pub fn published(
     }
 }
 
+/// What a plan request did: `plan-3  RUNNING  plan 'greeting' started …`
+/// (the id first, for `cut -d' ' -f1`), or `whole`, the response as JSON.
+pub fn plan_change(
+    out: &mut dyn Write,
+    format: Format,
+    plan_id: &str,
+    status: i32,
+    text: &str,
+    whole: serde_json::Value,
+) -> io::Result<()> {
+    match format {
+        Format::Text | Format::Raw => {
+            let line = format!("{plan_id}  {}  {text}", plan_text::status_name(status));
+            message(out, line.trim_end())
+        }
+        Format::Json => json(out, &whole),
+    }
+}
+
+/// The plans under way and recently ended, then the plans of the server's
+/// folder; a heading says when either is empty.
+pub fn plans(
+    out: &mut dyn Write,
+    format: Format,
+    list: &ListPlansResponse,
+    colours: Colours,
+) -> io::Result<()> {
+    match format {
+        Format::Text | Format::Raw => {
+            let mut text = if list.plans.is_empty() {
+                "plans: none running or recently ended\n".to_string()
+            } else {
+                format!(
+                    "plans:\n{}",
+                    plan_text::plans_table(&list.plans, "  ", colours)
+                )
+            };
+            text.push('\n');
+            if list.saved.is_empty() {
+                text.push_str("saved plans: none in the server's plans folder\n");
+            } else {
+                text.push_str("saved plans (cantina plan run NAME):\n");
+                text.push_str(&plan_text::saved_table(&list.saved, "  ", colours));
+            }
+            message(out, &text)
+        }
+        Format::Json => json(out, &cantina::json::to_json(list)),
+    }
+}
+
+/// A plan's check: its problems as `FILE:LINE: path: message` lines, or
+/// `valid: N steps` and, with `timeline`, the dry run.
+pub fn validation(
+    out: &mut dyn Write,
+    format: Format,
+    label: &str,
+    verdict: &ValidatePlanResponse,
+    timeline: bool,
+    colours: Colours,
+) -> io::Result<()> {
+    match format {
+        Format::Text | Format::Raw => message(
+            out,
+            &plan_text::validation(label, verdict, timeline, colours),
+        ),
+        Format::Json => json(out, &cantina::json::to_json(verdict)),
+    }
+}
+
+/// What the panic button stopped: the server's summary and the plans
+/// cancelled.
+pub fn stopped(out: &mut dyn Write, format: Format, response: &StopAllResponse) -> io::Result<()> {
+    match format {
+        Format::Text | Format::Raw => {
+            let mut text = response.message.clone();
+            if !response.cancelled.is_empty() {
+                let _ = write!(text, "\ncancelled: {}", response.cancelled.join(", "));
+            }
+            message(out, &text)
+        }
+        Format::Json => json(out, &cantina::json::to_json(response)),
+    }
+}
+
 /// `log filter: info → debug`.
 fn log_level_text(response: &SetLogLevelResponse) -> String {
     let or_none = |filter: &str| {
@@ -143,6 +227,12 @@ pub fn error(message: impl fmt::Display) {
 /// Prints a problem that does not stop the command.
 pub fn warning(message: impl fmt::Display) {
     stderr_line(&format!("warning: {message}"));
+}
+
+/// Prints a line about the user's input as is, such as a compiler-style
+/// `FILE:LINE: message` that editors jump to.
+pub fn diagnostic(text: impl fmt::Display) {
+    stderr_line(&text.to_string());
 }
 
 /// Prints something worth knowing that is not a result.

@@ -18,14 +18,22 @@ use cantina::v1::{
     log_service_client::LogServiceClient,
 };
 
+use cantina::v1::{
+    CancelPlanRequest, CancelPlanResponse, ListPlansRequest, ListPlansResponse, PausePlanRequest,
+    PausePlanResponse, PlanEvent, ResumePlanRequest, ResumePlanResponse, RunPlanRequest,
+    StartPlanRequest, StartPlanResponse, StopAllRequest, StopAllResponse, ValidatePlanRequest,
+    ValidatePlanResponse, WatchPlansRequest, plan_service_client::PlanServiceClient,
+};
+
 use std::error::Error as _;
 
 use tonic::{Status, Streaming};
 
 use crate::{args::GlobalArgs, error::Failure};
 
-/// Connected clients and what every call sends with them.
-#[derive(Debug)]
+/// Connected clients and what every call sends with them. Cloning is cheap:
+/// the clones share the connection.
+#[derive(Clone, Debug)]
 pub struct Remote {
     /// The client; tonic reconnects it by itself after the server comes back,
     /// which is what lets the shell survive a server restart.
@@ -34,6 +42,8 @@ pub struct Remote {
     system: SystemServiceClient<AuthChannel>,
     /// `LogService`, on the same channel.
     logs: LogServiceClient<AuthChannel>,
+    /// `PlanService`, on the same channel.
+    plan: PlanServiceClient<AuthChannel>,
     /// Sent with every Dispatch when the user chose one.
     correlation_id: Option<String>,
     /// Where the server is, for messages about losing it.
@@ -65,6 +75,7 @@ impl Remote {
         Ok(Self {
             system: SystemServiceClient::new(clients.channel.clone()),
             logs: LogServiceClient::new(clients.channel.clone()),
+            plan: clients.plan,
             client: clients.command,
             correlation_id: global.correlation_id.clone(),
             address: clients.address.clone(),
@@ -130,6 +141,75 @@ impl Remote {
             filter: filter.to_string(),
         };
         self.answer(self.logs.clone().set_log_level(request).await)
+    }
+
+    /// Starts a plan and opens the stream of its events, which ends with
+    /// the plan's end.
+    pub async fn run_plan(&self, request: RunPlanRequest) -> Result<Streaming<PlanEvent>, Failure> {
+        self.answer(self.plan.clone().run_plan(request).await)
+    }
+
+    /// Starts a plan and returns at once.
+    pub async fn start_plan(
+        &self,
+        request: StartPlanRequest,
+    ) -> Result<StartPlanResponse, Failure> {
+        self.answer(self.plan.clone().start_plan(request).await)
+    }
+
+    /// Checks a plan without running it.
+    pub async fn validate_plan(
+        &self,
+        request: ValidatePlanRequest,
+    ) -> Result<ValidatePlanResponse, Failure> {
+        self.answer(self.plan.clone().validate_plan(request).await)
+    }
+
+    /// The plans running and recently ended, and those of the plans folder.
+    pub async fn list_plans(&self) -> Result<ListPlansResponse, Failure> {
+        self.answer(self.plan.clone().list_plans(ListPlansRequest {}).await)
+    }
+
+    /// Opens the stream of the events of the plans `plan_ids` (of every
+    /// plan when empty).
+    pub async fn watch_plans(&self, plan_ids: &[String]) -> Result<Streaming<PlanEvent>, Failure> {
+        let request = WatchPlansRequest {
+            plan_ids: plan_ids.to_vec(),
+        };
+        self.answer(self.plan.clone().watch_plans(request).await)
+    }
+
+    /// Cancels a plan, by id or by the name of an active plan.
+    pub async fn cancel_plan(
+        &self,
+        request: CancelPlanRequest,
+    ) -> Result<CancelPlanResponse, Failure> {
+        self.answer(self.plan.clone().cancel_plan(request).await)
+    }
+
+    /// Holds a plan where it is.
+    pub async fn pause_plan(&self, plan: &str) -> Result<PausePlanResponse, Failure> {
+        let request = PausePlanRequest {
+            plan_id: plan.to_string(),
+        };
+        self.answer(self.plan.clone().pause_plan(request).await)
+    }
+
+    /// Carries on a paused plan.
+    pub async fn resume_plan(&self, plan: &str) -> Result<ResumePlanResponse, Failure> {
+        let request = ResumePlanRequest {
+            plan_id: plan.to_string(),
+        };
+        self.answer(self.plan.clone().resume_plan(request).await)
+    }
+
+    /// The panic button: every plan cancelled, sound faded out over `fade`
+    /// (the server's default when `None`).
+    pub async fn stop_all(
+        &self,
+        fade: Option<prost_types::Duration>,
+    ) -> Result<StopAllResponse, Failure> {
+        self.answer(self.plan.clone().stop_all(StopAllRequest { fade }).await)
     }
 
     /// The message of a call, or the failure it becomes: the cloned client

@@ -4,7 +4,7 @@
 //!
 //! Each connects, makes one call, prints the result or the failure and returns
 //! the exit code; `shell` and `events` have their own modules because they
-//! loop.
+//! loop, and the plan commands theirs in [`plans`](crate::plans).
 
 use std::process::ExitCode;
 
@@ -125,7 +125,8 @@ pub fn completions(shell: clap_complete::Shell) -> ExitCode {
     done(output::to_stdout(|out| out.write_all(&script)))
 }
 
-fn done(printed: bool) -> ExitCode {
+/// Success when the result was printed.
+pub fn done(printed: bool) -> ExitCode {
     if printed {
         ExitCode::SUCCESS
     } else {
@@ -133,7 +134,8 @@ fn done(printed: bool) -> ExitCode {
     }
 }
 
-fn failed(failure: &Failure) -> ExitCode {
+/// Prints `failure` and returns its exit code.
+pub fn failed(failure: &Failure) -> ExitCode {
     output::failure(failure);
     failure.exit_code()
 }

@@ -1,7 +1,7 @@
 //! `cantina shell`: the droid's console, `DJ-R3X> `, over gRPC.
 //!
 //! On a terminal it is a rustyline editor with history and tab completion of
-//! command names. When stdin is not a terminal (a script or a test piping lines
+//! command names and of the plans that plan commands name. When stdin is not a terminal (a script or a test piping lines
 //! in) it reads plain lines and prints only results: no banner, no prompt, no
 //! history file. Either way each non-empty line is sent as typed; a failure is
 //! printed and the shell goes on, even when the server has gone away (tonic
@@ -13,6 +13,7 @@ use std::{
     io::{self, BufRead, IsTerminal},
     path::{Path, PathBuf},
     process::ExitCode,
+    time::Duration,
 };
 
 use rustyline::{CompletionType, Config, Editor, error::ReadlineError, history::DefaultHistory};
@@ -20,7 +21,7 @@ use tokio::runtime::Runtime;
 
 use crate::{
     args::{GlobalArgs, ShellArgs},
-    complete::ShellHelper,
+    complete::{PlanNames, PlanSource, ShellHelper},
     error::Failure,
     output,
     remote::Remote,
@@ -34,6 +35,9 @@ const EXIT: &str = "exit";
 
 /// Canonical name of the server's command that stops the droid.
 const QUIT: &str = "quit";
+
+/// How long <Tab> waits for the server's plan names before offering none.
+const PLAN_NAMES_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// Runs the shell until `exit`, end of input or a successful `quit`.
 pub fn run(runtime: &Runtime, global: &GlobalArgs, args: &ShellArgs) -> ExitCode {
@@ -58,7 +62,8 @@ pub fn run(runtime: &Runtime, global: &GlobalArgs, args: &ShellArgs) -> ExitCode
         global,
     };
     if io::stdin().is_terminal() {
-        interactive(&session, ShellHelper::new(&commands), args)
+        let helper = ShellHelper::new(&commands, plan_names(runtime, &remote));
+        interactive(&session, helper, args)
     } else {
         scripted(&session)
     }
@@ -197,6 +202,24 @@ fn scripted(session: &Session<'_>) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Asks the server for the plan names at each <Tab> that completes one:
+/// saved plans come and go while the shell is open, and so do running ones.
+/// Readline calls it on this (the main) thread, outside the runtime, so it
+/// may block on the call; a server that does not answer in time gives none.
+fn plan_names(runtime: &Runtime, remote: &Remote) -> PlanSource {
+    let handle = runtime.handle().clone();
+    let remote = remote.clone();
+    Box::new(move || {
+        // The timer must be made inside the runtime, hence the async block.
+        handle
+            .block_on(async { tokio::time::timeout(PLAN_NAMES_TIMEOUT, remote.list_plans()).await })
+            .ok()
+            .and_then(Result::ok)
+            .map(|list| PlanNames::from(&list))
+            .unwrap_or_default()
+    })
 }
 
 /// `<data dir>/cantina/cli-history`, when the platform has a data folder.

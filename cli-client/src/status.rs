@@ -8,12 +8,12 @@
 
 use anstyle::{AnsiColor, Style};
 use cantina::v1::{
-    AudioStatus, EyesStatus, Layer, Mode, PlanStatus, PlanSummary, ServiceStatus, SubsystemStatus,
-    SystemStatus,
+    AudioStatus, EyesStatus, Mode, PlanSummary, ServiceStatus, SubsystemStatus, SystemStatus,
 };
 
 use crate::{
     colour::{self, Colours},
+    plan_text,
     table::{self, Cell},
     time,
 };
@@ -245,32 +245,7 @@ fn eyes_block(eyes: &EyesStatus) -> String {
 
 /// The running plans, with the step each is on and how far along it is.
 fn plans(plans: &[PlanSummary], colours: Colours) -> String {
-    let header = ["ID", "NAME", "LAYER", "STATUS", "STEP"];
-    let mut rows = vec![header.map(Cell::from).to_vec()];
-    for plan in plans {
-        let mut step = or_none(&plan.current_step_id).to_string();
-        if plan.steps_total > 0 {
-            step.push_str(&format!(" ({}/{})", plan.steps_done, plan.steps_total));
-        }
-        rows.push(vec![
-            Cell::from(or_none(&plan.plan_id)),
-            Cell::from(or_none(&plan.name)),
-            Cell::from(enum_name(
-                Layer::try_from(plan.layer),
-                plan.layer,
-                |l| l.as_str_name(),
-                "LAYER_",
-            )),
-            Cell::from(enum_name(
-                PlanStatus::try_from(plan.status),
-                plan.status,
-                |s| s.as_str_name(),
-                "PLAN_STATUS_",
-            )),
-            Cell::from(step),
-        ]);
-    }
-    format!("plans:\n{}", table::render(&rows, "  ", colours))
+    format!("plans:\n{}", plan_text::plans_table(plans, "  ", colours))
 }
 
 /// `bus: published=… dropped=…` over the metrics that are there, or nothing
@@ -311,7 +286,7 @@ fn key_values(pairs: &[(&str, String)], indent: &str) -> String {
 
 /// The name of a proto enum value without its prefix (`MODE_IDLE` → `IDLE`),
 /// or its number when this build does not know it.
-fn enum_name<E, Err>(
+pub fn enum_name<E, Err>(
     known: Result<E, Err>,
     raw: i32,
     name: impl Fn(&E) -> &'static str,
@@ -326,7 +301,8 @@ fn enum_name<E, Err>(
     }
 }
 
-fn or_none(text: &str) -> &str {
+/// `text`, or `-` when it is empty.
+pub fn or_none(text: &str) -> &str {
     if text.is_empty() { NONE } else { text }
 }
 
@@ -336,6 +312,7 @@ fn yes_no(flag: bool) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use cantina::v1::{Layer, PlanStatus};
     use prost_types::{Duration, Timestamp};
 
     use super::*;
@@ -411,6 +388,10 @@ mod tests {
                 current_step_id: "wave".into(),
                 steps_total: 5,
                 steps_done: 2,
+                elapsed: Some(Duration {
+                    seconds: 12,
+                    nanos: 500_000_000,
+                }),
                 ..PlanSummary::default()
             }],
             started_at: Some(Timestamp {
@@ -457,8 +438,8 @@ eyes:
   last_error:  write timed out
 
 plans:
-  ID   NAME   LAYER       STATUS   STEP
-  p-1  hello  FOREGROUND  RUNNING  wave (2/5)
+  ID   NAME   LAYER       STATUS   STEP        ELAPSED  MESSAGE
+  p-1  hello  FOREGROUND  RUNNING  wave (2/5)  12.5s
 
 bus: published=1204 dropped=2 subscribers=4
 ";

@@ -1,5 +1,6 @@
 //! Times and durations of the contract, written for people: RFC 3339 in UTC,
-//! clock times with milliseconds, and `1h 2m 3s`.
+//! clock times with milliseconds, `1h 2m 3s`, and the finer `1.5s` and
+//! `0.4ms` of plan timelines and lateness.
 //!
 //! The server's clock and its `Timestamp`s are not ours to trust blindly:
 //! humantime panics before 1970 and fails after 9999, so anything out of that
@@ -51,6 +52,27 @@ pub fn duration(duration: &prost_types::Duration) -> String {
     humantime::format_duration(Duration::from_secs(seconds)).to_string()
 }
 
+/// `1.5s`, `0.05s`, `12s`: seconds to the millisecond under a minute, where
+/// a plan's steps are timed; `duration`'s `1m 2s` from a minute on.
+pub fn seconds(duration: &prost_types::Duration) -> String {
+    if duration.seconds >= 60 {
+        return self::duration(duration);
+    }
+    let millis = duration.seconds.max(0) * 1000 + i64::from(duration.nanos.max(0)) / 1_000_000;
+    let text = format!("{}.{:03}", millis / 1000, millis % 1000);
+    format!("{}s", text.trim_end_matches('0').trim_end_matches('.'))
+}
+
+/// `0.4ms`, `12.3ms`: a short delay to the tenth of a millisecond, as
+/// `seconds` from a second on.
+pub fn millis(duration: &prost_types::Duration) -> String {
+    if duration.seconds >= 1 {
+        return seconds(duration);
+    }
+    let tenths = i64::from(duration.nanos.max(0)) / 100_000;
+    format!("{}.{}ms", tenths / 10, tenths % 10)
+}
+
 #[cfg(test)]
 mod tests {
     use prost_types::{Duration as ProtoDuration, Timestamp};
@@ -74,6 +96,21 @@ mod tests {
             nanos: 999_000_000,
         };
         assert_eq!(duration(&almost), "59s");
+    }
+
+    #[test]
+    fn plan_times_read_to_the_millisecond_and_lateness_to_the_tenth() {
+        let d = |seconds, nanos| ProtoDuration { seconds, nanos };
+        assert_eq!(super::seconds(&d(1, 500_000_000)), "1.5s");
+        assert_eq!(super::seconds(&d(0, 50_000_000)), "0.05s");
+        assert_eq!(super::seconds(&d(12, 0)), "12s");
+        assert_eq!(super::seconds(&d(0, 0)), "0s");
+        assert_eq!(super::seconds(&d(0, 400)), "0s");
+        assert_eq!(super::seconds(&d(62, 500_000_000)), "1m 2s");
+        assert_eq!(millis(&d(0, 400_000)), "0.4ms");
+        assert_eq!(millis(&d(0, 12_345_678)), "12.3ms");
+        assert_eq!(millis(&d(0, 0)), "0.0ms");
+        assert_eq!(millis(&d(2, 250_000_000)), "2.25s");
     }
 
     #[test]

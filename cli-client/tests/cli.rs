@@ -31,6 +31,8 @@ fn help_lists_the_subcommands_and_options() {
         "events",
         "shell",
         "completions",
+        "plan",
+        "panic",
         "--server",
         "--token",
         "--output",
@@ -118,4 +120,64 @@ fn the_shell_exits_69_when_the_server_cannot_be_reached_at_start() {
     assert_eq!(output.status.code(), Some(69), "{output:?}");
     assert!(output.stdout.is_empty(), "{output:?}");
     assert!(text(&output.stderr).contains(&address), "{output:?}");
+}
+
+#[test]
+fn plan_help_documents_files_names_and_exit_codes() {
+    let output = cantina(&["plan", "--help"]);
+    assert!(output.status.success(), "{output:?}");
+    let help = text(&output.stdout);
+    for word in [
+        "run",
+        "start",
+        "validate",
+        "list",
+        "watch",
+        "cancel",
+        "pause",
+        "resume",
+        "FILE|NAME",
+        "plans folder",
+    ] {
+        assert!(help.contains(word), "{word} missing from:\n{help}");
+    }
+    let output = cantina(&["plan", "run", "--help"]);
+    let help = text(&output.stdout);
+    for word in [
+        "--if-busy",
+        "replace",
+        "queue",
+        "skip",
+        "Ctrl-C",
+        "carries on",
+        " 3 ",
+    ] {
+        assert!(help.contains(word), "{word} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn plan_commands_fail_like_the_others_without_a_server() {
+    let address = dead_address();
+    // A missing plan file is a usage error, found before connecting.
+    let output = cantina(&["--server", &address, "plan", "run", "no-such-show.yaml"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(
+        text(&output.stderr).contains("no-such-show.yaml"),
+        "{output:?}"
+    );
+    for args in [
+        &["plan", "validate", "greeting"][..],
+        &["plan", "list"],
+        &["plan", "run", "greeting"],
+        &["plan", "watch"],
+        &["panic"],
+    ] {
+        let mut all = vec!["--server", &address];
+        all.extend_from_slice(args);
+        let output = cantina(&all);
+        assert_eq!(output.status.code(), Some(69), "{args:?}: {output:?}");
+        assert!(text(&output.stderr).contains(&address), "{output:?}");
+        assert!(output.stdout.is_empty(), "{output:?}");
+    }
 }
