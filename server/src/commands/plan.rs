@@ -216,7 +216,7 @@ fn line(info: &PlanInfo) -> String {
                 "step {}/{} '{step}', {:.1} s",
                 (info.steps_done + 1).min(info.steps_total),
                 info.steps_total,
-                info.elapsed.as_secs_f64()
+                info.elapsed_now().as_secs_f64()
             ),
             _ => format!("{} steps", info.steps_total),
         }

@@ -102,7 +102,7 @@ pub(super) fn summary_to_proto(info: &PlanInfo) -> PlanSummary {
         ended_at: info.ended_at.map(Into::into),
         message: info.message.clone(),
         r#loop: info.loop_number,
-        elapsed: Some(duration(info.elapsed)),
+        elapsed: Some(duration(info.elapsed_now())),
         correlation_id: info.correlation_id.clone(),
     }
 }

@@ -14,7 +14,7 @@ use std::{
         Arc, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use serde::Serialize;
@@ -172,8 +172,12 @@ pub struct PlanInfo {
     pub steps_done: u32,
     /// Which loop runs (1-based).
     pub loop_number: u32,
-    /// Plan time: how long it has run, paused spans left out.
+    /// Plan time: how long it has run, paused spans left out, when the
+    /// plan last reported (see [`elapsed_now`](Self::elapsed_now)).
     pub elapsed: Duration,
+    /// When `elapsed` was taken.
+    #[serde(skip)]
+    pub elapsed_at: Option<Instant>,
     /// When it was accepted.
     pub accepted_at: SystemTime,
     /// When it started.
@@ -184,6 +188,16 @@ pub struct PlanInfo {
     pub message: String,
     /// The correlation id of the request that started it.
     pub correlation_id: String,
+}
+
+impl PlanInfo {
+    /// Plan time now: `elapsed` moved on by the time since, while it runs.
+    pub fn elapsed_now(&self) -> Duration {
+        match (self.status, self.elapsed_at) {
+            (PlanStatus::Running, Some(at)) => self.elapsed + at.elapsed(),
+            _ => self.elapsed,
+        }
+    }
 }
 
 fn serialize_layer<S: serde::Serializer>(layer: &Layer, s: S) -> Result<S::Ok, S::Error> {
@@ -799,6 +813,7 @@ impl Actor {
             steps_done: 0,
             loop_number: 1,
             elapsed: Duration::ZERO,
+            elapsed_at: None,
             accepted_at: SystemTime::now(),
             started_at: None,
             ended_at: None,
@@ -935,6 +950,7 @@ impl Actor {
         active.control = Some(control_tx);
         active.info.status = PlanStatus::Running;
         active.info.started_at = Some(SystemTime::now());
+        active.info.elapsed_at = Some(Instant::now());
         active.info.message.clear();
         self.started += 1;
         let correlation = active.info.correlation_id.clone();
@@ -1145,6 +1161,7 @@ impl Actor {
             return;
         };
         active.info.elapsed = now;
+        active.info.elapsed_at = Some(Instant::now());
         match output {
             Output::Begin {
                 id: step, at, late, ..
@@ -1193,6 +1210,8 @@ impl Actor {
         };
         active.task = None;
         let info = &mut active.info;
+        info.elapsed = info.elapsed_now();
+        info.elapsed_at = None;
         info.ended_at = Some(SystemTime::now());
         info.current_step = None;
         let (status, message) = match &outcome {
@@ -1290,6 +1309,9 @@ impl Actor {
 }
 
 fn set_paused(active: &mut Active, paused: bool) {
+    // Plan time stands still while paused and moves on from where it was.
+    active.info.elapsed = active.info.elapsed_now();
+    active.info.elapsed_at = Some(Instant::now());
     if paused {
         if active.info.status == PlanStatus::Running
             && let Some(control) = &active.control
