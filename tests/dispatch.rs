@@ -187,7 +187,7 @@ async fn help_lists_every_command_and_describes_one() {
         );
     }
     let commands = data(&overview)["commands"].as_array().unwrap().len();
-    assert_eq!(commands, 36);
+    assert_eq!(commands, 43);
 
     let one = dispatch(&server, "help e").await.unwrap();
     assert!(
@@ -331,6 +331,13 @@ async fn list_commands_describes_every_command_by_category() {
             "speech voices",
             "speech voice",
             "speech play",
+            "plan run",
+            "plan list",
+            "plan status",
+            "plan stop",
+            "plan pause",
+            "plan resume",
+            "panic",
             "debug level"
         ]
     );

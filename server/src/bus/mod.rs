@@ -600,17 +600,18 @@ impl Bus {
             .once();
         builder.priority = i32::MAX;
         let id = builder.register(Kind::Waiter(Mutex::new(Some(tx))));
-        let bus = Arc::downgrade(&self.inner);
+        // The wait leaves the subscribers however it ends: an event, its
+        // timeout, or the future dropped unfinished (a step aborted).
+        let registered = Registered {
+            bus: Arc::downgrade(&self.inner),
+            id,
+        };
         async move {
+            let _registered = registered;
             match tokio::time::timeout(timeout, rx).await {
                 Ok(Ok(event)) => Ok(event),
                 Ok(Err(_)) => Err(WaitError::Closed),
-                Err(_) => {
-                    if let Some(inner) = bus.upgrade() {
-                        Bus { inner }.remove(&[id]);
-                    }
-                    Err(WaitError::Timeout(timeout))
-                }
+                Err(_) => Err(WaitError::Timeout(timeout)),
             }
         }
     }
@@ -925,6 +926,20 @@ impl SubscribeBuilder<'_> {
                 bus: Arc::downgrade(&bus.inner),
                 id,
             },
+        }
+    }
+}
+
+/// A [`Bus::wait_for`] registration, removed when dropped.
+struct Registered {
+    bus: Weak<Inner>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Some(inner) = self.bus.upgrade() {
+            Bus { inner }.remove(&[self.id]);
         }
     }
 }

@@ -199,6 +199,15 @@ async fn wait_for_times_out_and_cleans_up() {
 }
 
 #[tokio::test]
+async fn a_wait_dropped_unfinished_leaves_the_subscribers() {
+    let bus = bus();
+    let wait = bus.wait_for(Topic::ModeChanged, |_| true, Duration::from_secs(30));
+    assert_eq!(bus.subscriber_count(), 1);
+    drop(wait);
+    assert_eq!(bus.subscriber_count(), 0);
+}
+
+#[tokio::test]
 async fn pre_middleware_annotates_and_vetoes() {
     let bus = bus();
     bus.add_pre(|event| {

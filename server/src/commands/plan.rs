@@ -38,11 +38,23 @@ impl CommandRunner for PlanCommands {
             let Some(dispatcher) = dispatcher.upgrade() else {
                 return Err("the server is stopping".to_string());
             };
-            dispatcher
-                .dispatch(&line)
-                .await
-                .map(|done| done.reply.message)
-                .map_err(|e| e.to_string())
+            // On a task of its own, with the plan's correlation id: a line
+            // that stops the plan itself (`panic`, `plan stop`, `reset`)
+            // aborts the step, and must still finish its work.
+            let correlation = crate::bus::current_correlation();
+            let work = async move {
+                dispatcher
+                    .dispatch(&line)
+                    .await
+                    .map(|done| done.reply.message)
+                    .map_err(|e| e.to_string())
+            };
+            let task = match correlation {
+                Some(id) => tokio::spawn(crate::bus::with_correlation(id.to_string(), work)),
+                None => tokio::spawn(work),
+            };
+            task.await
+                .unwrap_or_else(|e| Err(format!("the command did not finish: {e}")))
         })
     }
 }
@@ -190,7 +202,7 @@ pub enum Plan {
 impl From<PlanError> for CommandError {
     fn from(e: PlanError) -> Self {
         match e {
-            PlanError::Invalid(_) | PlanError::BadRequest(_) => {
+            PlanError::Invalid(_) | PlanError::BadRequest(_) | PlanError::AlreadyExists(_) => {
                 CommandError::FailedPrecondition(e.to_string())
             }
             PlanError::NotFound(m) => CommandError::NotFound(m),

@@ -51,6 +51,7 @@ impl From<PlanError> for Status {
             PlanError::Invalid(_) | PlanError::BadRequest(_) => Status::invalid_argument(message),
             PlanError::NotFound(_) => Status::not_found(message),
             PlanError::QueueFull(_) => Status::resource_exhausted(message),
+            PlanError::AlreadyExists(_) => Status::already_exists(message),
             PlanError::Unavailable(_) => Status::unavailable(message),
         }
     }

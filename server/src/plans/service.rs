@@ -46,7 +46,7 @@ const HISTORY: usize = 32;
 /// Plans that may wait in the layers' queues together.
 pub const MAX_QUEUED: usize = 16;
 /// Plans that may run or be paused at once (one per layer).
-const CONTROLS: usize = 8;
+const CONTROLS: usize = 64;
 
 /// Why a plan request failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +63,9 @@ pub enum PlanError {
     /// Too many plans queued.
     #[error("{0}")]
     QueueFull(String),
+    /// A plan with that id is active.
+    #[error("{0}")]
+    AlreadyExists(String),
     /// The conductor is not running.
     #[error("{0}")]
     Unavailable(String),
@@ -581,6 +584,7 @@ impl Subsystem for Plans {
                 notes: notes_tx,
                 stop_waiters: Vec::new(),
                 started: inner.state.borrow().started,
+                stopping: false,
             };
             inner
                 .actor
@@ -642,6 +646,8 @@ struct Actor {
     notes: mpsc::UnboundedSender<Note>,
     stop_waiters: Vec<StopWaiter>,
     started: u64,
+    /// The conductor is stopping: nothing new starts.
+    stopping: bool,
 }
 
 impl Actor {
@@ -660,17 +666,22 @@ impl Actor {
             }
             self.publish_state();
         }
-        // Stopping (shutdown or reset): every plan ends now.
-        for (id, mut active) in self.active.drain() {
-            if let Some(task) = active.task.take() {
-                task.abort();
+        // Stopping (shutdown or reset): every plan ends now, and says so;
+        // nothing queued starts.
+        self.stopping = true;
+        let ids: Vec<String> = self.active.keys().cloned().collect();
+        for id in ids {
+            if let Some(active) = self.active.get_mut(&id) {
+                if let Some(task) = active.task.take() {
+                    task.abort();
+                }
+                active.cancel_reason =
+                    Some("the plans stopped (the server is stopping or restarting)".into());
             }
             info!(plan = %id, "plan cancelled: the plans are stopping");
+            self.ended_plan(&id, Outcome::Cancelled);
         }
-        self.plans
-            .inner
-            .state
-            .send_modify(|state| state.active.clear());
+        self.publish_state();
     }
 
     fn publish_state(&self) {
@@ -760,9 +771,19 @@ impl Actor {
             }
             Request::Cancel { plan, when } => match self.find(&plan) {
                 Ok(id) => self.cancel(&id, when, reply),
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
+                // Ended meanwhile (or before): cancelling it again is done.
+                Err(e) => match self.ended.iter().find(|p| p.id == plan || p.name == plan) {
+                    Some(ended) => {
+                        let _ = reply.send(Ok(Answer::Changed(Changed {
+                            id: ended.id.clone(),
+                            status: ended.status,
+                            message: format!("it had already ended ({})", ended.status.as_str()),
+                        })));
+                    }
+                    None => {
+                        let _ = reply.send(Err(e));
+                    }
+                },
             },
             Request::Pause { plan } => {
                 let answer = self.find(&plan).map(|id| self.user_pause(&id, true));
@@ -783,9 +804,22 @@ impl Actor {
         correlation: Option<&str>,
     ) -> Result<Started, PlanError> {
         let id = plan.id.clone().expect("the handle assigns an id");
-        if self.active.contains_key(&id) {
-            return Err(PlanError::BadRequest(format!(
-                "a plan with id '{id}' is already active; give another planId or leave it empty"
+        if let Some(active) = self.active.get(&id) {
+            if if_busy == IfBusy::SkipIfRunning {
+                return Ok(Started {
+                    id,
+                    status: PlanStatus::Skipped,
+                    message: format!(
+                        "not started: plan '{}' with this id is already {}",
+                        active.info.name,
+                        active.info.status.as_str()
+                    ),
+                });
+            }
+            return Err(PlanError::AlreadyExists(format!(
+                "a plan with id '{id}' is already {}; cancel it first, give another planId, or \
+                 leave planId empty (the server then gives one)",
+                active.info.status.as_str()
             )));
         }
         let name = if plan.name.is_empty() {
@@ -896,7 +930,12 @@ impl Actor {
                     }
                 }
                 Act::Resume(id) => {
-                    if let Some(active) = self.active.get_mut(&id) {
+                    // A plan being cancelled (panic, override) does not resume.
+                    if let Some(active) = self
+                        .active
+                        .get_mut(&id)
+                        .filter(|a| a.cancel_reason.is_none())
+                    {
                         let by = active.held_by.take().unwrap_or_default();
                         if !active.user_paused {
                             set_paused(active, false);
@@ -940,6 +979,9 @@ impl Actor {
 
     /// Starts the task of a plan the layers let run.
     fn launch(&mut self, id: &str) {
+        if self.stopping {
+            return;
+        }
         let Some(active) = self.active.get_mut(id) else {
             return;
         };
@@ -947,6 +989,15 @@ impl Actor {
             return;
         };
         let (control_tx, control_rx) = mpsc::channel(CONTROLS);
+        // Held from its start (under a higher layer, or paused by request
+        // while queued): the executor takes the pause before its first step.
+        let held = self
+            .layers
+            .on(active.info.layer)
+            .is_some_and(|(on, paused)| on == id && paused);
+        if held || active.user_paused {
+            let _ = control_tx.try_send(Control::Pause);
+        }
         active.control = Some(control_tx);
         active.info.status = PlanStatus::Running;
         active.info.started_at = Some(SystemTime::now());
