@@ -123,6 +123,35 @@ async fn run_plan_streams_every_step_until_the_end_with_one_correlation_id() {
 }
 
 #[tokio::test]
+async fn a_step_reached_after_its_time_says_when_it_was_due_and_how_late_it_is() {
+    let server = TestServer::start().await;
+    let mut plans = client(&server).await;
+    let document = r#"{"steps": [
+        {"id": "hold", "delay": {"duration": "0.3s"}},
+        {"id": "late", "at": "0.1s", "eyePattern": {"pattern": "happy"}}
+    ]}"#;
+    let mut stream = plans
+        .run_plan(RunPlanRequest {
+            document: document.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let events = until_end(&mut stream).await;
+    let late = events
+        .iter()
+        .find(|e| e.kind() == PlanEventKind::StepStarted && e.step_id == "late")
+        .expect("the late step started");
+    let time = |d: Option<prost_types::Duration>| Duration::try_from(d.unwrap()).unwrap();
+    let (scheduled, actual, lateness) =
+        (time(late.scheduled), time(late.actual), time(late.lateness));
+    assert_eq!(scheduled, Duration::from_millis(100), "when it was due");
+    assert!(actual >= Duration::from_millis(300), "{actual:?}");
+    assert_eq!(lateness, actual - scheduled);
+}
+
+#[tokio::test]
 async fn a_failing_step_fails_the_plan_naming_the_step_unless_it_may_fail() {
     let server = TestServer::start().await;
     let mut plans = client(&server).await;

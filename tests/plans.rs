@@ -304,9 +304,10 @@ fn stereo_wav(
     writer.finalize().unwrap();
 }
 
-/// The show: a plan starts a track, and 2.000 s after the track's
-/// first sample plays a click and sets the eyes happy. The real WAV file
-/// output and the simulated eyes board on a pty.
+/// The show, end to end through gRPC: a client sends `RunPlan` with
+/// a plan that starts a track, and 2.000 s after the track's first sample
+/// plays a click and sets the eyes happy. The real server with the real WAV
+/// file output and the simulated eyes board on a pty.
 ///
 /// What is measured, and how honestly:
 /// - The click's start is exact and read from the output file: the track
@@ -314,6 +315,11 @@ fn stereo_wav(
 ///   first sample is not 0) and the click (on the right only, its first
 ///   sample sharp) are told apart by channel, and the click's first sample
 ///   must be exactly 2 × 48,000 frames after the track's.
+/// - The stream's events say the same in plan time: the click's
+///   `step.started` is `scheduled` 2 s after the track's first sample, that
+///   sample's frame worked out from the file and the plan's start frame (the
+///   first step's `audio_frame` less its `actual`), to the frame; it is not
+///   late (handed out ahead of its time) and carries the clock's frame.
 /// - When the click is heard: a WAV file is not heard, but the paced output
 ///   renders each period when its first frame is due, in real time, and
 ///   writes it to the file then. A thread of the test watches the sample
@@ -330,7 +336,9 @@ fn stereo_wav(
 ///   latency compensation) light up to a whole period early, which one
 ///   period would let pass. Measured on a quiet machine: within about 1 ms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_show_clicks_on_the_very_sample_two_seconds_into_the_track_and_the_eyes_light_with_it() {
+async fn a_show_run_through_grpc_clicks_on_the_very_sample_two_seconds_into_the_track_and_the_eyes_light_with_it()
+ {
+    use cantina::v1::{PlanEvent, PlanEventKind, PlanStatus, RunPlanRequest};
     use cantina_server::{
         config::{AudioOutput, EyesPort},
         eyes::sim::{SimBoard, SimEvent, SimOptions},
@@ -402,25 +410,39 @@ async fn a_show_clicks_on_the_very_sample_two_seconds_into_the_track_and_the_eye
         }
     });
 
-    let plan = decode(
-        &serde_json::json!({"steps": [
-            {"id": "music", "playMusic": {"query": "quiet tone"}},
-            {"id": "cue", "at": "2s", "atFrom": "AT_FROM_TRACK", "parallelSteps": {"steps": [
-                {"id": "click", "playSound": {"file": "click.wav"}},
-                {"id": "happy", "eyePattern": {"pattern": "happy"}}
-            ]}}
-        ]}),
-        &Limits::default(),
-    )
-    .unwrap();
-    let (_control, rx) = tokio::sync::mpsc::channel(4);
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(10),
-        executor::run(plan, parts(&server), rx, |_| {}),
-    )
+    let document = serde_json::json!({"name": "show", "steps": [
+        {"id": "music", "playMusic": {"query": "quiet tone"}},
+        {"id": "cue", "at": "2s", "atFrom": "AT_FROM_TRACK", "parallelSteps": {"steps": [
+            {"id": "click", "playSound": {"file": "click.wav"}},
+            {"id": "happy", "eyePattern": {"pattern": "happy"}}
+        ]}}
+    ]});
+    let mut stream = server
+        .client()
+        .await
+        .plan
+        .run_plan(RunPlanRequest {
+            document: document.to_string(),
+            ..Default::default()
+        })
+        .await
+        .expect("the plan is accepted")
+        .into_inner();
+    let mut events: Vec<PlanEvent> = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        use tokio_stream::StreamExt;
+        while let Some(event) = stream.next().await {
+            events.push(event.expect("not an error"));
+        }
+    })
     .await
-    .expect("the show ends");
-    assert_eq!(outcome, Outcome::Completed);
+    .expect("the show ends, and its stream with it");
+    let end = events.last().expect("events");
+    assert_eq!(
+        (end.kind(), end.status()),
+        (PlanEventKind::Ended, PlanStatus::Completed),
+        "{events:#?}"
+    );
     // The click has sounded and is in the file.
     tokio::time::sleep(Duration::from_millis(300)).await;
     watching.store(false, Ordering::Relaxed);
@@ -451,6 +473,40 @@ async fn a_show_clicks_on_the_very_sample_two_seconds_into_the_track_and_the_eye
         click - track,
         2 * RATE as usize,
         "the click's first sample is exactly 2.000 s after the track's (track at frame {track}, click at {click})"
+    );
+
+    // The events, in plan time: the plan starts on the frame the first
+    // step's `audio_frame` less its `actual` (it starts at once).
+    let started = |step: &str| {
+        events
+            .iter()
+            .find(|e| e.kind() == PlanEventKind::StepStarted && e.step_id == step)
+            .unwrap_or_else(|| panic!("{step} started: {events:#?}"))
+    };
+    let time = |d: Option<prost_types::Duration>| Duration::try_from(d.expect("a time")).unwrap();
+    let frames = |d: Duration| (d.as_secs_f64() * f64::from(RATE)).round() as u64;
+    let first_step = started("music");
+    let plan_start = first_step.audio_frame - frames(time(first_step.actual));
+    let cue = started("click");
+    let scheduled = time(cue.scheduled);
+    let track_in_plan = scheduled
+        .checked_sub(Duration::from_secs(2))
+        .expect("scheduled after 2 s");
+    assert_eq!(
+        plan_start + frames(track_in_plan),
+        track as u64,
+        "the click is scheduled 2 s after the track's first sample in plan time (scheduled {scheduled:?}, plan start at frame {plan_start})"
+    );
+    let lateness = time(cue.lateness);
+    assert!(
+        lateness < Duration::from_millis(1),
+        "the click is handed out on time: {lateness:?} late"
+    );
+    assert_eq!(time(cue.actual), scheduled, "not late: it starts when due");
+    assert!(
+        cue.audio_frame > 0 && cue.audio_frame <= click as u64,
+        "the clock's frame as it was handed out, ahead of its frame {click}: {}",
+        cue.audio_frame
     );
 
     // The period that holds the click's frame, as the test saw it rendered.

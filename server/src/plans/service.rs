@@ -1218,9 +1218,11 @@ impl Actor {
                 id: step, at, late, ..
             } => {
                 active.info.current_step = Some(step.clone());
+                // `at` is when it starts: its due time, or now if that has
+                // passed (`late` ago); the event says when it was due.
                 let actual = now.max(at);
                 let extra = json!({
-                    "scheduled_us": micros(at),
+                    "scheduled_us": micros(at.saturating_sub(late)),
                     "actual_us": micros(actual),
                     "lateness_us": micros(late),
                     "audio_frame": frame,
