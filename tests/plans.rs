@@ -234,7 +234,7 @@ async fn a_plan_speaks_sets_the_eyes_waits_for_a_button_and_runs_a_command() {
         .lock()
         .unwrap()
         .iter()
-        .map(|executor::Report::Timeline(_, o)| o.clone())
+        .map(|executor::Report::Timeline(_, o, _)| o.clone())
         .collect();
     let finished: Vec<&str> = outputs
         .iter()

@@ -97,9 +97,23 @@ enum Ticks {
 }
 
 impl Ticks {
+    /// The clock now. With audio, between the output's periods too: the
+    /// frame rendered now, worked out from when the output hears its frames
+    /// (the clock's count moves a whole period at a time), kept between the
+    /// count and the count plus one latency, so a stalled output stalls it.
     fn now(&self) -> u64 {
         match self {
-            Ticks::Audio(clock) => clock.frames(),
+            Ticks::Audio(clock) => {
+                let counted = clock.frames();
+                let (Some(origin), Some(latency)) = (clock.heard_at(0), clock.latency()) else {
+                    return counted;
+                };
+                let rate = u128::from(clock.sample_rate());
+                let since = Instant::now().saturating_duration_since(origin) + latency;
+                let between =
+                    u64::try_from(since.as_nanos() * rate / 1_000_000_000).unwrap_or(u64::MAX);
+                between.clamp(counted, counted + self.of(latency))
+            }
             Ticks::Wall(wall) => u64::try_from(wall.elapsed().as_nanos()).unwrap_or(u64::MAX),
         }
     }
@@ -176,6 +190,13 @@ impl PlanClock {
     /// Wall time until plan time `t` (0 if passed).
     fn until(&self, t: Duration) -> Duration {
         t.saturating_sub(self.now())
+    }
+
+    /// The sample clock's frame of plan time `t` (paused spans as they
+    /// stand), with audio.
+    fn frame_of(&self, t: Duration) -> Option<u64> {
+        matches!(self.ticks, Ticks::Audio(_))
+            .then(|| self.start + self.paused_total + self.ticks.of(t))
     }
 
     /// Where plan time lies, for a step's task.
@@ -258,7 +279,7 @@ impl Placement {
                 return target;
             }
             tokio::select! {
-                () = tokio::time::sleep_until(deadline.into()) => return target,
+                () = sleep_until(deadline) => return target,
                 changed = self.shift.changed() => if changed.is_err() {
                     std::future::pending::<()>().await;
                 },
@@ -304,8 +325,10 @@ type SpeechSlot = Arc<std::sync::Mutex<Option<String>>>;
 /// What the executor reports, in order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Report {
-    /// What the timeline said, with the plan time.
-    Timeline(Duration, Output),
+    /// What the timeline said, with the plan time, and the sample clock's
+    /// frame it stands for (a step's start: the frame it starts on), with
+    /// audio.
+    Timeline(Duration, Output, Option<u64>),
 }
 
 /// Runs `plan` until it ends; `report` hears every step's life.
@@ -325,23 +348,30 @@ pub async fn run(
     let correlation = crate::bus::current_correlation();
     let mut runs: u64 = 0;
     let mut input = Input::Tick;
+    let mut first = true;
     // What was asked before the start is taken first: an ambient plan that
     // starts under a foreground one begins paused, its first step unrun.
     while let Ok(c) = control.try_recv() {
         match c {
             Control::Pause => {
                 clock.pause();
-                timeline.input(clock.now(), Input::Pause);
+                timeline.input(Duration::ZERO, Input::Pause);
             }
             Control::Resume => {
                 clock.resume();
-                timeline.input(clock.now(), Input::Resume);
+                timeline.input(Duration::ZERO, Input::Resume);
             }
             Control::Stop(mode) => input = Input::Stop(mode),
         }
     }
     loop {
-        let now = clock.now();
+        // The plan starts at plan time 0 exactly (its clock started a few
+        // microseconds ago), so its first loop's offsets are the plan's.
+        let now = if std::mem::take(&mut first) {
+            Duration::ZERO
+        } else {
+            clock.now()
+        };
         for output in timeline.input(now, input) {
             match &output {
                 Output::Begin { step, at, .. } => {
@@ -385,7 +415,11 @@ pub async fn run(
                 Output::Ended(outcome) => Some(outcome.clone()),
                 _ => None,
             };
-            report(Report::Timeline(now, output));
+            let frame = match &output {
+                Output::Begin { at, .. } => clock.frame_of(*at),
+                _ => clock.frame_of(now),
+            };
+            report(Report::Timeline(now, output, frame));
             if let Some(outcome) = ended {
                 for (_, (_, task, speech)) in running.drain() {
                     task.abort();
@@ -423,9 +457,32 @@ pub async fn run(
 
 async fn sleep(d: Option<Duration>) {
     match d {
-        // The clock moves in output periods: wake a little after.
-        Some(d) => tokio::time::sleep(d + Duration::from_micros(500)).await,
+        Some(d) => sleep_until(Instant::now() + d).await,
         None => std::future::pending().await,
+    }
+}
+
+/// How early the runtime's timer (whole milliseconds, and late by up to one
+/// more) hands over to a thread's own sleep for the rest.
+const TIMER_SLACK: Duration = Duration::from_millis(3);
+
+/// Sleeps until `deadline`, to well under a millisecond: the runtime's timer
+/// until shortly before, then a blocking thread's sleep (the kernel's
+/// high-resolution timer) for the rest.
+async fn sleep_until(deadline: Instant) {
+    if let Some(early) = deadline.checked_sub(TIMER_SLACK)
+        && early > Instant::now()
+    {
+        tokio::time::sleep_until(early.into()).await;
+    }
+    if deadline > Instant::now() {
+        let _ = tokio::task::spawn_blocking(move || {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !left.is_zero() {
+                std::thread::sleep(left);
+            }
+        })
+        .await;
     }
 }
 

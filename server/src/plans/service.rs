@@ -293,7 +293,7 @@ impl From<Envelope> for Message {
 
 /// What a plan's task tells the conductor.
 enum Note {
-    Report(String, Report, u64),
+    Report(String, Report),
     Ended(String, Outcome),
 }
 
@@ -585,6 +585,11 @@ impl Subsystem for Plans {
                 stop_waiters: Vec::new(),
                 started: inner.state.borrow().started,
                 stopping: false,
+                show: ShowThread::start()
+                    .inspect_err(|e| {
+                        warn!(error = %e, "no thread of their own for the plans: they share the server's runtime");
+                    })
+                    .ok(),
             };
             inner
                 .actor
@@ -648,6 +653,56 @@ struct Actor {
     started: u64,
     /// The conductor is stopping: nothing new starts.
     stopping: bool,
+    /// The runtime the plans run on (the server's own, if it could not be made).
+    show: Option<ShowThread>,
+}
+
+/// The plans' own runtime, on a thread of its own: a plan's steps wake on
+/// time whatever load the server's runtime carries (a storm of requests,
+/// many log followers). Its tasks end when it is dropped.
+struct ShowThread {
+    handle: tokio::runtime::Handle,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl ShowThread {
+    fn start() -> std::io::Result<Self> {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("cantina-plans".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = handle_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = handle_tx.send(Ok(runtime.handle().clone()));
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+            })?;
+        let handle = handle_rx
+            .recv()
+            .map_err(|_| std::io::Error::other("the plans' thread ended at once"))??;
+        Ok(Self {
+            handle,
+            stop: Some(stop),
+        })
+    }
+}
+
+impl Drop for ShowThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
 }
 
 impl Actor {
@@ -1008,17 +1063,19 @@ impl Actor {
         let parts = self.plans.parts(&correlation);
         let notes = self.notes.clone();
         let plan_id = id.to_string();
-        let audio = self.plans.inner.audio.clone();
-        let task = tokio::spawn(crate::bus::with_correlation(correlation, async move {
+        let run = crate::bus::with_correlation(correlation, async move {
             let reporting = notes.clone();
             let reporter = plan_id.clone();
             let outcome = executor::run(plan, parts, control_rx, move |report| {
-                let frame = audio.clock().map_or(0, |c| c.frames());
-                let _ = reporting.send(Note::Report(reporter.clone(), report, frame));
+                let _ = reporting.send(Note::Report(reporter.clone(), report));
             })
             .await;
             let _ = notes.send(Note::Ended(plan_id, outcome));
-        }));
+        });
+        let task = match &self.show {
+            Some(show) => show.handle.spawn(run),
+            None => tokio::spawn(run),
+        };
         active.task = Some(task);
         if active.user_paused {
             // Paused by request while it waited its turn.
@@ -1200,7 +1257,8 @@ impl Actor {
 
     fn note(&mut self, note: Note) {
         match note {
-            Note::Report(id, Report::Timeline(now, output), frame) => {
+            Note::Report(id, Report::Timeline(now, output, frame)) => {
+                let frame = frame.unwrap_or(0);
                 self.report(&id, now, output, frame);
             }
             Note::Ended(id, outcome) => self.ended_plan(&id, outcome),
