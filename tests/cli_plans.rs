@@ -117,7 +117,7 @@ async fn a_failing_step_exits_1_and_a_refused_plan_2_with_its_lines() {
     let server = TestServer::start().await;
     let file = plan_file(
         "fragile.yaml",
-        "name: fragile\nsteps:\n  - id: boom\n    command: {line: \"no such command\"}\n",
+        "name: fragile\nsteps:\n  - id: boom\n    command: {line: \"pause music\"}\n",
     );
     let output = run(&server, &["plan", "run", file.to_str().unwrap()]).await;
     let stdout = text(&output.stdout);

@@ -160,9 +160,9 @@ name: fragile
 steps:
   - id: shrug
     continueOnError: true
-    command: {line: "eye pattern nonsense"}
+    command: {line: "resume music"}
   - id: boom
-    command: {line: "no such command"}
+    command: {line: "pause music"}
   - id: never
     delay: {duration: 1s}
 "#;
@@ -184,7 +184,7 @@ steps:
     let end = events.last().unwrap();
     assert_eq!(end.status(), PlanStatus::Failed);
     assert!(end.message.contains("'boom'"), "{}", end.message);
-    assert!(end.message.contains("unknown command"), "{}", end.message);
+    assert!(end.message.contains("music"), "{}", end.message);
     assert!(!events.iter().any(|e| e.step_id == "never"));
 }
 
@@ -204,6 +204,18 @@ async fn a_bad_plan_is_refused_with_every_problem_and_its_line_and_nothing_runs(
         "{message}"
     );
     assert!(message.contains("nothing ran"), "{message}");
+    // A command line that would not run, found before anything runs.
+    let error = plans
+        .start_plan(start(
+            "steps:\n  - eyePattern: {pattern: happy}\n  - command: {line: engag}\n",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument);
+    let message = error.message();
+    assert!(message.contains("steps[1].command.line"), "{message}");
+    assert!(message.contains("line 3"), "{message}");
+    assert!(message.contains("did you mean 'engage'"), "{message}");
     let listed = plans
         .list_plans(ListPlansRequest {})
         .await

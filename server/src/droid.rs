@@ -101,6 +101,8 @@ pub const PANIC_FADE: Duration = Duration::from_millis(300);
 pub struct Panic {
     /// The plans cancelled.
     pub cancelled: Vec<String>,
+    /// What could not be stopped, and why.
+    pub failed: Vec<String>,
     /// What was done, for people.
     pub message: String,
 }
@@ -241,17 +243,28 @@ impl Droid {
         })
     }
 
-    /// Stops every subsystem in reverse order, then closes the bus (which
-    /// ends every event stream).
-    /// The panic button (`StopAll`, `cantina panic`): every plan cancelled,
-    /// music and speech faded out over `fade` (300 ms when `None`), the eyes
-    /// back to the mode's pattern. Each part that cannot is named in the
-    /// message; the others still stop.
+    /// The panic button (`StopAll`, `cantina panic`): every plan cancelled
+    /// (none resumes), the music faded out over `fade` (300 ms when `None`)
+    /// and its duck lifted, speech stopped with a short fade, the eyes back
+    /// to the mode's pattern, all at once. Each part that cannot is named in
+    /// `failed`; the others still stop.
     pub async fn panic(&self, fade: Option<Duration>) -> Panic {
         let fade = fade.unwrap_or(PANIC_FADE);
+        let pattern = crate::eyes::pattern_for(self.modes.current());
+        let (plans, music, speech, eyes) = tokio::join!(
+            self.plans.cancel_all("stopped by the panic button"),
+            async {
+                let stopped = self.audio.fade_out(fade).await;
+                // A plan's duck does not outlive the show.
+                let _ = self.audio.unduck(Some(0)).await;
+                stopped
+            },
+            self.speech.stop(None),
+            self.eyes.set_pattern(pattern),
+        );
         let mut done = Vec::new();
         let mut failed = Vec::new();
-        let cancelled = match self.plans.cancel_all("stopped by the panic button").await {
+        let cancelled = match plans {
             Ok(ids) => {
                 done.push(match ids.len() {
                     0 => "no plan was running".to_string(),
@@ -265,18 +278,17 @@ impl Droid {
                 Vec::new()
             }
         };
-        match self.audio.fade_out(fade).await {
+        match music {
             Ok(crate::audio::Stopped::NothingPlaying) => {}
             Ok(_) => done.push(format!("music faded out over {} ms", fade.as_millis())),
             Err(e) => failed.push(format!("music: {e}")),
         }
-        match self.speech.stop(None).await {
+        match speech {
             Ok(0) => {}
             Ok(n) => done.push(format!("{n} utterance(s) stopped")),
             Err(e) => failed.push(format!("speech: {e}")),
         }
-        let pattern = crate::eyes::pattern_for(self.modes.current());
-        match self.eyes.set_pattern(pattern).await {
+        match eyes {
             Ok(()) => done.push(format!("eyes back to {}", pattern.as_str())),
             Err(e) => failed.push(format!("eyes: {e}")),
         }
@@ -288,11 +300,17 @@ impl Droid {
         self.bus.emit(
             Topic::SystemPanic,
             "droid",
-            json!({ "cancelled": cancelled, "message": message }),
+            json!({ "cancelled": cancelled, "failed": failed, "message": message }),
         );
-        Panic { cancelled, message }
+        Panic {
+            cancelled,
+            failed,
+            message,
+        }
     }
 
+    /// Stops every subsystem in reverse order, then closes the bus (which
+    /// ends every event stream).
     pub async fn halt(&self) {
         self.bus.emit(
             Topic::SystemStopping,

@@ -403,7 +403,20 @@ impl Dispatcher {
         result
     }
 
-    async fn run(&self, line: &str) -> Result<Dispatched, CommandError> {
+    /// Parses `line` completely without running it: what `dispatch` would
+    /// refuse before running anything.
+    ///
+    /// # Errors
+    ///
+    /// The line's problem, as `dispatch` would give it.
+    pub fn check(&self, line: &str) -> Result<(), CommandError> {
+        self.parse(line).map(drop)
+    }
+
+    fn parse(
+        &self,
+        line: &str,
+    ) -> Result<(&'static CommandSpec, Vec<String>, Command), CommandError> {
         let words = split(line)?;
         if words.is_empty() {
             return Err(CommandError::Empty);
@@ -412,6 +425,11 @@ impl Dispatcher {
         let args = words[used..].to_vec();
         spec.check_arity(&args)?;
         let command = (spec.parse)(spec, args.clone())?;
+        Ok((spec, args, command))
+    }
+
+    async fn run(&self, line: &str) -> Result<Dispatched, CommandError> {
+        let (spec, args, command) = self.parse(line)?;
         info!(command = spec.name, ?args, "running command");
         let ctx = Context {
             droid: &self.droid,

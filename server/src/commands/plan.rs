@@ -32,6 +32,17 @@ impl PlanCommands {
 }
 
 impl CommandRunner for PlanCommands {
+    fn check(&self, line: &str) -> Result<(), String> {
+        match self.dispatcher.upgrade() {
+            Some(dispatcher) => dispatcher.check(line).map_err(|e| {
+                // The first line of the refusal: the usage and the hint to
+                // type 'help' belong to the console.
+                e.to_string().lines().next().unwrap_or_default().to_string()
+            }),
+            None => Ok(()),
+        }
+    }
+
     fn run(&self, line: String) -> BoxFuture<'static, Result<String, String>> {
         let dispatcher = self.dispatcher.clone();
         Box::pin(async move {
@@ -351,6 +362,24 @@ impl Plan {
                         n => format!("{n} plan(s) cancelled: {}", ids.join(", ")),
                     },
                     json!({"cancelled": ids}),
+                )
+            }
+            Plan::Stop(which, when) if which == "all" => {
+                let ids: Vec<String> = plans.state().active.iter().map(|p| p.id.clone()).collect();
+                for id in &ids {
+                    plans.cancel(id, when).await?;
+                }
+                Reply::with_data(
+                    format!(
+                        "{} plan(s) will stop {}",
+                        ids.len(),
+                        if when == StopMode::AfterLoop {
+                            "when their loops end"
+                        } else {
+                            "when their steps end"
+                        }
+                    ),
+                    json!({"stopping": ids}),
                 )
             }
             Plan::Stop(which, when) => changed(plans.cancel(&which, when).await?),

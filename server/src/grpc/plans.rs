@@ -457,11 +457,14 @@ impl PlanService for PlanApi {
             .chain(&state.ended)
             .map(summary_to_proto)
             .collect();
-        let saved = self
-            .droid
-            .plans
-            .folder()?
-            .list()
+        // The folder is read on a blocking thread; a folder that cannot be
+        // used leaves the list of saved plans empty (health says why).
+        let folder = self.droid.plans.folder().ok();
+        let listed =
+            tokio::task::spawn_blocking(move || folder.map(|f| f.list()).unwrap_or_default())
+                .await
+                .unwrap_or_default();
+        let saved = listed
             .into_iter()
             .map(|s| SavedPlan {
                 name: s.name,
@@ -603,10 +606,16 @@ impl PlanService for PlanApi {
                 Status::invalid_argument("fade must not be negative (for example \"0.3s\")")
             })?),
         };
-        let panic = self.droid.panic(fade).await;
+        // On a task of its own: the panic finishes even if this call is
+        // cancelled (its client gone, its deadline passed).
+        let droid = self.droid.clone();
+        let panic = tokio::spawn(async move { droid.panic(fade).await })
+            .await
+            .map_err(|e| Status::internal(format!("the panic button failed: {e}")))?;
         Ok(Response::new(StopAllResponse {
             cancelled: panic.cancelled,
             message: panic.message,
+            failed: panic.failed,
         }))
     }
 }

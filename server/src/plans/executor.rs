@@ -38,6 +38,13 @@ use crate::{
 pub trait CommandRunner: Send + Sync {
     /// Runs `line`; `Ok` with the reply's message, `Err` with why it failed.
     fn run(&self, line: String) -> BoxFuture<'static, Result<String, String>>;
+
+    /// Whether `line` is a command that would run (known, with valid
+    /// arguments), without running it; `Err` says what is wrong.
+    fn check(&self, line: &str) -> Result<(), String> {
+        let _ = line;
+        Ok(())
+    }
 }
 
 /// What a plan drives.

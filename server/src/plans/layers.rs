@@ -102,6 +102,27 @@ impl Layers {
             .map(|(id, _)| (id.as_str(), slot.paused))
     }
 
+    /// An override plan starts: every plan on the lower layers, running or
+    /// queued, is cancelled by it.
+    fn clear_below_override(&mut self, by: &PlanId, acts: &mut Vec<Act>) {
+        for lower in [Layer::Ambient, Layer::Foreground] {
+            let slot = &mut self.slots[index(lower)];
+            for (queued, _) in slot.queue.drain(..) {
+                acts.push(Act::Cancel {
+                    plan: queued,
+                    by: by.clone(),
+                });
+            }
+            if let Some((running, _)) = slot.running.take() {
+                acts.push(Act::Cancel {
+                    plan: running,
+                    by: by.clone(),
+                });
+            }
+            slot.paused = false;
+        }
+    }
+
     /// The plan running on the highest layer above `i`, if any: what holds
     /// a plan on layer `i`.
     fn holder_above(&self, i: usize) -> Option<PlanId> {
@@ -149,22 +170,7 @@ impl Layers {
         }
         // Override: every lower layer goes (queues too).
         if layer == Layer::Override {
-            for lower in [Layer::Ambient, Layer::Foreground] {
-                let slot = &mut self.slots[index(lower)];
-                for (queued, _) in slot.queue.drain(..) {
-                    acts.push(Act::Cancel {
-                        plan: queued,
-                        by: id.clone(),
-                    });
-                }
-                if let Some((running, _)) = slot.running.take() {
-                    acts.push(Act::Cancel {
-                        plan: running,
-                        by: id.clone(),
-                    });
-                }
-                slot.paused = false;
-            }
+            self.clear_below_override(&id, &mut acts);
         }
         // Foreground pauses ambient (override emptied both already).
         if layer == Layer::Foreground {
@@ -212,6 +218,10 @@ impl Layers {
         self.slots[i].running = None;
         self.slots[i].paused = false;
         if let Some((next, name)) = self.slots[i].queue.pop_front() {
+            // A queued override clears the layers below as it starts.
+            if i == index(Layer::Override) {
+                self.clear_below_override(&next, &mut acts);
+            }
             let holder = self.holder_above(i);
             self.slots[i].running = Some((next.clone(), name));
             self.slots[i].paused = holder.is_some();
@@ -423,5 +433,32 @@ mod tests {
         assert_eq!(l.ended("alarm"), [Act::Resume(id("fg"))]);
         assert_eq!(l.on(Layer::Ambient), Some(("amb", true)));
         assert_eq!(l.ended("fg"), [Act::Resume(id("amb"))]);
+    }
+
+    #[test]
+    fn a_queued_override_clears_the_lower_layers_when_it_starts() {
+        let mut l = Layers::new(8);
+        l.request(
+            id("alarm"),
+            "alarm".into(),
+            Layer::Override,
+            IfBusy::Replace,
+        )
+        .unwrap();
+        l.request(id("siren"), "siren".into(), Layer::Override, IfBusy::Queue)
+            .unwrap();
+        l.request(id("fg"), "fg".into(), Layer::Foreground, IfBusy::Replace)
+            .unwrap();
+        assert_eq!(
+            l.ended("alarm"),
+            [
+                Act::Cancel {
+                    plan: id("fg"),
+                    by: id("siren")
+                },
+                Act::Start(id("siren")),
+            ]
+        );
+        assert_eq!(l.on(Layer::Foreground), None);
     }
 }

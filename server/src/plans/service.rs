@@ -347,8 +347,9 @@ impl Plans {
             })
     }
 
-    /// What the decoder cannot check alone: that every track the plan
-    /// names is in the music library (as it is now). Nothing is checked
+    /// What the decoder cannot check alone: that every `command` line is a
+    /// command that would run, and every track the plan names is in the
+    /// music library (as it is now). Nothing is checked
     /// while the audio cannot list its library: those steps fail when they
     /// run, with the reason.
     pub async fn check(&self, plan: &Plan) -> Vec<Problem> {
@@ -369,23 +370,49 @@ impl Plans {
                 }
             }
         }
+        let mut problems = self.check_commands(plan);
         let mut tracks = Vec::new();
         walk(&plan.steps, &[], &mut tracks);
         if tracks.is_empty() {
-            return Vec::new();
+            return problems;
         }
         let Ok(library) = self.inner.audio.list().await else {
-            return Vec::new();
+            return problems;
         };
-        tracks
-            .into_iter()
-            .filter_map(|(path, query)| {
-                find_track(&library.tracks, query).err().map(|e| Problem {
-                    path,
-                    message: format!("no track matches: {e}"),
-                })
+        problems.extend(tracks.into_iter().filter_map(|(path, query)| {
+            find_track(&library.tracks, query).err().map(|e| Problem {
+                path,
+                message: format!("no track matches: {e}"),
             })
-            .collect()
+        }));
+        problems
+    }
+
+    /// The `command` steps' lines that would not run, each with its path.
+    fn check_commands(&self, plan: &Plan) -> Vec<Problem> {
+        fn walk(steps: &[Step], at: &[usize], runner: &dyn CommandRunner, out: &mut Vec<Problem>) {
+            for (i, step) in steps.iter().enumerate() {
+                let mut path = at.to_vec();
+                path.push(i);
+                match &step.action {
+                    Action::Command { line } => {
+                        if let Err(e) = runner.check(line) {
+                            out.push(Problem {
+                                path: format!("{}.command.line", super::resolve::json_path(&path)),
+                                message: e,
+                            });
+                        }
+                    }
+                    Action::Parallel { steps, .. } => walk(steps, &path, runner, out),
+                    _ => {}
+                }
+            }
+        }
+        let mut problems = Vec::new();
+        if let Some(runner) = self.inner.commands.get() {
+            walk(&plan.steps, &[], runner.as_ref(), &mut problems);
+        }
+        problems
     }
 
     /// What plans are checked against.
@@ -926,6 +953,7 @@ impl Actor {
                 status: PlanStatus::Skipped,
                 message: info.message.clone(),
             };
+            self.emit_info(&info, Topic::PlanEnded, None, &info.message, json!({}));
             self.remember(info);
             return Ok(started);
         }
