@@ -93,10 +93,45 @@ pub fn decode(document: &Value, limits: &Limits) -> Result<Plan, Vec<Problem>> {
     };
     let plan = d.plan(document);
     if d.problems.is_empty() {
-        Ok(plan.expect("no problems"))
+        let plan = plan.expect("no problems");
+        match too_quick_a_loop(&plan) {
+            Some(problem) => Err(vec![problem]),
+            None => Ok(plan),
+        }
     } else {
         Err(d.problems)
     }
+}
+
+/// The shortest a loop may take when every step's length is known: a loop
+/// of instant steps would run hundreds of times a second.
+pub const MIN_LOOP: Duration = Duration::from_millis(50);
+
+/// A repeating plan whose loop is known to take less than [`MIN_LOOP`].
+fn too_quick_a_loop(plan: &Plan) -> Option<Problem> {
+    if plan.repeat == Repeat::Once {
+        return None;
+    }
+    let mut length = Duration::ZERO;
+    for step in super::resolve::resolve(plan)
+        .iter()
+        .filter(|r| r.path.len() == 1)
+    {
+        length = length.max(step.start? + step.duration?);
+    }
+    (length < MIN_LOOP).then(|| Problem {
+        path: if plan.repeat == Repeat::Forever {
+            "loop".into()
+        } else {
+            "repeat".into()
+        },
+        message: format!(
+            "one round of the steps takes {} ms: a repeating plan must take at least {} ms a round \
+             (add a delay), or it would run hundreds of times a second",
+            length.as_millis(),
+            MIN_LOOP.as_millis()
+        ),
+    })
 }
 
 /// The ids the author gave, anywhere in the plan.
@@ -827,6 +862,23 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_loop_of_instant_steps_is_refused() {
+        let quick =
+            problems(json!({"loop": true, "steps": [{"eyePattern": {"pattern": "happy"}}]}));
+        assert_eq!(quick.len(), 1, "{quick:?}");
+        assert!(quick[0].starts_with("loop: one round"), "{quick:?}");
+        let repeated = problems(json!({"repeat": 3, "steps": [{"delay": {"duration": "0.01s"}}]}));
+        assert!(repeated[0].starts_with("repeat:"), "{repeated:?}");
+        // A round of unknown length (speech, an event) or long enough is fine.
+        for ok in [
+            json!({"loop": true, "steps": [{"speak": {"text": "hi"}}]}),
+            json!({"loop": true, "steps": [{"eyePattern": {"pattern": "happy"}}, {"delay": {"duration": "0.05s"}}]}),
+        ] {
+            decode(&ok, &Limits::default()).unwrap();
+        }
+    }
 
     #[test]
     fn a_track_may_be_its_place_in_the_library() {

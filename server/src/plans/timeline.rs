@@ -980,8 +980,14 @@ mod tests {
 
     #[test]
     fn a_loop_of_instant_steps_does_not_spin() {
-        let mut t =
-            timeline(json!({"loop": true, "steps": [{"id": "d", "delay": {"duration": "0s"}}]}));
+        // The decoder refuses such a loop; the timeline holds anyway.
+        let mut plan = decode(
+            &json!({"steps": [{"id": "d", "delay": {"duration": "0s"}}]}),
+            &Limits::default(),
+        )
+        .unwrap();
+        plan.repeat = Repeat::Forever;
+        let mut t = Timeline::new(plan);
         let out = t.input(ms(0), Input::Tick);
         assert!(out.len() < 10, "{out:?}");
         assert_eq!(t.next_wake(), Some(ms(1)));
