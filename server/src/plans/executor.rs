@@ -536,6 +536,11 @@ async fn run_step(
         placement: &placement,
     };
     let result = perform(&parts, action, &speech_id, &done, when).await;
+    if moment == Moment::HandOver && result.is_ok() {
+        // A sound handed over ahead of its frame has not begun yet: the
+        // step ends when it does, so what follows it comes after it.
+        placement.wait(at, Moment::Rendered).await;
+    }
     done.send(Input::Done { step, result });
 }
 

@@ -493,6 +493,30 @@ impl Timeline {
                 (!step.continue_on_error).then_some((step.id.clone(), reason))
             }
         };
+        // The nearest group around the step that may fail takes its failure.
+        let catcher = failure.as_ref().and_then(|_| {
+            (1..path.len())
+                .rev()
+                .map(|n| path[..n].to_vec())
+                .find(|p| self.step(p).is_some_and(|s| s.continue_on_error))
+        });
+        if let (Some((id, reason)), Some(group)) = (&failure, catcher) {
+            let mut rest = Some(current);
+            remove(&mut rest, path, false);
+            // The rest of the group stops; the plan goes on after it.
+            if let Some(subtree) = rest.as_ref().and_then(|a| subtree(a, &group)) {
+                abort(&subtree.clone(), out);
+            }
+            remove(&mut rest, &group, false);
+            let group_id = self.step(&group).expect("a step").id.clone();
+            out.push(Output::Failed {
+                id: group_id,
+                reason: format!("step '{id}' failed: {reason}"),
+                continued: true,
+            });
+            self.current = rest.and_then(|a| self.resettle(a, out));
+            return;
+        }
         match failure {
             Some((id, reason)) => {
                 // Everything else running stops; the plan fails.
@@ -552,6 +576,21 @@ fn runs(active: &Active, path: &[usize]) -> bool {
     match active {
         Active::Leaf { path: p, .. } => p == path,
         Active::Group { children, .. } => children.iter().flatten().any(|c| runs(c, path)),
+    }
+}
+
+/// The node at `path` under `active`, if it is there.
+fn subtree<'a>(active: &'a Active, path: &[usize]) -> Option<&'a Active> {
+    match active {
+        Active::Leaf { path: p, .. } => (p == path).then_some(active),
+        Active::Group {
+            path: p, children, ..
+        } => {
+            if p.as_slice() == path {
+                return Some(active);
+            }
+            children.iter().flatten().find_map(|c| subtree(c, path))
+        }
     }
 }
 
@@ -974,6 +1013,42 @@ mod tests {
                 Output::Finished { id: "wait".into() },
                 Output::Finished { id: "race".into() },
                 Output::Ended(Outcome::Completed)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_group_that_may_fail_takes_a_childs_failure_and_the_plan_goes_on() {
+        let mut t = timeline(json!({"steps": [
+            {"id": "both", "continueOnError": true, "parallelSteps": {"steps": [
+                {"id": "talk", "speak": {"text": "hi"}},
+                {"id": "cmd", "command": {"line": "status"}}
+            ]}},
+            {"id": "next", "command": {"line": "status"}}
+        ]}));
+        t.input(ms(0), Input::Tick);
+        let out = t.input(
+            ms(10),
+            Input::Done {
+                step: vec![0, 1],
+                result: Err("boom".into()),
+            },
+        );
+        assert_eq!(
+            out,
+            [
+                Output::Failed {
+                    id: "cmd".into(),
+                    reason: "boom".into(),
+                    continued: false
+                },
+                Output::Abort { step: vec![0, 0] },
+                Output::Failed {
+                    id: "both".into(),
+                    reason: "step 'cmd' failed: boom".into(),
+                    continued: true
+                },
+                begin(&[1], "next", 10, 0),
             ]
         );
     }
