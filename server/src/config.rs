@@ -1033,14 +1033,24 @@ max_us = 1900
             ],
             "{errors}"
         );
-        assert!(errors.0.iter().all(|e| e.origin == Origin::File("droid.toml".into())));
+        assert!(
+            errors
+                .0
+                .iter()
+                .all(|e| e.origin == Origin::File("droid.toml".into()))
+        );
         // A channel beyond servo_channels.
         let text = "servo_channels = \"6\"\n[[servo]]\nname = \"tail\"\nchannel = 9\nmin_us = 1000\nmax_us = 2000\n";
         let errors = from_file(text).unwrap_err().to_string();
         assert!(errors.contains("beyond the board's 6 channels"), "{errors}");
         // A misspelt table name is pointed at the tables.
-        let errors = from_file("[[servos]]\nname = \"x\"\n").unwrap_err().to_string();
-        assert!(errors.contains("did you mean [[servo]] tables?"), "{errors}");
+        let errors = from_file("[[servos]]\nname = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            errors.contains("did you mean [[servo]] tables?"),
+            "{errors}"
+        );
     }
 
     #[test]

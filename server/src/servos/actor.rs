@@ -176,11 +176,7 @@ pub struct Actor {
 
 impl Actor {
     /// An actor that has not run yet.
-    pub fn new(
-        mut setup: Setup,
-        inbox: mpsc::Receiver<Msg>,
-        outbox: mpsc::Sender<Msg>,
-    ) -> Actor {
+    pub fn new(mut setup: Setup, inbox: mpsc::Receiver<Msg>, outbox: mpsc::Sender<Msg>) -> Actor {
         let first_outcome = Some(std::mem::replace(
             &mut setup.first_outcome,
             oneshot::channel().0,
@@ -330,7 +326,8 @@ impl Actor {
             Phase::Up => {
                 self.frames(now);
                 if self.phase == Phase::Up && self.heartbeat_at().is_some_and(|at| at <= now) {
-                    self.queries.push_back(query(Command::GetErrors, Purpose::Heartbeat));
+                    self.queries
+                        .push_back(query(Command::GetErrors, Purpose::Heartbeat));
                 }
             }
             _ => {}
@@ -355,7 +352,8 @@ impl Actor {
                 if tries < SYNC_TRIES {
                     debug!(port = %self.port, "no answer to Get Errors from the servo board yet; asking again");
                     self.phase = Phase::Syncing { tries: tries + 1 };
-                    self.queries.push_front(query(Command::GetErrors, Purpose::Sync));
+                    self.queries
+                        .push_front(query(Command::GetErrors, Purpose::Sync));
                 } else {
                     self.lose(format!(
                         "the board does not answer (no reply to Get Errors, {SYNC_TRIES} times, after opening the port; is it a Maestro, in USB Dual Port mode?)"
@@ -442,7 +440,8 @@ impl Actor {
                 self.mark_beyond();
                 self.phase = Phase::Syncing { tries: 1 };
                 self.queries.clear();
-                self.queries.push_back(query(Command::GetErrors, Purpose::Sync));
+                self.queries
+                    .push_back(query(Command::GetErrors, Purpose::Sync));
             }
             Err(error) => self.fail_attempt(now, error, port),
         }
@@ -466,8 +465,7 @@ impl Actor {
                 warn!(servo = %servo.spec.name, "{problem}");
             }
         }
-        let problems: Vec<Option<String>> =
-            self.servos.iter().map(|s| s.problem.clone()).collect();
+        let problems: Vec<Option<String>> = self.servos.iter().map(|s| s.problem.clone()).collect();
         self.setup.state.send_modify(|s| {
             s.channels = count;
             for (state, problem) in s.servos.iter_mut().zip(problems) {
@@ -580,7 +578,11 @@ impl Actor {
         let downtime = self.lost_at.take().map(|t| t.elapsed());
         let count = self.servos.len();
         if self.is_virtual {
-            info!(port = "virtual", servos = count, "the VIRTUAL servos are ready (no Maestro): every move is logged");
+            info!(
+                port = "virtual",
+                servos = count,
+                "the VIRTUAL servos are ready (no Maestro): every move is logged"
+            );
         } else {
             info!(port = %self.port, servos = count, channels = self.channels, "the servo board is ready");
         }
@@ -901,9 +903,9 @@ impl Actor {
                 reply,
                 correlation,
             } => {
-                let answer = self
-                    .ready()
-                    .and_then(|()| self.start_move(servo, goal, duration, easing, correlation, now));
+                let answer = self.ready().and_then(|()| {
+                    self.start_move(servo, goal, duration, easing, correlation, now)
+                });
                 let _ = reply.send(answer);
             }
             Request::Home {
@@ -953,7 +955,10 @@ impl Actor {
                     let _ = reply.send(Err(e));
                     return;
                 }
-                debug!(correlation_id = correlation.as_deref(), "reading back the servo board");
+                debug!(
+                    correlation_id = correlation.as_deref(),
+                    "reading back the servo board"
+                );
                 if let Some(read_back) = &mut self.read_back {
                     read_back.replies.push(reply);
                     return;
@@ -1127,7 +1132,9 @@ impl Actor {
     fn end_motion(&mut self, i: usize, motion: Motion, outcome: MoveOutcome) {
         let servo = &self.servos[i];
         let target_us = servo.target.map(protocol::micros);
-        let position = servo.target.map(|t| servo.range.position(servo.range.clamp(t)));
+        let position = servo
+            .target
+            .map(|t| servo.range.position(servo.range.clamp(t)));
         debug!(servo = %servo.spec.name, id = %motion.id, outcome = outcome.as_str(), "servo move ended");
         let mut payload = json!({
             "id": motion.id,
@@ -1142,6 +1149,8 @@ impl Actor {
             MoveOutcome::Interrupted { reason } => payload["reason"] = json!(reason),
             _ => {}
         }
+        // The state first: whoever waits for the move reads it next.
+        self.publish(i);
         self.setup
             .book
             .lock()
@@ -1149,14 +1158,15 @@ impl Actor {
             .end(motion.id, outcome);
         self.setup.ended.send_modify(|n| *n += 1);
         self.emit(Topic::ServoMoveFinished, payload, motion.correlation);
-        self.publish(i);
     }
 
     /// Puts servo `i`'s target and move into the state.
     fn publish(&self, i: usize) {
         let servo = &self.servos[i];
         let target_us = servo.target.map(protocol::micros);
-        let position = servo.target.map(|t| servo.range.position(servo.range.clamp(t)));
+        let position = servo
+            .target
+            .map(|t| servo.range.position(servo.range.clamp(t)));
         let move_id = servo.motion.as_ref().map(|m| m.id);
         self.setup.state.send_if_modified(|s| {
             let Some(state) = s.servos.get_mut(i) else {

@@ -200,8 +200,7 @@ fn run_virtual(id: u64, rx: &mpsc::Receiver<Vec<u8>>, inbox: &mpsc::Sender<Msg>,
 /// Says what went wrong opening a port, and what to do.
 fn describe_open_error(path: &str, e: &serialport::Error) -> String {
     match e.kind() {
-        serialport::ErrorKind::NoDevice
-        | serialport::ErrorKind::Io(io::ErrorKind::NotFound) => {
+        serialport::ErrorKind::NoDevice | serialport::ErrorKind::Io(io::ErrorKind::NotFound) => {
             format!("no device at {path} (is the Maestro plugged in and powered?)")
         }
         serialport::ErrorKind::Io(io::ErrorKind::PermissionDenied) => format!(
@@ -237,8 +236,8 @@ pub fn list_ports() -> Vec<PortInfo> {
 pub fn channels_at(path: &str) -> Option<u8> {
     let wanted = Path::new(path).canonicalize().ok();
     list_ports().into_iter().find_map(|p| {
-        let same = p.path == path
-            || wanted.is_some() && Path::new(&p.path).canonicalize().ok() == wanted;
+        let same =
+            p.path == path || wanted.is_some() && Path::new(&p.path).canonicalize().ok() == wanted;
         let (vid, pid) = p.usb?;
         same.then(|| protocol::channels_of(vid, pid)).flatten()
     })

@@ -208,12 +208,18 @@ mod tests {
     fn targets_are_applied_and_positions_answered() {
         let t0 = Instant::now();
         let mut board = Maestro::new(6, t0);
-        assert_eq!(feed(&mut board, Command::GetPosition { channel: 0 }, t0), [0, 0]);
+        assert_eq!(
+            feed(&mut board, Command::GetPosition { channel: 0 }, t0),
+            [0, 0]
+        );
         let set = Command::SetTarget {
             channel: 0,
             target: 6000,
         };
-        assert!(feed(&mut board, set, t0).is_empty(), "Set Target is not answered");
+        assert!(
+            feed(&mut board, set, t0).is_empty(),
+            "Set Target is not answered"
+        );
         assert_eq!(
             feed(&mut board, Command::GetPosition { channel: 0 }, t0),
             [0x70, 0x17]

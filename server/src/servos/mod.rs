@@ -473,7 +473,14 @@ impl Servos {
     pub async fn wait_move(&self, id: MoveId) -> Result<MoveOutcome, ServoError> {
         let mut ended = self.inner.ended.subscribe();
         loop {
-            let known = self.inner.book.lock().expect("move book lock").outcomes.get(&id.0).cloned();
+            let known = self
+                .inner
+                .book
+                .lock()
+                .expect("move book lock")
+                .outcomes
+                .get(&id.0)
+                .cloned();
             match known {
                 None => {
                     return Err(ServoError::Invalid(format!(
@@ -601,11 +608,13 @@ impl Subsystem for Servos {
             // Emptying the slot (stop, or dropping the servos) tells the
             // actor to stop: it holds a sender of its own inbox, for its
             // links' readers, so it never sees the channel close.
-            inner
-                .actor
-                .spawn_thread("servos", MAX_QUEUED, Msg::Stop, (), move |inbox, outbox| {
-                    actor::Actor::new(setup, inbox, outbox).run()
-                })?;
+            inner.actor.spawn_thread(
+                "servos",
+                MAX_QUEUED,
+                Msg::Stop,
+                (),
+                move |inbox, outbox| actor::Actor::new(setup, inbox, outbox).run(),
+            )?;
             // The first attempt to reach the board ends in a bounded time
             // (open, sync, one position query per servo).
             let _ = first_outcome.await;

@@ -124,9 +124,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         ));
     }
     if let Ok(seconds) = text.parse::<f64>() {
-        return Duration::try_from_secs_f64(seconds).map_err(|_| {
-            format!("'{text}' is not a duration; use seconds such as 1.5, or 500ms")
-        });
+        return Duration::try_from_secs_f64(seconds)
+            .map_err(|_| format!("'{text}' is not a duration; use seconds such as 1.5, or 500ms"));
     }
     humantime::parse_duration(text)
         .map_err(|_| format!("'{text}' is not a duration; use seconds such as 1.5, or 500ms"))
@@ -291,7 +290,8 @@ mod tests {
         assert_eq!(Easing::Linear.apply(7.0), 1.0);
         // The smoothstep's top speed, at the middle, is 1.5 times the average.
         let h = 1e-6;
-        let slope = (Easing::EaseInOut.apply(0.5 + h) - Easing::EaseInOut.apply(0.5 - h)) / (2.0 * h);
+        let slope =
+            (Easing::EaseInOut.apply(0.5 + h) - Easing::EaseInOut.apply(0.5 - h)) / (2.0 * h);
         assert!((slope - Easing::EaseInOut.peak_factor()).abs() < 1e-6);
     }
 
@@ -301,7 +301,12 @@ mod tests {
         assert_eq!("Ease_In_Out".parse(), Ok(Easing::EaseInOut));
         assert_eq!("linear".parse(), Ok(Easing::Linear));
         assert_eq!("step".parse(), Ok(Easing::Step));
-        assert!("bounce".parse::<Easing>().unwrap_err().contains("ease-in-out"));
+        assert!(
+            "bounce"
+                .parse::<Easing>()
+                .unwrap_err()
+                .contains("ease-in-out")
+        );
         assert_eq!(Easing::default(), Easing::EaseInOut);
 
         assert_eq!(parse_position("0.25"), Ok(0.25));
@@ -322,15 +327,30 @@ mod tests {
     #[test]
     fn a_move_is_lengthened_to_keep_within_the_speed() {
         // 4000 quarter-µs at 2000 a second: linear needs 2 s, ease-in-out 3 s.
-        let (d, limited) =
-            plan_duration(4000, 8000, Duration::from_secs(1), Easing::Linear, Some(2000.0));
+        let (d, limited) = plan_duration(
+            4000,
+            8000,
+            Duration::from_secs(1),
+            Easing::Linear,
+            Some(2000.0),
+        );
         assert_eq!((d, limited), (Duration::from_secs(2), true));
-        let (d, limited) =
-            plan_duration(8000, 4000, Duration::from_secs(1), Easing::EaseInOut, Some(2000.0));
+        let (d, limited) = plan_duration(
+            8000,
+            4000,
+            Duration::from_secs(1),
+            Easing::EaseInOut,
+            Some(2000.0),
+        );
         assert_eq!((d, limited), (Duration::from_secs(3), true));
         // Slow enough already: as asked.
-        let (d, limited) =
-            plan_duration(4000, 5000, Duration::from_secs(1), Easing::EaseInOut, Some(2000.0));
+        let (d, limited) = plan_duration(
+            4000,
+            5000,
+            Duration::from_secs(1),
+            Easing::EaseInOut,
+            Some(2000.0),
+        );
         assert_eq!((d, limited), (Duration::from_secs(1), false));
         // No limit: as asked, even at once.
         assert_eq!(

@@ -341,7 +341,9 @@ pub fn speed_units(quarters_per_s: f64) -> u16 {
     if !quarters_per_s.is_finite() || quarters_per_s <= 0.0 {
         return 0;
     }
-    (quarters_per_s / 100.0).ceil().clamp(1.0, f64::from(MAX_TARGET)) as u16
+    (quarters_per_s / 100.0)
+        .ceil()
+        .clamp(1.0, f64::from(MAX_TARGET)) as u16
 }
 
 /// Pololu's USB vendor id.
@@ -437,10 +439,7 @@ mod tests {
             .encode(),
             [0x89, 0x01, 0x7F, 0x01]
         );
-        assert_eq!(
-            Command::GetPosition { channel: 23 }.encode(),
-            [0x90, 0x17]
-        );
+        assert_eq!(Command::GetPosition { channel: 23 }.encode(), [0x90, 0x17]);
         assert_eq!(Command::GetMovingState.encode(), [0x93]);
         assert_eq!(Command::GetErrors.encode(), [0xA1]);
         assert_eq!(Command::GoHome.encode(), [0xA2]);

@@ -130,7 +130,14 @@ pub struct ServoSpec {
 pub const MAX_US: u16 = MAX_TARGET / 4;
 
 /// The keys a `[[servo]]` table takes.
-const KEYS: [&str; 6] = ["name", "channel", "min_us", "max_us", "home_us", "max_speed"];
+const KEYS: [&str; 6] = [
+    "name",
+    "channel",
+    "min_us",
+    "max_us",
+    "home_us",
+    "max_speed",
+];
 
 /// One problem in the `[[servo]]` tables.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -265,19 +272,17 @@ fn parse_table(
             }
         },
     };
-    for (key, value) in [("channel", &channel), ("min_us", &min_us), ("max_us", &max_us)] {
+    for (key, value) in [
+        ("channel", &channel),
+        ("min_us", &min_us),
+        ("max_us", &max_us),
+    ] {
         if matches!(value, Some(None)) {
             bad(key, None, format!("missing: every servo needs its {key}"));
         }
     }
-    let (name, channel, min_us, max_us, home_us, max_speed) = (
-        name?,
-        channel??,
-        min_us??,
-        max_us??,
-        home_us?,
-        max_speed?,
-    );
+    let (name, channel, min_us, max_us, home_us, max_speed) =
+        (name?, channel??, min_us??, max_us??, home_us?, max_speed?);
     let home_us = home_us.unwrap_or((min_us + max_us) / 2);
     Some(ServoSpec {
         name,
@@ -486,9 +491,17 @@ mod tests {
             ],
             "{problems:#?}"
         );
-        assert!(found[0].1.contains("did you mean 'max_speed'?"), "{}", found[0].1);
+        assert!(
+            found[0].1.contains("did you mean 'max_speed'?"),
+            "{}",
+            found[0].1
+        );
         assert!(found[7].1.contains("below max_us"), "{}", found[7].1);
-        assert!(found[8].1.contains("outside the servo's range"), "{}", found[8].1);
+        assert!(
+            found[8].1.contains("outside the servo's range"),
+            "{}",
+            found[8].1
+        );
         assert!(found[10].1.contains("channel 0 too"), "{}", found[10].1);
     }
 
@@ -501,13 +514,15 @@ mod tests {
 
     #[test]
     fn channels_beyond_the_board_are_named() {
-        let specs = parse(
-            "[[servo]]\nname = \"tail\"\nchannel = 7\nmin_us = 1000\nmax_us = 2000\n",
-        )
-        .unwrap();
+        let specs =
+            parse("[[servo]]\nname = \"tail\"\nchannel = 7\nmin_us = 1000\nmax_us = 2000\n")
+                .unwrap();
         let problems = beyond(&specs, 6);
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].problem.contains("6 channels (0–5)"), "{problems:?}");
+        assert!(
+            problems[0].problem.contains("6 channels (0–5)"),
+            "{problems:?}"
+        );
         assert!(beyond(&specs, 12).is_empty());
     }
 

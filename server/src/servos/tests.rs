@@ -30,14 +30,10 @@ fn settings() -> ServoSettings {
     }
 }
 
-async fn started_with(
-    settings: ServoSettings,
-    specs: Vec<ServoSpec>,
-) -> (Servos, Bus, Supervisor) {
+async fn started_with(settings: ServoSettings, specs: Vec<ServoSpec>) -> (Servos, Bus, Supervisor) {
     let bus = Bus::default();
     let servos = Servos::new(ServoPort::Virtual, settings, specs, bus.clone());
-    let supervisor =
-        Supervisor::new(vec![Arc::new(servos.clone())], vec![Arc::new(bus.clone())]);
+    let supervisor = Supervisor::new(vec![Arc::new(servos.clone())], vec![Arc::new(bus.clone())]);
     supervisor.start_all().await.unwrap();
     (servos, bus, supervisor)
 }
@@ -86,7 +82,10 @@ async fn virtual_servos_run_without_a_board() {
     .unwrap();
     assert_eq!((started.to_us, started.position), (2000.0, 1.0));
     assert!(started.is_virtual);
-    assert_eq!(servos.wait_move(started.id).await, Ok(MoveOutcome::Finished));
+    assert_eq!(
+        servos.wait_move(started.id).await,
+        Ok(MoveOutcome::Finished)
+    );
     let head = &servos.list()[0];
     assert_eq!((head.target_us, head.position), (Some(2000.0), Some(1.0)));
     assert!(!head.moving);
@@ -135,7 +134,10 @@ async fn an_eased_move_goes_through_the_curve_and_ends_on_the_goal() {
             break;
         }
     }
-    assert_eq!(servos.wait_move(started.id).await, Ok(MoveOutcome::Finished));
+    assert_eq!(
+        servos.wait_move(started.id).await,
+        Ok(MoveOutcome::Finished)
+    );
     assert!(seen.len() >= 5, "{seen:?}");
     assert!(seen.windows(2).all(|w| w[0] <= w[1]), "monotonic: {seen:?}");
     assert_eq!(*seen.last().unwrap(), 2000.0);
@@ -279,7 +281,9 @@ async fn home_halt_and_stop() {
     supervisor.stop_all().await;
     assert_eq!(servos.wait_move(running.id).await, Ok(MoveOutcome::Stopped));
     assert!(matches!(
-        servos.move_to("head", 0.0, Duration::ZERO, Easing::Step).await,
+        servos
+            .move_to("head", 0.0, Duration::ZERO, Easing::Step)
+            .await,
         Err(ServoError::Unavailable(_))
     ));
 }
@@ -295,7 +299,10 @@ async fn a_servo_beyond_the_boards_channels_cannot_move() {
     let state = servos.state();
     assert_eq!(state.channels, Some(6));
     let problem = state.servos[1].problem.clone().unwrap();
-    assert!(problem.contains("beyond the board's 6 channels"), "{problem}");
+    assert!(
+        problem.contains("beyond the board's 6 channels"),
+        "{problem}"
+    );
     let snapshot = &supervisor.snapshot()[0];
     assert_eq!(snapshot.status, ServiceStatus::Degraded);
     let error = servos
