@@ -117,7 +117,11 @@ async fn throughput(board: &SimMaestro, servos: &Servos, n: usize) -> (f64, f64)
     for i in 0..n {
         let name = &names[i % names.len()];
         // Alternate ends, so every target differs from the one before.
-        let position = if (i / names.len()) % 2 == 0 { 1.0 } else { 0.0 };
+        let position = if (i / names.len()).is_multiple_of(2) {
+            1.0
+        } else {
+            0.0
+        };
         servos
             .move_to(name, position, Duration::ZERO, Easing::Step)
             .await
@@ -137,7 +141,7 @@ async fn timing(board: &SimMaestro, servos: &Servos, moves: usize) -> Vec<Durati
     let mut errors = Vec::new();
     for round in 0..moves {
         // From one end...
-        let from = if round % 2 == 0 { 0.0 } else { 1.0 };
+        let from = if round.is_multiple_of(2) { 0.0 } else { 1.0 };
         for name in &names {
             let moved = servos
                 .move_to(name, from, Duration::ZERO, Easing::Step)
