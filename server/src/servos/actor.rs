@@ -487,6 +487,11 @@ impl Actor {
         };
         info!(port = %path, "a Maestro for the servos appeared: leaving the virtual servos");
         self.link = None;
+        // The virtual servos' targets are not the real ones': read where
+        // the real servos are rather than sending them there at full speed.
+        for servo in &mut self.servos {
+            servo.target = None;
+        }
         self.setup.state.send_modify(|s| {
             s.connected = false;
             s.port = path;
