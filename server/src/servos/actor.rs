@@ -1154,15 +1154,16 @@ impl Actor {
             MoveOutcome::Interrupted { reason } => payload["reason"] = json!(reason),
             _ => {}
         }
-        // The state first: whoever waits for the move reads it next.
+        // The state and the event first: whoever waits for the move looks
+        // at them next.
         self.publish(i);
+        self.emit(Topic::ServoMoveFinished, payload, motion.correlation);
         self.setup
             .book
             .lock()
             .expect("move book lock")
             .end(motion.id, outcome);
         self.setup.ended.send_modify(|n| *n += 1);
-        self.emit(Topic::ServoMoveFinished, payload, motion.correlation);
     }
 
     /// Puts servo `i`'s target and move into the state.
