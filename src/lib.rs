@@ -38,4 +38,6 @@ pub mod health {
     pub const PLANS: &str = "cantina.plans";
     /// Speech (the text-to-speech engine and speech playback).
     pub const SPEECH: &str = "cantina.speech";
+    /// The servos on the Pololu Maestro (or virtual servos).
+    pub const SERVOS: &str = "cantina.servos";
 }

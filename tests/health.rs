@@ -37,11 +37,13 @@ async fn each_subsystem_has_its_health_and_absent_ones_are_not_serving() {
         let response = health.check(request(name)).await.unwrap().into_inner();
         assert_eq!(response.status(), ServingStatus::NotServing, "{name}");
     }
-    // The logs, the (virtual) audio output and the (virtual) eyes exist and run.
+    // The logs, the (virtual) audio output, the (virtual) eyes and the
+    // (virtual) servos exist and run.
     for name in [
         cantina::health::LOGS,
         cantina::health::AUDIO,
         cantina::health::EYES,
+        cantina::health::SERVOS,
     ] {
         let response = health.check(request(name)).await.unwrap().into_inner();
         assert_eq!(response.status(), ServingStatus::Serving, "{name}");

@@ -37,6 +37,7 @@ pub use crate::{
     declare::{ConfigError, Origin},
     eyes::{EyesPort, EyesSettings},
     logs::{LogFileFormat, LogFormat, LogSettings},
+    servos::{ServoPort, ServoSettings, ServoSpec},
     speech::SpeechSettings,
 };
 
@@ -202,6 +203,16 @@ settings! {
         },
         /// How the eyes' link behaves.
         pub eyes: EyesSettings = group {},
+        /// Serial port of the servos' Pololu Maestro (its Command Port), `auto`, or `virtual`
+        pub servo_port: ServoPort = setting {
+            key: "servo_port", env: "CANTINA_SERVO_PORT", default: "virtual",
+            parse: str::parse,
+        },
+        /// How the servos' link behaves.
+        pub servo: ServoSettings = group {},
+        /// The servos, one `[[servo]]` table each in the file (not a
+        /// setting: `servos::settings::parse_tables` reads them).
+        pub servos: Vec<ServoSpec> = fixed { Vec::new() },
         /// The speech's engine, voice, ducking, eyes and cache.
         pub speech: SpeechSettings = group {},
         /// What to log: a level or EnvFilter directives such as `info,cantina_server=debug`
@@ -392,8 +403,9 @@ impl Sources {
                 raw.insert(setting.key, (default.to_string(), Origin::Default));
             }
         }
+        let mut servo_tables = None;
         if let Some((path, text)) = &self.file {
-            read_file(path, text, &mut raw, &mut errors);
+            servo_tables = read_file(path, text, &mut raw, &mut errors);
         }
         for (key, value) in &self.overrides {
             raw.insert(key, value.clone());
@@ -401,10 +413,18 @@ impl Sources {
 
         let config = Config::resolve(&mut Validator::new(&raw, &mut errors));
         check_remote(&raw, &mut errors);
+        let servos = match (&self.file, servo_tables) {
+            (Some((path, _)), Some(tables)) => {
+                let channels = config.as_ref().and_then(|c| c.servo.channels);
+                read_servos(path, &tables, channels, &mut errors)
+            }
+            _ => Vec::new(),
+        };
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
         let mut config = config.expect("no problem reported");
+        config.servos = servos;
         config.origins = raw.into_iter().map(|(k, (_, o))| (k, o)).collect();
         Ok(config)
     }
@@ -440,12 +460,17 @@ fn check_remote(raw: &BTreeMap<&'static str, (String, Origin)>, errors: &mut Vec
     }
 }
 
+/// The `[[servo]]` tables' key in the file.
+const SERVO_TABLES: &str = "servo";
+
+/// Reads the file's settings into `raw`; returns its `[[servo]]` tables,
+/// which are not settings.
 fn read_file(
     path: &Path,
     text: &str,
     raw: &mut BTreeMap<&'static str, (String, Origin)>,
     errors: &mut Vec<ConfigError>,
-) {
+) -> Option<toml::Value> {
     let origin = Origin::File(path.to_path_buf());
     let table: toml::Table = match text.parse() {
         Ok(table) => table,
@@ -456,14 +481,23 @@ fn read_file(
                 origin,
                 problem: format!("not valid TOML: {}", e.to_string().trim_end()),
             });
-            return;
+            return None;
         }
     };
+    let mut servo_tables = None;
     for (key, value) in table {
+        if key == SERVO_TABLES {
+            servo_tables = Some(value);
+            continue;
+        }
         let Some(setting) = SETTINGS.iter().find(|s| s.key == key) else {
-            let hint = closest_key(&key)
-                .map(|k| format!("; did you mean '{k}'?"))
-                .unwrap_or_default();
+            let hint = if strsim::levenshtein(&key, SERVO_TABLES) <= 2 {
+                format!("; did you mean [[{SERVO_TABLES}]] tables?")
+            } else {
+                closest_key(&key)
+                    .map(|k| format!("; did you mean '{k}'?"))
+                    .unwrap_or_default()
+            };
             errors.push(ConfigError {
                 key: key.clone(),
                 value: None,
@@ -488,6 +522,40 @@ fn read_file(
             }
         };
         raw.insert(setting.key, (text, origin.clone()));
+    }
+    servo_tables
+}
+
+/// The servos of the file's `[[servo]]` tables, every problem reported
+/// (with channels beyond `servo_channels` when it is set).
+fn read_servos(
+    path: &Path,
+    tables: &toml::Value,
+    channels: Option<u8>,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<ServoSpec> {
+    use crate::servos::settings::{beyond, parse_tables};
+
+    let origin = Origin::File(path.to_path_buf());
+    let mut report = |problems: Vec<crate::servos::settings::TableProblem>| {
+        errors.extend(problems.into_iter().map(|p| ConfigError {
+            key: p.key,
+            value: p.value,
+            origin: origin.clone(),
+            problem: p.problem,
+        }));
+    };
+    match parse_tables(tables) {
+        Ok(specs) => {
+            let problems = channels.map(|n| beyond(&specs, n)).unwrap_or_default();
+            let ok = problems.is_empty();
+            report(problems);
+            if ok { specs } else { Vec::new() }
+        }
+        Err(problems) => {
+            report(problems);
+            Vec::new()
+        }
     }
 }
 
@@ -616,6 +684,8 @@ impl Config {
                 )),
             }
         }
+        // Tables after every key: TOML puts keys after a table inside it.
+        out.push_str(&crate::servos::settings::to_toml(&self.servos));
         out
     }
 }
@@ -902,6 +972,87 @@ mod tests {
         );
     }
 
+    const SERVOS: &str = r#"
+servo_port = "/dev/ttyACM1"
+
+[[servo]]
+name = "head"
+channel = 0
+min_us = 1000
+max_us = 2000
+home_us = 1500
+max_speed = 0.5
+
+[[servo]]
+name = "jaw"
+channel = 7
+min_us = 1100
+max_us = 1900
+"#;
+
+    fn from_file(text: &str) -> Result<Config, ConfigErrors> {
+        Sources {
+            file: Some(("droid.toml".into(), text.into())),
+            overrides: BTreeMap::new(),
+        }
+        .resolve()
+    }
+
+    #[test]
+    fn servo_tables_are_read_printed_and_read_back() {
+        let config = from_file(SERVOS).unwrap();
+        assert_eq!(config.servo_port, ServoPort::Path("/dev/ttyACM1".into()));
+        let names: Vec<_> = config.servos.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["head", "jaw"]);
+        assert_eq!(config.servos[1].home_us, 1500, "the middle by default");
+        assert_eq!(config.servos[0].max_speed, Some(0.5));
+        let text = config.to_toml();
+        assert!(text.contains("\n[[servo]]\nname = \"head\"\n"), "{text}");
+        let mut again = from_file(&text).unwrap();
+        again.origins = config.origins.clone();
+        assert_eq!(again, config);
+        assert!(Config::default().servos.is_empty());
+        assert_eq!(Config::default().servo_port, ServoPort::Virtual);
+    }
+
+    #[test]
+    fn every_servo_problem_is_reported_with_the_other_settings() {
+        let text = "log_format = \"xml\"\nservo_channels = 6\n\n\
+                    [[servo]]\nname = \"head\"\nchannel = 0\nmin_us = 2000\nmax_us = 1000\n\n\
+                    [[servo]]\nname = \"head\"\nchannel = 0\nmin_us = 1000\nmax_us = 2000\nhome_us = 900\n";
+        let errors = from_file(text).unwrap_err();
+        let keys: Vec<_> = errors.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "log_format",
+                "servo \"head\".min_us",
+                "servo \"head\".home_us",
+                "servo \"head\".name",
+                "servo \"head\".channel"
+            ],
+            "{errors}"
+        );
+        assert!(
+            errors
+                .0
+                .iter()
+                .all(|e| e.origin == Origin::File("droid.toml".into()))
+        );
+        // A channel beyond servo_channels.
+        let text = "servo_channels = \"6\"\n[[servo]]\nname = \"tail\"\nchannel = 9\nmin_us = 1000\nmax_us = 2000\n";
+        let errors = from_file(text).unwrap_err().to_string();
+        assert!(errors.contains("beyond the board's 6 channels"), "{errors}");
+        // A misspelt table name is pointed at the tables.
+        let errors = from_file("[[servos]]\nname = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            errors.contains("did you mean [[servo]] tables?"),
+            "{errors}"
+        );
+    }
+
     #[test]
     fn printed_config_reads_back_as_the_same_config() {
         let sources = Sources {
@@ -1033,6 +1184,12 @@ mod tests {
             ("eyes_boot_timeout", "0s"),
             ("eyes_heartbeat", "0s"),
             ("eyes_retry_max", "5s"),
+            ("servo_port", "/dev/ttyACM1"),
+            ("servo_answer_timeout", "200ms"),
+            ("servo_heartbeat", "0s"),
+            ("servo_retry_max", "10s"),
+            ("servo_channels", "12"),
+            ("servo_home_duration", "2s"),
             ("log_level", "debug,cantina_server=trace"),
             ("log_format", "json"),
             ("log_ring_size", "500"),

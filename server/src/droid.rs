@@ -22,6 +22,7 @@ use crate::{
     logs::Logs,
     modes::{Mode, ModeChange, ModeError, ModeHook, Modes},
     plans::Plans,
+    servos::Servos,
     shutdown::Shutdown,
     speech::Speech,
 };
@@ -84,6 +85,8 @@ parts! {
     audio: Audio,
     /// The LED eyes.
     eyes: Eyes,
+    /// The servos on the Maestro.
+    servos: Servos,
     /// The droid's voice: after the audio and the eyes it plays through.
     speech: Speech,
     /// The conductor: after everything its plans drive.

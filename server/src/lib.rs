@@ -9,7 +9,7 @@
 //! Map: [`config`] (settings, assembled from each subsystem's; declared with
 //! [`declare`]), [`bus`] (the event bus), [`commands`] (the
 //! console: registry, one file per command), [`grpc`] (the only module that
-//! knows proto types), [`droid`] (shared state), [`modes`], [`audio`], [`eyes`], [`lifecycle`]
+//! knows proto types), [`droid`] (shared state), [`modes`], [`audio`], [`eyes`], [`servos`], [`lifecycle`]
 //! (subsystems), [`shutdown`], [`telemetry`].
 
 pub mod actor;
@@ -25,6 +25,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod modes;
 pub mod plans;
+pub mod servos;
 pub mod shutdown;
 pub mod speech;
 pub mod telemetry;
@@ -44,6 +45,7 @@ use crate::{
     lifecycle::StartError,
     logs::Logs,
     plans::Plans,
+    servos::Servos,
     shutdown::Shutdown,
     speech::Speech,
 };
@@ -152,6 +154,12 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     // The subsystems; `droid::Parts` sets their start order (logging
     // first) and their mode hooks.
     let eyes = Eyes::new(config.eyes_port.clone(), config.eyes.clone(), bus.clone());
+    let servos = Servos::new(
+        config.servo_port.clone(),
+        config.servo.clone(),
+        config.servos.clone(),
+        bus.clone(),
+    );
     let audio = Audio::new(config.audio.clone(), bus.clone());
     let speech = Speech::new(
         config.speech.clone(),
@@ -173,6 +181,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         bus_monitor: Arc::new(BusMonitor::new(bus.clone(), config.bus_metrics_interval)),
         audio,
         eyes,
+        servos,
         speech,
         plans,
     };

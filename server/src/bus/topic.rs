@@ -153,6 +153,15 @@ topics! {
     EyesTestStarted = "eyes.test.started", Normal;
     /// `eye test` ended (completed, cancelled or failed).
     EyesTestFinished = "eyes.test.finished", Normal;
+    /// A servo move began: payload `id`, `servo`, `to_us`, `duration_ms` …
+    ServoMoveStarted = "servo.move.started", Normal;
+    /// A servo move ended: payload `id`, `servo` and `outcome` (finished,
+    /// replaced, halted, interrupted, stopped).
+    ServoMoveFinished = "servo.move.finished", Normal;
+    /// The servo board stopped answering.
+    ServosConnectionLost = "servos.connection.lost", Critical;
+    /// The servo board answers again; the servos are back at their targets.
+    ServosConnectionRecovered = "servos.connection.recovered", Critical;
     /// A plan started.
     PlanStarted = "plan.started", Normal;
     /// A plan step started.

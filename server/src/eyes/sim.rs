@@ -456,14 +456,15 @@ fn stopped() -> io::Error {
 }
 
 /// A pty pair: the master the board keeps, and the slave's path for clients.
-struct Pty {
-    master: PtyMaster,
-    slave: PathBuf,
+/// (Shared with the simulated servo board, `servos::sim`.)
+pub(crate) struct Pty {
+    pub(crate) master: PtyMaster,
+    pub(crate) slave: PathBuf,
 }
 
 impl Pty {
     /// Opens a pty pair, puts the slave in raw mode and arms hang-up detection.
-    fn open() -> io::Result<Pty> {
+    pub(crate) fn open() -> io::Result<Pty> {
         // CLOEXEC: a server or test child spawned from this process must not inherit
         // the master, or unplugging would not hang up the slave.
         let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)?;
@@ -497,7 +498,7 @@ impl Pty {
 }
 
 /// Points `link` at `target`, atomically replacing an existing symlink.
-fn replace_link(link: &Path, target: &Path) -> io::Result<()> {
+pub(crate) fn replace_link(link: &Path, target: &Path) -> io::Result<()> {
     if let Ok(meta) = fs::symlink_metadata(link)
         && !meta.file_type().is_symlink()
     {
@@ -520,7 +521,7 @@ fn replace_link(link: &Path, target: &Path) -> io::Result<()> {
 }
 
 /// Removes `link` if it still points at `target` (someone may have reused the path).
-fn remove_link(link: &Path, target: &Path) {
+pub(crate) fn remove_link(link: &Path, target: &Path) {
     if fs::read_link(link).is_ok_and(|points_to| points_to == target) {
         let _ = fs::remove_file(link);
     }
@@ -530,7 +531,7 @@ fn remove_link(link: &Path, target: &Path) {
 ///
 /// `ppoll` rather than `poll` for its nanosecond timeout: pacing deadlines are a
 /// fraction of a millisecond apart.
-fn wait(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<()> {
+pub(crate) fn wait(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<()> {
     let timespec = timeout.map(|t| {
         // An hour is as good as forever and keeps the seconds in range everywhere.
         let t = t.min(Duration::from_secs(3600));
@@ -563,7 +564,7 @@ fn wait(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<()> {
 }
 
 /// The events pending on `fd` right now.
-fn poll_now(fd: RawFd, events: libc::c_short) -> io::Result<libc::c_short> {
+pub(crate) fn poll_now(fd: RawFd, events: libc::c_short) -> io::Result<libc::c_short> {
     let mut fds = [libc::pollfd {
         fd,
         events,
@@ -575,7 +576,7 @@ fn poll_now(fd: RawFd, events: libc::c_short) -> io::Result<libc::c_short> {
 
 /// Asks the kernel to wake this thread close to its deadlines: the default 50 µs of
 /// timer slack is more than half a byte-time at 115200 baud.
-fn tighten_timer_slack() {
+pub(crate) fn tighten_timer_slack() {
     // SAFETY: PR_SET_TIMERSLACK takes one unsigned long and only affects this thread.
     // Failure just leaves the default slack, which the running clock absorbs.
     unsafe {

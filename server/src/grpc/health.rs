@@ -42,6 +42,7 @@ impl Health {
             cantina::health::LOGS,
             cantina::health::PLANS,
             cantina::health::SPEECH,
+            cantina::health::SERVOS,
         ] {
             reporter
                 .set_service_status(name, ServingStatus::NotServing)
