@@ -166,6 +166,7 @@ fn parts(server: &TestServer) -> Parts {
         audio: droid.audio.clone(),
         speech: droid.speech.clone(),
         eyes: droid.eyes.clone(),
+        servos: droid.servos.clone(),
         bus: droid.bus.clone(),
         commands: Arc::new(Dispatch(server.address.clone())),
     }

@@ -534,3 +534,88 @@ async fn virtual_servos_work_without_a_board() {
     assert_eq!(events[0].payload["virtual"], true);
     server.server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plans_move_step_lands_at_its_time_and_waits_for_the_move() {
+    use cantina::v1::{PlanEventKind, PlanStatus, RunPlanRequest};
+    let (board, _dir) = board();
+    let events = board.events();
+    let server = TestServer::with_config(config(board.link().to_path_buf())).await;
+    // The connection's own commands first.
+    while !matches!(
+        events.recv_timeout(Duration::from_secs(5)),
+        Ok(SimEvent::Command {
+            command: Command::SetAcceleration { channel: 3, .. },
+            ..
+        })
+    ) {}
+    let mut plans = server.client().await.plan;
+    let sent = Instant::now();
+    let mut stream = plans
+        .run_plan(RunPlanRequest {
+            document: r#"{"name": "nod", "steps": [
+                {"id": "turn", "at": "0.5s", "move": {"target": "head", "position": 1.0, "easing": "step"}},
+                {"id": "sweep", "move": {"target": "head", "position": 0.0, "duration": "0.3s", "easing": "linear"}},
+                {"id": "after", "eyePattern": {"pattern": "happy"}}
+            ]}"#
+            .into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // The step lands at 0.5 s: its target reaches the board then.
+    let landed = loop {
+        match events.recv_timeout(Duration::from_secs(5)) {
+            Ok(SimEvent::Command {
+                command: Command::SetTarget { channel: 0, target },
+                at,
+                ..
+            }) if target == 8000 => break at,
+            Ok(_) => {}
+            Err(_) => panic!("the move's target never reached the board"),
+        }
+    };
+    let offset = landed.duration_since(sent);
+    assert!(
+        (Duration::from_millis(480)..Duration::from_millis(560)).contains(&offset),
+        "the move landed {offset:?} after the plan was sent, for at 0.5 s"
+    );
+    let mut ended = None;
+    let mut sweep_done = None;
+    while ended.is_none() {
+        let event = common::next_in(&mut stream).await;
+        if event.kind() == PlanEventKind::StepFinished && event.step_id == "sweep" {
+            sweep_done = Some(Instant::now());
+        }
+        if event.kind() == PlanEventKind::Ended {
+            ended = Some(event);
+        }
+    }
+    let ended = ended.unwrap();
+    assert_eq!(ended.status(), PlanStatus::Completed, "{}", ended.message);
+    // The sweep step waited for its 0.3 s move.
+    let swept = sweep_done.unwrap().duration_since(landed);
+    assert!(swept >= Duration::from_millis(290), "{swept:?}");
+    board_has(&board, 0, 4000);
+
+    // An unknown servo is refused before anything runs, with a suggestion.
+    let error = plans
+        .start_plan(cantina::v1::StartPlanRequest {
+            document: "steps:\n  - move: {target: haed, position: 0.5}\n".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::InvalidArgument);
+    assert!(
+        error.message().contains("steps[0].move.target"),
+        "{}",
+        error.message()
+    );
+    assert!(
+        error.message().contains("did you mean 'head'"),
+        "{}",
+        error.message()
+    );
+}

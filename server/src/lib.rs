@@ -173,6 +173,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         audio.clone(),
         speech.clone(),
         eyes.clone(),
+        servos.clone(),
         bus.clone(),
         plans::decode::Limits::default(),
     );

@@ -8,7 +8,7 @@ use std::{collections::HashSet, fmt, time::Duration};
 use serde_json::{Map, Value};
 
 use super::model::{Action, Anchor, At, Join, Layer, OnTimeout, Plan, Repeat, Step};
-use crate::{bus::TopicSelector, eyes::Pattern};
+use crate::{bus::TopicSelector, eyes::Pattern, servos::Easing};
 
 /// How big a plan may be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,8 +21,6 @@ pub struct Limits {
     pub max_duration: Duration,
     /// The longest text of a step.
     pub max_text: usize,
-    /// Whether `move` steps have servos to drive.
-    pub servos: bool,
 }
 
 impl Default for Limits {
@@ -32,7 +30,6 @@ impl Default for Limits {
             max_depth: 8,
             max_duration: Duration::from_secs(24 * 3600),
             max_text: 5_000,
-            servos: false,
         }
     }
 }
@@ -772,17 +769,29 @@ impl Decoder<'_> {
                 }
             }
             "move" => {
-                let m = self.object(body, path, &["target", "position", "duration"])?;
-                if !self.limits.servos {
-                    self.problem(path, "this droid has no servos yet: `move` steps run once the servo subsystem exists");
-                }
+                let m = self.object(body, path, &["target", "position", "duration", "easing"])?;
                 let target = self.required_string(&m, path, "target", "\"head\"");
+                if m.get("position").is_none_or(|v| v.is_null()) {
+                    self.problem(
+                        &join(path, "position"),
+                        "missing: where to, 0.0 (the servo's min_us) to 1.0 (its max_us), e.g. 0.5",
+                    );
+                }
                 let position = self.fraction(&m, path, "position").unwrap_or(0.5);
                 let duration = self.duration(&m, path, "duration").unwrap_or_default();
+                let easing = match self.string(&m, path, "easing") {
+                    None => Easing::default(),
+                    Some(s) if s.is_empty() => Easing::default(),
+                    Some(s) => s.parse().unwrap_or_else(|e: String| {
+                        self.problem(&join(path, "easing"), e);
+                        Easing::default()
+                    }),
+                };
                 Action::Move {
                     target,
                     position,
                     duration,
+                    easing,
                 }
             }
             "command" => {
@@ -973,7 +982,7 @@ mod tests {
                 {"speak": {"text": "hi"}, "delay": {"duration": "1s"}},
                 {},
                 {"musicDuck": {"level": 1.5}},
-                {"move": {"target": "head", "position": 0.5}}
+                {"move": {"target": "head", "position": 0.5, "easing": "wobbly"}}
             ]
         }));
         let expect = [
@@ -987,7 +996,7 @@ mod tests {
             "steps[5]: a step has exactly one action, not 2",
             "steps[6]: a step needs an action",
             "steps[7].musicDuck.level: 1.5 is outside 0.0–1.0",
-            "steps[8].move: this droid has no servos yet",
+            "steps[8].move.easing: ",
         ];
         assert_eq!(found.len(), expect.len(), "{found:#?}");
         for (got, want) in found.iter().zip(expect) {

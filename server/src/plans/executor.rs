@@ -30,6 +30,7 @@ use crate::{
     bus::{Bus, TopicSet},
     eyes::Eyes,
     lifecycle::BoxFuture,
+    servos::{MoveOutcome, Servos},
     speech::{SpeakOptions, Speech},
 };
 
@@ -56,6 +57,8 @@ pub struct Parts {
     pub speech: Speech,
     /// The eyes.
     pub eyes: Eyes,
+    /// The servos (`move`).
+    pub servos: Servos,
     /// Events (`waitForEvent`).
     pub bus: Bus,
     /// `command` steps.
@@ -667,7 +670,31 @@ async fn perform(
             }
         }
         Action::Command { line } => parts.commands.run(line).await.map(drop),
-        Action::Move { .. } => Err("this droid has no servos yet".into()),
+        Action::Move {
+            target,
+            position,
+            duration,
+            easing,
+        } => {
+            let started = parts
+                .servos
+                .move_to(&target, position, duration, easing)
+                .await
+                .map_err(|e| e.to_string())?;
+            match parts
+                .servos
+                .wait_move(started.id)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                MoveOutcome::Finished | MoveOutcome::Replaced { .. } => Ok(()),
+                MoveOutcome::Halted => Err(format!("the move of '{target}' was halted")),
+                MoveOutcome::Interrupted { reason } => {
+                    Err(format!("the move of '{target}' was cut short: {reason}"))
+                }
+                MoveOutcome::Stopped => Err("the servos stopped".into()),
+            }
+        }
         Action::Delay { .. } | Action::Parallel { .. } => Ok(()),
     }
 }

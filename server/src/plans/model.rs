@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::{bus::TopicSelector, eyes::Pattern};
+use crate::{bus::TopicSelector, eyes::Pattern, servos::Easing};
 
 /// Where a plan runs; higher layers pre-empt lower ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -183,6 +183,8 @@ pub enum Action {
         position: f64,
         /// How long the move takes.
         duration: Duration,
+        /// Its curve.
+        easing: Easing,
     },
     /// A console line, as `Dispatch` runs it.
     Command {

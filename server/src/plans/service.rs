@@ -36,6 +36,7 @@ use crate::{
     bus::{Bus, Draft, Topic},
     eyes::Eyes,
     lifecycle::{BoxFuture, ServiceStatus, StatusHandle, Subsystem},
+    servos::Servos,
     speech::Speech,
 };
 
@@ -253,6 +254,7 @@ struct Inner {
     /// The plans folder.
     dir: PathBuf,
     audio: Audio,
+    servos: Servos,
     speech: Speech,
     eyes: Eyes,
     bus: Bus,
@@ -305,6 +307,7 @@ impl Plans {
         audio: Audio,
         speech: Speech,
         eyes: Eyes,
+        servos: Servos,
         bus: Bus,
         limits: Limits,
     ) -> Self {
@@ -312,6 +315,7 @@ impl Plans {
             inner: Arc::new(Inner {
                 dir,
                 audio,
+                servos,
                 speech,
                 eyes,
                 bus,
@@ -388,30 +392,47 @@ impl Plans {
         problems
     }
 
-    /// The `command` steps' lines that would not run, each with its path.
+    /// The `command` steps' lines that would not run and the `move` steps'
+    /// servos that do not exist, each with its path.
     fn check_commands(&self, plan: &Plan) -> Vec<Problem> {
-        fn walk(steps: &[Step], at: &[usize], runner: &dyn CommandRunner, out: &mut Vec<Problem>) {
+        fn walk(
+            steps: &[Step],
+            at: &[usize],
+            runner: Option<&dyn CommandRunner>,
+            servos: &Servos,
+            out: &mut Vec<Problem>,
+        ) {
             for (i, step) in steps.iter().enumerate() {
                 let mut path = at.to_vec();
                 path.push(i);
+                let json = super::resolve::json_path(&path);
                 match &step.action {
                     Action::Command { line } => {
-                        if let Err(e) = runner.check(line) {
+                        if let Some(runner) = runner
+                            && let Err(e) = runner.check(line)
+                        {
                             out.push(Problem {
-                                path: format!("{}.command.line", super::resolve::json_path(&path)),
+                                path: format!("{json}.command.line"),
                                 message: e,
                             });
                         }
                     }
-                    Action::Parallel { steps, .. } => walk(steps, &path, runner, out),
+                    Action::Move { target, .. } => {
+                        if let Err(e) = servos.spec(target) {
+                            out.push(Problem {
+                                path: format!("{json}.move.target"),
+                                message: e.to_string(),
+                            });
+                        }
+                    }
+                    Action::Parallel { steps, .. } => walk(steps, &path, runner, servos, out),
                     _ => {}
                 }
             }
         }
         let mut problems = Vec::new();
-        if let Some(runner) = self.inner.commands.get() {
-            walk(&plan.steps, &[], runner.as_ref(), &mut problems);
-        }
+        let runner = self.inner.commands.get().map(|r| r.as_ref());
+        walk(&plan.steps, &[], runner, &self.inner.servos, &mut problems);
         problems
     }
 
@@ -540,6 +561,7 @@ impl Plans {
             audio: inner.audio.clone(),
             speech: inner.speech.clone(),
             eyes: inner.eyes.clone(),
+            servos: inner.servos.clone(),
             bus: inner.bus.clone(),
             commands,
         }
