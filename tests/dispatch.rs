@@ -373,7 +373,7 @@ async fn list_commands_describes_every_command_by_category() {
     assert!(
         unknown
             .message()
-            .contains("system, modes, music, dj, eyes, speech, debug"),
+            .contains("system, modes, music, dj, eyes, speech, plans, debug"),
         "{}",
         unknown.message()
     );

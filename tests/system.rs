@@ -43,7 +43,9 @@ async fn get_status_reports_the_whole_droid() {
             ("bus", ServiceStatus::Running, true),
             ("audio", ServiceStatus::Running, false),
             ("eyes", ServiceStatus::Running, false),
-            ("speech", ServiceStatus::Running, false)
+            ("servos", ServiceStatus::Running, false),
+            ("speech", ServiceStatus::Running, false),
+            ("plans", ServiceStatus::Running, false)
         ]
     );
     let metrics = cantina::json::struct_to_json(status.bus.as_ref().unwrap());
@@ -279,12 +281,12 @@ async fn status_changes_are_events_and_move_health() {
     assert!(
         reply
             .message
-            .contains("restarted logs, bus, audio, eyes, speech"),
+            .contains("restarted logs, bus, audio, eyes, servos, speech, plans"),
         "{}",
         reply.message
     );
     let mut statuses = Vec::new();
-    while statuses.len() < 20 {
+    while statuses.len() < 28 {
         let event = next(&mut events).await;
         let p = payload(&event);
         statuses.push(format!(
@@ -297,8 +299,12 @@ async fn status_changes_are_events_and_move_health() {
     assert_eq!(
         statuses,
         [
+            "plans STOPPING",
+            "plans STOPPED",
             "speech STOPPING",
             "speech STOPPED",
+            "servos STOPPING",
+            "servos STOPPED",
             "eyes STOPPING",
             "eyes STOPPED",
             "audio STOPPING",
@@ -315,8 +321,12 @@ async fn status_changes_are_events_and_move_health() {
             "audio RUNNING",
             "eyes STARTING",
             "eyes RUNNING",
+            "servos STARTING",
+            "servos RUNNING",
             "speech STARTING",
             "speech RUNNING",
+            "plans STARTING",
+            "plans RUNNING",
         ]
     );
 
