@@ -281,3 +281,79 @@ async fn publish_puts_an_event_on_the_bus_or_says_why_not() {
     assert_eq!(bad_json.status.code(), Some(2));
     assert!(text(&bad_json.stderr).contains("not valid JSON"));
 }
+
+#[tokio::test]
+async fn move_turns_the_simulated_head_and_status_shows_the_servos() {
+    use cantina_server::{
+        config::{ServoPort, ServoSpec},
+        servos::sim::{SimMaestro, SimOptions},
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let board = SimMaestro::start(SimOptions::new(dir.path().join("maestro"))).unwrap();
+    let mut config = common::test_config();
+    config.servo_port = ServoPort::Path(board.link().to_path_buf());
+    config.servos = vec![ServoSpec {
+        name: "head".into(),
+        channel: 0,
+        min_us: 1000,
+        max_us: 2000,
+        home_us: 1500,
+        max_speed: None,
+    }];
+    let server = TestServer::with_config(config).await;
+
+    let output = run(&server, &["move", "head", "0.8", "1s"]).await;
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        stdout.starts_with("head sent straight to 0.80 (1800 µs)")
+            || stdout.starts_with("head moving "),
+        "{stdout}"
+    );
+    let output = run(&server, &["move", "head", "0.2", "1s"]).await;
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        stdout.starts_with("head moving 0.80 → 0.20 (1800 → 1200 µs) over 1s, ease-in-out"),
+        "{stdout}"
+    );
+    // The board gets the targets one frame at a time, on their way down.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while board.channel(0).unwrap().target != 4800 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            board.targets()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let down: Vec<u16> = board
+        .targets()
+        .iter()
+        .map(|t| t.target)
+        .skip_while(|&t| t != 7200)
+        .collect();
+    assert!(down.len() > 40, "{down:?}");
+    assert!(down.windows(2).all(|w| w[0] > w[1]), "{down:?}");
+
+    let unknown = run(&server, &["move", "haed", "0.5"]).await;
+    assert_ne!(unknown.status.code(), Some(0));
+    assert!(
+        text(&unknown.stderr).contains("did you mean 'head'?"),
+        "{}",
+        text(&unknown.stderr)
+    );
+
+    let status = run(&server, &["status"]).await;
+    let stdout = text(&status.stdout);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    assert!(stdout.contains("\nservos:\n"), "{stdout}");
+    let row = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("head "))
+        .expect("a row for the head");
+    assert!(
+        row.contains("1000–2000 µs") && row.contains("1200 µs") && row.contains("0.20"),
+        "{row}"
+    );
+}

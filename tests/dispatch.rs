@@ -187,7 +187,7 @@ async fn help_lists_every_command_and_describes_one() {
         );
     }
     let commands = data(&overview)["commands"].as_array().unwrap().len();
-    assert_eq!(commands, 43);
+    assert_eq!(commands, 47);
 
     let one = dispatch(&server, "help e").await.unwrap();
     assert!(
@@ -325,6 +325,10 @@ async fn list_commands_describes_every_command_by_category() {
             "eye brightness",
             "eye test",
             "eye status",
+            "move",
+            "servo home",
+            "servo status",
+            "servo list",
             "say",
             "speech stop",
             "speech status",
@@ -373,7 +377,7 @@ async fn list_commands_describes_every_command_by_category() {
     assert!(
         unknown
             .message()
-            .contains("system, modes, music, dj, eyes, speech, plans, debug"),
+            .contains("system, modes, music, dj, eyes, servos, speech, plans, debug"),
         "{}",
         unknown.message()
     );

@@ -18,7 +18,7 @@ use cantina_server::{
     config::{Config, ServoPort, ServoSpec},
     lifecycle::ServiceStatus,
     servos::{
-        Easing, MoveOutcome, ServoError, Servos,
+        Easing, MoveId, MoveOutcome, ServoError, Servos,
         protocol::{self, Command},
         sim::{SimEvent, SimMaestro, SimOptions},
     },
@@ -568,10 +568,14 @@ async fn a_plans_move_step_lands_at_its_time_and_waits_for_the_move() {
     let landed = loop {
         match events.recv_timeout(Duration::from_secs(5)) {
             Ok(SimEvent::Command {
-                command: Command::SetTarget { channel: 0, target },
+                command:
+                    Command::SetTarget {
+                        channel: 0,
+                        target: 8000,
+                    },
                 at,
                 ..
-            }) if target == 8000 => break at,
+            }) => break at,
             Ok(_) => {}
             Err(_) => panic!("the move's target never reached the board"),
         }
@@ -618,4 +622,335 @@ async fn a_plans_move_step_lands_at_its_time_and_waits_for_the_move() {
         "{}",
         error.message()
     );
+}
+
+/// The console's answer's data.
+fn data(response: &cantina::v1::DispatchResponse) -> serde_json::Value {
+    cantina::json::struct_to_json(response.data.as_ref().expect("the command returns data"))
+}
+
+/// The move ids a `move` or `servo home` answer started.
+fn move_ids(response: &cantina::v1::DispatchResponse) -> Vec<MoveId> {
+    let data = data(response);
+    let one = |m: &serde_json::Value| MoveId(m["id"].as_f64().unwrap() as u64);
+    match data.get("moves") {
+        Some(moves) => moves.as_array().unwrap().iter().map(one).collect(),
+        None => vec![one(&data)],
+    }
+}
+
+/// Dispatches `line` and waits for the moves it started to end.
+async fn dispatch_and_wait(server: &TestServer, line: &str) -> cantina::v1::DispatchResponse {
+    let response = server
+        .dispatch(line)
+        .await
+        .unwrap_or_else(|e| panic!("{line}: {e:?}"));
+    let servos = servos_of(server);
+    for id in move_ids(&response) {
+        assert_eq!(
+            servos.wait_move(id).await,
+            Ok(MoveOutcome::Finished),
+            "{line}"
+        );
+    }
+    response
+}
+
+#[tokio::test]
+async fn the_console_move_turns_the_head_smoothly_onto_its_goal() {
+    let (board, _dir) = board();
+    let server = TestServer::with_config(config(board.link().to_path_buf())).await;
+    // Where it starts: the board had it off, so the first move is straight.
+    let first = dispatch_and_wait(&server, "move head 0").await;
+    assert!(
+        first
+            .message
+            .starts_with("head sent straight to 0.00 (1000 µs)"),
+        "{}",
+        first.message
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    board.clear_targets();
+
+    let response = server.dispatch("move head 0.8 1s").await.unwrap();
+    assert_eq!(response.command, "move");
+    assert!(
+        response
+            .message
+            .starts_with("head moving 0.00 → 0.80 (1000 → 1800 µs) over 1s, ease-in-out: move #"),
+        "{}",
+        response.message
+    );
+    assert!(
+        !response.message.contains("virtual"),
+        "{}",
+        response.message
+    );
+    let started = data(&response);
+    assert_eq!(started["from_us"], 1000.0);
+    assert_eq!(started["to_us"], 1800.0);
+    assert_eq!(started["duration_ms"], 1000.0);
+    assert_eq!(started["easing"], "ease-in-out");
+    assert_eq!(started["virtual"], false);
+    let servos = servos_of(&server);
+    let id = move_ids(&response)[0];
+    assert_eq!(servos.wait_move(id).await, Ok(MoveOutcome::Finished));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    // 0.8 of 1000–2000 µs is 1800 µs, 7200 quarter-µs: reached smoothly.
+    let values: Vec<u16> = board.targets().iter().map(|t| t.target).collect();
+    assert!(
+        (45..=50).contains(&values.len()),
+        "about 50 targets: {values:?}"
+    );
+    assert!(
+        values.windows(2).all(|w| w[0] < w[1]),
+        "monotonic: {values:?}"
+    );
+    assert_eq!(*values.last().unwrap(), 7200, "exactly the goal");
+    assert!(values[0] < 4100, "starts gently: {values:?}");
+    let biggest = values.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(
+        biggest < 200,
+        "no jump (the steepest frame of 3200 quarter-µs over 50 frames eased is ~96): {values:?}"
+    );
+
+    // An easing alone, and a move the speed limit lengthens.
+    let step = dispatch_and_wait(&server, "move jaw 0 step").await;
+    assert!(step.message.contains("jaw"), "{}", step.message);
+    let limited = server.dispatch("move jaw 1 200ms linear").await.unwrap();
+    assert!(
+        limited
+            .message
+            .contains("over 2s, linear (lengthened from 200ms by its max_speed)"),
+        "{}",
+        limited.message
+    );
+    assert_eq!(data(&limited)["limited_by_speed"], true);
+    server.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn servo_home_puts_one_or_every_servo_home() {
+    let (board, _dir) = board();
+    let server = TestServer::with_config(config(board.link().to_path_buf())).await;
+    dispatch_and_wait(&server, "move head 0.2").await;
+    dispatch_and_wait(&server, "move jaw 0.6 step").await;
+    board_has(&board, 0, 4800);
+
+    let one = dispatch_and_wait(&server, "servo home head").await;
+    assert_eq!(one.command, "servo home");
+    assert!(
+        one.message
+            .starts_with("head going home over 200ms: head → 1500 µs"),
+        "{}",
+        one.message
+    );
+    board_has(&board, 0, 6000);
+
+    dispatch_and_wait(&server, "move head 1 step").await;
+    let all = dispatch_and_wait(&server, "servo home").await;
+    assert!(
+        all.message.starts_with("2 servos going home over "),
+        "{}",
+        all.message
+    );
+    assert!(
+        all.message.contains("head → 1500 µs, jaw → 1500 µs"),
+        "{}",
+        all.message
+    );
+    board_has(&board, 0, 6000);
+    board_has(&board, 3, 6000);
+    let again = dispatch_and_wait(&server, "servo home all").await;
+    assert_eq!(move_ids(&again).len(), 2);
+    let state = servos_of(&server).state();
+    assert!(
+        state
+            .servos
+            .iter()
+            .all(|s| s.position == Some(0.5) && !s.moving),
+        "{state:?}"
+    );
+    server.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn servo_list_and_servo_status_show_every_servo_and_the_board() {
+    let (board, _dir) = board();
+    let server = TestServer::with_config(config(board.link().to_path_buf())).await;
+    let list = server.dispatch("servo list").await.unwrap();
+    let port = board.link().display().to_string();
+    assert_eq!(
+        list.message,
+        format!(
+            "2 servos on {port}:\n  NAME  CHANNEL  RANGE         HOME     MAX SPEED\n  head  0        1000–2000 µs  1500 µs  none\n  jaw   3        1000–2000 µs  1500 µs  0.5 range/s"
+        )
+    );
+    let servos = data(&list)["servos"].clone();
+    assert_eq!(servos[1]["name"], "jaw");
+    assert_eq!(servos[1]["channel"], 3.0);
+    assert_eq!(servos[1]["max_speed"], 0.5);
+    assert_eq!(servos[0]["max_speed"], serde_json::Value::Null);
+
+    dispatch_and_wait(&server, "move head 0.25 step").await;
+    board.raise_errors(protocol::Errors::SERIAL_OVERRUN);
+    let status = server.dispatch("servo status").await.unwrap();
+    let text = &status.message;
+    for expected in [
+        format!("port:         {port}"),
+        "connection:   connected".to_string(),
+        "board errors: serial overrun".to_string(),
+        "board moving: no".to_string(),
+        "NAME  CH  TARGET   POSITION  BOARD    MOVING".to_string(),
+        "head  0   1250 µs  0.25      1250 µs  no".to_string(),
+        "jaw   3   unknown  -         off      no".to_string(),
+    ] {
+        assert!(text.contains(&expected), "no {expected:?} in:\n{text}");
+    }
+    let data = data(&status);
+    assert_eq!(data["board"]["errors"][0], "serial overrun");
+    assert_eq!(data["board"]["positions"][0]["position_us"], 1250.0);
+    assert_eq!(data["servos"][0]["target_us"], 1250.0);
+    assert_eq!(data["virtual"], false);
+    // `servos` is `servo status`.
+    assert_eq!(
+        server.dispatch("servos").await.unwrap().command,
+        "servo status"
+    );
+    server.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_servos_bad_arguments_and_a_lost_board_are_refused_with_what_to_do() {
+    let (board, _dir) = board();
+    let server = TestServer::with_config(config(board.link().to_path_buf())).await;
+    let unknown = server.dispatch("move haed 0.5").await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    assert!(
+        unknown
+            .message()
+            .contains("no servo named 'haed'; did you mean 'head'?"),
+        "{}",
+        unknown.message()
+    );
+    let unknown = server.dispatch("servo home jow").await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    assert!(
+        unknown.message().contains("did you mean 'jaw'?"),
+        "{}",
+        unknown.message()
+    );
+    for (line, problem) in [
+        ("move head 1.5", "position 1.5 is outside the servo's range"),
+        ("move head -0.2", "outside the servo's range"),
+        ("move head 0.5 -1s", "a move cannot take a negative time"),
+        ("move head 0.5 1s wobbly", "unknown easing 'wobbly'"),
+        ("move head", "'move' needs at least 2 arguments"),
+    ] {
+        let error = server.dispatch(line).await.unwrap_err();
+        assert_eq!(error.code(), tonic::Code::InvalidArgument, "{line}");
+        assert!(
+            error.message().contains(problem),
+            "{line}: {}",
+            error.message()
+        );
+        assert!(
+            error.message().contains("usage: move <servo> <0.0–1.0>"),
+            "{line}: {}",
+            error.message()
+        );
+    }
+    // Nothing was sent for any of them.
+    assert!(board.targets().is_empty(), "{:?}", board.targets());
+
+    board.unplug().unwrap();
+    let servos = servos_of(&server);
+    // The loss shows at the next write or query.
+    let _ = servos.read_back().await;
+    eventually(Duration::from_secs(2), || async {
+        !servos.state().connected
+    })
+    .await;
+    let lost = server.dispatch("move head 0.5 1s").await.unwrap_err();
+    assert_eq!(lost.code(), tonic::Code::Unavailable);
+    assert!(
+        lost.message()
+            .contains("check the Maestro's USB cable and power"),
+        "{}",
+        lost.message()
+    );
+    let status = server.dispatch("servo status").await.unwrap();
+    assert!(
+        status.message.contains("connection:   LOST (reconnecting)"),
+        "{}",
+        status.message
+    );
+    server.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_panic_button_sends_every_servo_home() {
+    let (board, _dir) = board();
+    let server = TestServer::with_config(config(board.link().to_path_buf())).await;
+    dispatch_and_wait(&server, "move head 0.9 step").await;
+    dispatch_and_wait(&server, "move jaw 0.4 step").await;
+    board_has(&board, 0, 7600);
+    let panic = server.dispatch("panic").await.unwrap();
+    assert!(
+        panic.message.contains("2 servos going home"),
+        "{}",
+        panic.message
+    );
+    board_has(&board, 0, 6000);
+    // The jaw (0.1 of its range at half its range a second) takes 0.3 s.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    board_has(&board, 3, 6000);
+    server.server.stop().await.unwrap();
+}
+
+/// Puts the head at 0.1 and the jaw at 0.9, then stops the server; how
+/// long stopping took.
+async fn stop_away_from_home(server: TestServer) -> Duration {
+    dispatch_and_wait(&server, "move head 0.1 step").await;
+    dispatch_and_wait(&server, "move jaw 0.9 step").await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let began = Instant::now();
+    server.server.stop().await.unwrap();
+    began.elapsed()
+}
+
+#[tokio::test]
+async fn shutdown_sends_the_servos_home_before_they_stop() {
+    let (board, _dir) = board();
+    let server = TestServer::with_config(config(board.link().to_path_buf())).await;
+    let stopping = stop_away_from_home(server).await;
+    // Stopping waited for the servos to get home: the head over 200 ms,
+    // the jaw (0.4 of its range at 0.5 a second, eased) over 1.2 s.
+    assert!(stopping >= Duration::from_millis(1150), "{stopping:?}");
+    board_has(&board, 0, 6000);
+    board_has(&board, 3, 6000);
+    let head: Vec<u16> = board
+        .targets()
+        .iter()
+        .filter(|t| t.channel == 0)
+        .map(|t| t.target)
+        .collect();
+    let from = head.iter().position(|&t| t == 4400).unwrap();
+    assert!(
+        head[from..].windows(2).all(|w| w[0] < w[1]) && head.len() - from > 3,
+        "eased home: {head:?}"
+    );
+}
+
+#[tokio::test]
+async fn with_servo_home_on_stop_off_shutdown_leaves_the_servos_where_they_are() {
+    let (board, _dir) = board();
+    let mut config = config(board.link().to_path_buf());
+    config.servo.home_on_stop = false;
+    let server = TestServer::with_config(config).await;
+    stop_away_from_home(server).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(board.channel(0).unwrap().target, 4400);
+    assert_eq!(board.channel(3).unwrap().target, 7600);
 }

@@ -74,6 +74,56 @@ async fn get_status_reports_the_whole_droid() {
         ("virtual", true, true)
     );
     assert_eq!((eyes.pattern.as_str(), eyes.brightness), ("idle", 0.8));
+    // No `[[servo]]` tables: the virtual board, and no servos.
+    let servos = status.servos.unwrap();
+    assert_eq!(
+        (servos.port.as_str(), servos.connected, servos.r#virtual),
+        ("virtual", true, true)
+    );
+    assert!(servos.servos.is_empty() && servos.board_errors.is_empty());
+}
+
+#[tokio::test]
+async fn get_status_reports_each_servo() {
+    let mut config = common::test_config();
+    config.servos = vec![cantina_server::config::ServoSpec {
+        name: "head".into(),
+        channel: 2,
+        min_us: 1000,
+        max_us: 2000,
+        home_us: 1250,
+        max_speed: Some(0.5),
+    }];
+    let server = TestServer::with_config(config).await;
+    server.dispatch("move head 0.75").await.unwrap();
+    let status = system(&server)
+        .await
+        .get_status(GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let servos = status.servos.unwrap();
+    assert!(servos.r#virtual && servos.connected);
+    assert_eq!(
+        servos.channels, 24,
+        "the virtual Maestro is a Mini Maestro 24"
+    );
+    let head = &servos.servos[0];
+    assert_eq!(
+        (
+            head.name.as_str(),
+            head.channel,
+            head.min_us,
+            head.max_us,
+            head.home_us,
+            head.max_speed
+        ),
+        ("head", 2, 1000, 2000, 1250, Some(0.5))
+    );
+    // The virtual board had it off (where it was is unknown), so it went
+    // straight to its goal.
+    assert_eq!((head.target_us, head.position), (Some(1750.0), Some(0.75)));
+    assert!(head.problem.is_empty());
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! `cantina status` as text: who the server is, then every subsystem as a
-//! table, then the audio, the eyes, the running plans and the bus, each only
-//! when the server reports it.
+//! table, then the audio, the eyes, the servos, the running plans and the
+//! bus, each only when the server reports it.
 //!
 //! Enum values lose their `MODE_`-style prefixes, because the column or key
 //! already says what they are; a value this CLI does not know (a newer server)
@@ -8,7 +8,8 @@
 
 use anstyle::{AnsiColor, Style};
 use cantina::v1::{
-    AudioStatus, EyesStatus, Mode, PlanSummary, ServiceStatus, SubsystemStatus, SystemStatus,
+    AudioStatus, EyesStatus, Mode, PlanSummary, ServiceStatus, ServosStatus, SubsystemStatus,
+    SystemStatus,
 };
 
 use crate::{
@@ -41,6 +42,9 @@ pub fn render(status: &SystemStatus, colours: Colours) -> String {
     }
     if let Some(speech) = &status.speech {
         sections.push(speech_block(speech));
+    }
+    if let Some(servos) = &status.servos {
+        sections.push(servos_block(servos, colours));
     }
     if !status.plans.is_empty() {
         sections.push(plans(&status.plans, colours));
@@ -243,6 +247,82 @@ fn eyes_block(eyes: &EyesStatus) -> String {
     format!("eyes:\n{}", key_values(&pairs, "  "))
 }
 
+/// The servos' board, then a row per servo (none: a line saying so).
+fn servos_block(servos: &ServosStatus, colours: Colours) -> String {
+    let mut port = or_none(&servos.port).to_string();
+    if servos.channels > 0 {
+        port.push_str(&format!(" ({} channels)", servos.channels));
+    }
+    let mut pairs = vec![
+        ("port", port),
+        (
+            "connected",
+            if servos.connected {
+                "yes"
+            } else {
+                "no (LOST: reconnecting)"
+            }
+            .to_string(),
+        ),
+        ("virtual", yes_no(servos.r#virtual).to_string()),
+    ];
+    // Quiet unless there is something to say.
+    if !servos.board_errors.is_empty() {
+        pairs.push(("board_errors", servos.board_errors.join(", ")));
+    }
+    if !servos.last_error.is_empty() {
+        pairs.push(("last_error", servos.last_error.clone()));
+    }
+    if servos.servos.is_empty() {
+        pairs.push(("servos", "none configured".to_string()));
+        return format!("servos:\n{}", key_values(&pairs, "  "));
+    }
+    let header = [
+        "NAME", "CH", "RANGE", "HOME", "TARGET", "POSITION", "MOVING",
+    ];
+    let mut rows = vec![header.map(Cell::from).to_vec()];
+    for servo in &servos.servos {
+        let mut moving = yes_no(servo.moving).to_string();
+        if !servo.problem.is_empty() {
+            moving.push_str(&format!(" ({})", servo.problem));
+        }
+        rows.push(vec![
+            Cell::from(or_none(&servo.name)),
+            Cell::from(servo.channel.to_string()),
+            Cell::from(format!("{}–{} µs", servo.min_us, servo.max_us)),
+            Cell::from(format!("{} µs", servo.home_us)),
+            Cell::from(
+                servo
+                    .target_us
+                    .map_or(NONE.to_string(), |t| format!("{} µs", micros(t))),
+            ),
+            Cell::from(
+                servo
+                    .position
+                    .map_or(NONE.to_string(), |p| format!("{p:.2}")),
+            ),
+            Cell::from(moving),
+        ]);
+    }
+    format!(
+        "servos:\n{}{}",
+        key_values(&pairs, "  "),
+        table::render(&rows, "  ", colours)
+    )
+}
+
+/// µs whole, or to the Maestro's quarter.
+fn micros(value: f64) -> String {
+    if value.fract() == 0.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.2}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+    }
+}
+
 /// The running plans, with the step each is on and how far along it is.
 fn plans(plans: &[PlanSummary], colours: Colours) -> String {
     format!("plans:\n{}", plan_text::plans_table(plans, "  ", colours))
@@ -380,6 +460,36 @@ mod tests {
                 testing: false,
             }),
             speech: None,
+            servos: Some(ServosStatus {
+                port: "/dev/ttyACM1".into(),
+                r#virtual: false,
+                connected: true,
+                last_error: "the board reported: serial overrun".into(),
+                board_errors: vec!["serial overrun".into()],
+                channels: 6,
+                servos: vec![
+                    cantina::v1::ServoStatus {
+                        name: "head".into(),
+                        channel: 0,
+                        min_us: 1000,
+                        max_us: 2000,
+                        home_us: 1500,
+                        target_us: Some(1800.25),
+                        position: Some(0.80025),
+                        moving: true,
+                        ..Default::default()
+                    },
+                    cantina::v1::ServoStatus {
+                        name: "jaw".into(),
+                        channel: 3,
+                        min_us: 1200,
+                        max_us: 1800,
+                        home_us: 1200,
+                        max_speed: Some(0.5),
+                        ..Default::default()
+                    },
+                ],
+            }),
             plans: vec![PlanSummary {
                 plan_id: "p-1".into(),
                 name: "hello".into(),
@@ -436,6 +546,16 @@ eyes:
   pattern:     happy
   brightness:  0.80
   last_error:  write timed out
+
+servos:
+  port:          /dev/ttyACM1 (6 channels)
+  connected:     yes
+  virtual:       no
+  board_errors:  serial overrun
+  last_error:    the board reported: serial overrun
+  NAME  CH  RANGE         HOME     TARGET      POSITION  MOVING
+  head  0   1000–2000 µs  1500 µs  1800.25 µs  0.80      yes
+  jaw   3   1200–1800 µs  1200 µs  -           -         no
 
 plans:
   ID   NAME   LAYER       STATUS   STEP        ELAPSED  MESSAGE

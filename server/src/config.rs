@@ -1190,6 +1190,7 @@ max_us = 1900
             ("servo_retry_max", "10s"),
             ("servo_channels", "12"),
             ("servo_home_duration", "2s"),
+            ("servo_home_on_stop", "false"),
             ("log_level", "debug,cantina_server=trace"),
             ("log_format", "json"),
             ("log_ring_size", "500"),

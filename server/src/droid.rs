@@ -12,7 +12,7 @@ use std::{
 };
 
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     audio::Audio,
@@ -22,7 +22,7 @@ use crate::{
     logs::Logs,
     modes::{Mode, ModeChange, ModeError, ModeHook, Modes},
     plans::Plans,
-    servos::Servos,
+    servos::{MoveOutcome, Servos},
     shutdown::Shutdown,
     speech::Speech,
 };
@@ -95,6 +95,10 @@ parts! {
     // The eyes follow the mode first; IDLE stops the music.
     mode hooks: eyes as "eyes", audio as "music",
 }
+
+/// The longest shutdown waits for the servos to get home (a second more
+/// than this at most).
+pub const HOME_WAIT_MAX: Duration = Duration::from_secs(10);
 
 /// How long the panic button fades music out unless told.
 pub const PANIC_FADE: Duration = Duration::from_millis(300);
@@ -249,13 +253,18 @@ impl Droid {
     /// The panic button (`StopAll`, `cantina panic`): every plan cancelled
     /// (none resumes), the music faded out over `fade` (300 ms when `None`)
     /// and its duck lifted, speech stopped with a short fade, the eyes back
-    /// to the mode's pattern, all at once. Each part that cannot is named in
-    /// `failed`; the others still stop.
+    /// to the mode's pattern, every servo sent home (once the plans are
+    /// cancelled, so that none moves a servo again; it does not wait for
+    /// the servos to get there), all at once. Each part that cannot is named
+    /// in `failed`; the others still stop.
     pub async fn panic(&self, fade: Option<Duration>) -> Panic {
         let fade = fade.unwrap_or(PANIC_FADE);
         let pattern = crate::eyes::pattern_for(self.modes.current());
-        let (plans, music, speech, eyes) = tokio::join!(
-            self.plans.cancel_all("stopped by the panic button"),
+        let ((plans, servos), music, speech, eyes) = tokio::join!(
+            async {
+                let plans = self.plans.cancel_all("stopped by the panic button").await;
+                (plans, self.servos.home(None).await)
+            },
             async {
                 let stopped = self.audio.fade_out(fade).await;
                 // A plan's duck does not outlive the show.
@@ -295,6 +304,14 @@ impl Droid {
             Ok(()) => done.push(format!("eyes back to {}", pattern.as_str())),
             Err(e) => failed.push(format!("eyes: {e}")),
         }
+        match servos {
+            Ok(moves) if moves.is_empty() => {}
+            Ok(moves) => done.push(match moves.len() {
+                1 => format!("servo {} going home", moves[0].servo),
+                n => format!("{n} servos going home"),
+            }),
+            Err(e) => failed.push(format!("servos: {e}")),
+        }
         let mut message = done.join("; ");
         if !failed.is_empty() {
             message = format!("{message}; could not stop: {}", failed.join("; "));
@@ -312,16 +329,82 @@ impl Droid {
         }
     }
 
-    /// Stops every subsystem in reverse order, then closes the bus (which
-    /// ends every event stream).
+    /// Sends the servos home (unless `servo_home_on_stop` is off) and
+    /// waits for them to get there, then stops every subsystem in reverse
+    /// order, then closes the bus (which ends every event stream).
     pub async fn halt(&self) {
         self.bus.emit(
             Topic::SystemStopping,
             "droid",
             json!({ "reason": self.shutdown.reason().unwrap_or("unknown") }),
         );
+        if self.servos.settings().home_on_stop {
+            self.home_servos_before_stopping().await;
+        }
         self.supervisor.stop_all().await;
         self.bus.close();
+    }
+
+    /// Every servo home, waiting for the moves to end: at most as long as
+    /// the longest takes (`servo_home_duration`, or longer when a
+    /// `max_speed` asks, up to [`HOME_WAIT_MAX`]) and a second more. The
+    /// plans are cancelled first, so that none moves a servo again on the
+    /// way. A lost board is logged, and the shutdown goes on.
+    async fn home_servos_before_stopping(&self) {
+        let servos = &self.servos;
+        if servos.names().is_empty() {
+            return;
+        }
+        match tokio::time::timeout(
+            Duration::from_secs(2),
+            self.plans.cancel_all("the server is stopping"),
+        )
+        .await
+        {
+            Ok(Ok(ids)) if !ids.is_empty() => {
+                info!(plans = ?ids, "plans cancelled before the servos go home");
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => debug!(error = %e, "no plans to cancel before the servos go home"),
+            Err(_) => warn!("the plans did not end within 2s; the servos go home anyway"),
+        }
+        let moves = match servos.home(None).await {
+            Ok(moves) => moves,
+            Err(e) => {
+                warn!(error = %e, "could not send the servos home before stopping");
+                return;
+            }
+        };
+        let longest = moves.iter().map(|m| m.duration).max().unwrap_or_default();
+        let bound = longest.min(HOME_WAIT_MAX) + Duration::from_secs(1);
+        info!(
+            servos = moves.len(),
+            within_ms = bound.as_millis() as u64,
+            "sending the servos home before stopping"
+        );
+        let arrivals = futures_util::future::join_all(moves.iter().map(|m| servos.wait_move(m.id)));
+        match tokio::time::timeout(bound, arrivals).await {
+            Ok(outcomes) => {
+                let short: Vec<String> = moves
+                    .iter()
+                    .zip(outcomes)
+                    .filter(|(_, outcome)| !matches!(outcome, Ok(MoveOutcome::Finished)))
+                    .map(|(m, outcome)| match outcome {
+                        Ok(outcome) => format!("{}: {}", m.servo, outcome.as_str()),
+                        Err(e) => format!("{}: {e}", m.servo),
+                    })
+                    .collect();
+                if short.is_empty() {
+                    info!("the servos are home");
+                } else {
+                    warn!(servos = %short.join("; "), "not every servo got home");
+                }
+            }
+            Err(_) => warn!(
+                within_ms = bound.as_millis() as u64,
+                "the servos were not home in time; stopping anyway"
+            ),
+        }
     }
 }
 

@@ -21,6 +21,7 @@ mod plan;
 mod quit;
 pub mod registry;
 mod reset;
+mod servo;
 mod speech;
 mod status;
 
@@ -47,6 +48,8 @@ pub enum Category {
     Dj,
     /// The LED eyes.
     Eyes,
+    /// The servos.
+    Servos,
     /// The droid's voice.
     Speech,
     /// Timed shows.
@@ -63,6 +66,7 @@ impl Category {
         Category::Music,
         Category::Dj,
         Category::Eyes,
+        Category::Servos,
         Category::Speech,
         Category::Plans,
         Category::Debug,
@@ -76,6 +80,7 @@ impl Category {
             Category::Music => "music",
             Category::Dj => "dj",
             Category::Eyes => "eyes",
+            Category::Servos => "servos",
             Category::Speech => "speech",
             Category::Plans => "plans",
             Category::Debug => "debug",
@@ -193,6 +198,10 @@ pub fn all() -> Vec<&'static CommandSpec> {
         &eye::BRIGHTNESS,
         &eye::TEST,
         &eye::STATUS,
+        &servo::MOVE,
+        &servo::HOME,
+        &servo::STATUS,
+        &servo::LIST,
         &speech::SAY,
         &speech::STOP,
         &speech::STATUS,
@@ -229,6 +238,8 @@ pub enum Command {
     Eye(eye::Eye),
     /// The music and DJ commands.
     Music(music::Music),
+    /// `move` and the servo commands.
+    Servo(servo::Servo),
     /// `say` and the speech commands.
     Speech(speech::Speech),
     /// The plan commands and `panic`.
@@ -247,6 +258,7 @@ impl Command {
             Command::Debug(cmd) => cmd.apply(ctx),
             Command::Eye(cmd) => cmd.apply(ctx).await,
             Command::Music(cmd) => cmd.apply(ctx).await,
+            Command::Servo(cmd) => cmd.apply(ctx).await,
             Command::Speech(cmd) => cmd.apply(ctx).await,
             Command::Plan(cmd) => cmd.apply(ctx).await,
         }

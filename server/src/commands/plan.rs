@@ -184,7 +184,7 @@ pub static PANIC: CommandSpec = CommandSpec {
     aliases: &["stop all"],
     shortcuts: &[],
     usage: "panic",
-    description: "stop everything: every plan cancelled, music and speech faded out, eyes to the mode's pattern",
+    description: "stop everything: every plan cancelled, music and speech faded out, eyes to the mode's pattern, servos home",
     category: Category::Plans,
     min_args: 0,
     max_args: Some(0),

@@ -272,18 +272,28 @@ const KNOWN_BOARDS: [(u16, Option<u16>); 3] = [
     (0x0403, Some(0x6001)),
 ];
 
+/// Pololu's USB vendor id: a Maestro servo controller (`servo_port`) is
+/// never the eyes, though its ports are `ttyACM*` too. (The servos name it
+/// too; the eyes do not import them, which import the eyes' pty.)
+const POLOLU_VID: u16 = 0x1FFB;
+
 /// Port names of USB serial adapters.
 const BOARD_NAMES: [&str; 3] = ["ttyACM", "ttyUSB", "usbmodem"];
 
 /// Picks the eyes' port as docs/eyes-protocol.md says: known USB ids, then known
 /// names, then a manufacturer saying "arduino", then the only port present.
-/// Returns the port and why it was chosen.
+/// Returns the port and why it was chosen. A Pololu board (the servos'
+/// Maestro) is never chosen.
 ///
 /// Motherboard UARTs (`/dev/ttyS*`) never count as "the only port": Linux
 /// lists them on most PCs and servers whether anything is wired or not, and
 /// taking one for the eyes would leave a laptop waiting for a board that
 /// does not exist instead of using the virtual eyes.
 pub fn choose_port(ports: &[PortInfo]) -> Option<(&PortInfo, &'static str)> {
+    let ports: Vec<&PortInfo> = ports
+        .iter()
+        .filter(|p| p.usb.is_none_or(|(vid, _)| vid != POLOLU_VID))
+        .collect();
     let known = |p: &&PortInfo| {
         p.usb.is_some_and(|(vid, pid)| {
             KNOWN_BOARDS
@@ -300,17 +310,18 @@ pub fn choose_port(ports: &[PortInfo]) -> Option<(&PortInfo, &'static str)> {
             .as_deref()
             .is_some_and(|m| m.to_ascii_lowercase().contains("arduino"))
     };
-    if let Some(p) = ports.iter().find(known) {
+    if let Some(p) = ports.iter().copied().find(known) {
         return Some((p, "a known board's USB id"));
     }
-    if let Some(p) = ports.iter().find(named) {
+    if let Some(p) = ports.iter().copied().find(named) {
         return Some((p, "a USB serial port name"));
     }
-    if let Some(p) = ports.iter().find(arduino) {
+    if let Some(p) = ports.iter().copied().find(arduino) {
         return Some((p, "its manufacturer"));
     }
     let candidates: Vec<&PortInfo> = ports
         .iter()
+        .copied()
         .filter(|p| {
             let name = p.path.rsplit('/').next().unwrap_or(&p.path);
             !(name.starts_with("ttyS") && name[4..].chars().all(|c| c.is_ascii_digit()))
@@ -458,5 +469,21 @@ mod tests {
             "two unknown ports: no guess"
         );
         assert_eq!(pick(&[]), None);
+    }
+
+    #[test]
+    fn a_pololu_maestro_is_never_the_eyes() {
+        // The Maestro's two ports: ttyACM names, Pololu's vendor id.
+        let command = port("/dev/ttyACM0", Some((0x1FFB, 0x0089)), Some("Pololu"));
+        let ttl = port("/dev/ttyACM1", Some((0x1FFB, 0x0089)), Some("Pololu"));
+        let pick = |ports: &[PortInfo]| choose_port(ports).map(|(p, _)| p.path.clone());
+        assert_eq!(pick(&[command.clone(), ttl.clone()]), None);
+        assert_eq!(pick(std::slice::from_ref(&command)), None, "not even alone");
+        let arduino = port("/dev/ttyACM2", None, None);
+        assert_eq!(
+            pick(&[command, ttl, arduino]),
+            Some("/dev/ttyACM2".into()),
+            "the ACM port that is not the Maestro's"
+        );
     }
 }

@@ -130,6 +130,7 @@ impl SystemService for SystemApi {
             audio: Some(audio_to_proto(&droid.audio.state())),
             eyes: Some(eyes_to_proto(&droid.eyes.state())),
             speech: Some(speech_to_proto(&droid.speech.state())),
+            servos: Some(servos_to_proto(&droid.servos.state())),
             plans: droid
                 .plans
                 .state()
@@ -242,6 +243,34 @@ fn speech_to_proto(state: &crate::speech::SpeechState) -> pb::SpeechStatus {
         cache_bytes: state.cache_bytes,
         problem: state.problem.clone().unwrap_or_default(),
         last_error: state.last_error.clone().unwrap_or_default(),
+    }
+}
+
+/// The servos and their board, for GetStatus.
+fn servos_to_proto(state: &crate::servos::ServosState) -> pb::ServosStatus {
+    pb::ServosStatus {
+        port: state.port.clone(),
+        r#virtual: state.is_virtual,
+        connected: state.connected,
+        last_error: state.last_error.clone().unwrap_or_default(),
+        board_errors: state.board_errors.clone(),
+        channels: state.channels.map_or(0, u32::from),
+        servos: state
+            .servos
+            .iter()
+            .map(|s| pb::ServoStatus {
+                name: s.name.clone(),
+                channel: u32::from(s.channel),
+                min_us: u32::from(s.min_us),
+                max_us: u32::from(s.max_us),
+                home_us: u32::from(s.home_us),
+                target_us: s.target_us,
+                position: s.position,
+                moving: s.moving,
+                max_speed: s.max_speed,
+                problem: s.problem.clone().unwrap_or_default(),
+            })
+            .collect(),
     }
 }
 

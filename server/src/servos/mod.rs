@@ -378,6 +378,12 @@ impl Servos {
         self.inner.state.borrow().servos.clone()
     }
 
+    /// How the servos' link behaves (`servo_home_duration`,
+    /// `servo_home_on_stop` …).
+    pub fn settings(&self) -> &ServoSettings {
+        &self.inner.settings
+    }
+
     /// The servos' names, in configuration order.
     pub fn names(&self) -> Vec<String> {
         self.inner.specs.iter().map(|s| s.name.clone()).collect()

@@ -53,6 +53,11 @@ settings! {
             key: "servo_home_duration", env: "CANTINA_SERVO_HOME_DURATION", default: "1s",
             parse: declare::duration_or_zero,
         },
+        /// Send every servo home when the server stops (the panic button always does)
+        pub home_on_stop: bool = setting {
+            key: "servo_home_on_stop", env: "CANTINA_SERVO_HOME_ON_STOP", default: "true",
+            parse: declare::parse_bool,
+        },
     }
 }
 
