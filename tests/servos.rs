@@ -954,3 +954,47 @@ async fn with_servo_home_on_stop_off_shutdown_leaves_the_servos_where_they_are()
     assert_eq!(board.channel(0).unwrap().target, 4400);
     assert_eq!(board.channel(3).unwrap().target, 7600);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_plan_stops_the_move_its_step_started() {
+    use cantina::v1::{CancelPlanRequest, StartPlanRequest};
+    let (board, _dir) = board();
+    let server = TestServer::with_config(config(board.link().to_path_buf())).await;
+    let servos = servos_of(&server);
+    eventually(Duration::from_secs(5), || async {
+        servos.state().connected
+    })
+    .await;
+    // From home (a servo the board has off would go straight to its goal).
+    servos.home(Some("head")).await.unwrap();
+    board_has(&board, 0, 6000);
+    let mut plans = server.client().await.plan;
+    plans
+        .start_plan(StartPlanRequest {
+            document: r#"{"name": "slow-turn", "steps": [
+                {"move": {"target": "head", "position": 1.0, "duration": "2s", "easing": "linear"}}
+            ]}"#
+            .into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    plans
+        .cancel_plan(CancelPlanRequest {
+            plan_id: "slow-turn".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // The move is halted where it was: the head stops short of its goal.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopped = board.channel(0).unwrap().target;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = board.channel(0).unwrap().target;
+    assert_eq!(stopped, later, "the head keeps still after the cancel");
+    assert!(
+        later < 8000 && later > 6000,
+        "it stopped on its way (quarter-µs target {later})"
+    );
+}

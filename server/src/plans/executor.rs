@@ -329,6 +329,23 @@ impl Drop for StepTask {
     }
 }
 
+/// Stops what an aborted step started: its speech, its servo's move. On
+/// tasks of their own, so the plan's loop never waits for them.
+fn stop_what_it_started(parts: &Parts, speech: &SpeechSlot, servo: Option<String>) {
+    if let Some(id) = speech.lock().expect("id").clone() {
+        let speech = parts.speech.clone();
+        tokio::spawn(async move {
+            let _ = speech.stop(Some(id)).await;
+        });
+    }
+    if let Some(name) = servo {
+        let servos = parts.servos.clone();
+        tokio::spawn(async move {
+            let _ = servos.halt(Some(&name)).await;
+        });
+    }
+}
+
 /// The speech a running step started, to stop it with the step.
 type SpeechSlot = Arc<std::sync::Mutex<Option<String>>>;
 
@@ -353,7 +370,8 @@ pub async fn run(
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, Input)>();
     // Each task's run number: the end of an aborted task (already queued
     // when it was aborted) is told apart from a new run of the same step.
-    let mut running: HashMap<StepPath, (u64, StepTask, SpeechSlot)> = HashMap::new();
+    let mut running: HashMap<StepPath, (u64, StepTask, SpeechSlot, Option<String>)> =
+        HashMap::new();
     // The steps' tasks carry the plan's correlation id, as its events do.
     let correlation = crate::bus::current_correlation();
     let mut runs: u64 = 0;
@@ -388,6 +406,10 @@ pub async fn run(
                     let action = timeline.step(step).expect("a step").action.clone();
                     if !matches!(action, Action::Delay { .. } | Action::Parallel { .. }) {
                         let speech_id = Arc::new(std::sync::Mutex::new(None));
+                        let servo = match &action {
+                            Action::Move { target, .. } => Some(target.clone()),
+                            _ => None,
+                        };
                         runs += 1;
                         let work = run_step(
                             parts.clone(),
@@ -407,16 +429,13 @@ pub async fn run(
                             }
                             None => tokio::spawn(work),
                         };
-                        running.insert(step.clone(), (runs, StepTask(task), speech_id));
+                        running.insert(step.clone(), (runs, StepTask(task), speech_id, servo));
                     }
                 }
                 Output::Abort { step } => {
-                    if let Some((_, task, speech)) = running.remove(step) {
+                    if let Some((_, task, speech, servo)) = running.remove(step) {
                         task.abort();
-                        let id = speech.lock().expect("id").clone();
-                        if let Some(id) = id {
-                            let _ = parts.speech.stop(Some(id)).await;
-                        }
+                        stop_what_it_started(&parts, &speech, servo);
                     }
                 }
                 _ => {}
@@ -431,12 +450,9 @@ pub async fn run(
             };
             report(Report::Timeline(now, output, frame));
             if let Some(outcome) = ended {
-                for (_, (_, task, speech)) in running.drain() {
+                for (_, (_, task, speech, servo)) in running.drain() {
                     task.abort();
-                    let id = speech.lock().expect("id").clone();
-                    if let Some(id) = id {
-                        let _ = parts.speech.stop(Some(id)).await;
-                    }
+                    stop_what_it_started(&parts, &speech, servo);
                 }
                 return outcome;
             }

@@ -417,11 +417,22 @@ impl Plans {
                             });
                         }
                     }
-                    Action::Move { target, .. } => {
+                    Action::Move {
+                        target, duration, ..
+                    } => {
                         if let Err(e) = servos.spec(target) {
                             out.push(Problem {
                                 path: format!("{json}.move.target"),
                                 message: e.to_string(),
+                            });
+                        }
+                        if *duration > crate::servos::MAX_MOVE {
+                            out.push(Problem {
+                                path: format!("{json}.move.duration"),
+                                message: format!(
+                                    "a move lasts at most {} s",
+                                    crate::servos::MAX_MOVE.as_secs()
+                                ),
                             });
                         }
                     }
