@@ -15,10 +15,18 @@
 //! servo's channel is beyond the board's (the Maestro ignores such a
 //! command and says so in its error register).
 //!
+//! Answers carry no ids, so a late one must not be read as the next
+//! query's: after a (re)open and after any answer timeout no query goes out
+//! until the line has been quiet for an answer timeout, and bytes that
+//! arrive when no query is out are discarded.
+//!
 //! On a new link the actor reads the error register (the board is there
-//! once it answers), sets each servo's speed limit (its `max_speed`) and
-//! acceleration (none), puts back each servo whose target it knows and
-//! reads where the others are. Only then do moves start.
+//! once it answers), reads where the servos whose target it does not know
+//! are, then sets each servo's speed limit (its `max_speed`) and
+//! acceleration (none) and puts back each known target. Only then do moves
+//! start. A Maestro sends its outputs home (off by default) on any error,
+//! so whenever the error register is not empty (at a heartbeat or a
+//! read-back) the servos are set up and put back the same way.
 
 use std::{
     collections::VecDeque,
@@ -170,6 +178,11 @@ pub struct Actor {
     read_back: Option<ReadBack>,
     /// When the last query was answered (or the link opened).
     last_answer: Instant,
+    /// No query goes out before then: after a (re)open and after an
+    /// answer timeout, the line must be quiet for an answer timeout, so
+    /// that a late answer is not read as the next query's. Bytes arriving
+    /// meanwhile are discarded and push it back.
+    quiet_until: Option<Instant>,
     /// Targets of the frame being sent.
     frame: Vec<u8>,
 }
@@ -222,6 +235,7 @@ impl Actor {
             rx: Vec::new(),
             read_back: None,
             last_answer: now,
+            quiet_until: None,
             frame: Vec::with_capacity(4 * usize::from(protocol::MAX_CHANNELS)),
             setup,
         }
@@ -300,6 +314,7 @@ impl Actor {
             Phase::Syncing { .. } | Phase::Probing => {}
         }
         add(self.queries.front().and_then(|q| q.deadline));
+        add(self.quiet_until);
         add(self.rescan);
         due
     }
@@ -320,6 +335,9 @@ impl Actor {
             .is_some_and(|d| d <= now)
         {
             self.unanswered();
+        }
+        if self.quiet_until.is_some_and(|at| at <= now) {
+            self.quiet_until = None;
         }
         match self.phase {
             Phase::Down { retry } if retry <= now => self.attempt(now),
@@ -344,6 +362,9 @@ impl Actor {
             return;
         };
         let after = humantime::format_duration(self.setup.settings.answer_timeout);
+        // Its answer may still come: wait for a quiet line before the next.
+        self.rx.clear();
+        self.quiet_until = Some(Instant::now() + self.setup.settings.answer_timeout);
         match front.purpose {
             Purpose::Sync => {
                 let Phase::Syncing { tries } = self.phase else {
@@ -365,7 +386,6 @@ impl Actor {
                 // whether the channel is beyond the board.
                 self.queries
                     .push_front(query(Command::GetErrors, Purpose::ProbeErrors(i)));
-                self.rx.clear();
             }
             _ => self.lose(format!(
                 "no answer to {} within {after}",
@@ -437,6 +457,10 @@ impl Actor {
                 self.channels = channels;
                 self.rx.clear();
                 self.last_answer = now;
+                // Whatever the port still holds is no answer to this link's
+                // queries (the virtual board has no past).
+                self.quiet_until =
+                    (!self.is_virtual).then(|| now + self.setup.settings.answer_timeout);
                 self.mark_beyond();
                 self.phase = Phase::Syncing { tries: 1 };
                 self.queries.clear();
@@ -522,6 +546,7 @@ impl Actor {
         self.backoff = (self.backoff * 2).min(self.setup.settings.retry_max.max(FIRST_RETRY));
         self.queries.clear();
         self.rx.clear();
+        self.quiet_until = None;
         if let Some(read_back) = self.read_back.take() {
             for reply in read_back.replies {
                 let _ = reply.send(Err(ServoError::Unavailable(not_connected(&error))));
@@ -631,40 +656,11 @@ impl Actor {
         }
     }
 
-    /// The board answered the sync: set each servo up, put back the known
-    /// targets, and read where the others are.
+    /// The board answered the sync: read where the servos whose target is
+    /// unknown are, then set each servo up and put back the targets. The
+    /// probes go first: a probe of a channel the board lacks is an error,
+    /// and any error sends the board's outputs home.
     fn synced(&mut self) {
-        let mut setup = Vec::new();
-        for servo in self.servos.iter().filter(|s| s.problem.is_none()) {
-            let channel = servo.spec.channel;
-            let speed = servo.speed.map_or(0, protocol::speed_units);
-            Command::SetSpeed { channel, speed }.encode_into(&mut setup);
-            Command::SetAcceleration {
-                channel,
-                acceleration: 0,
-            }
-            .encode_into(&mut setup);
-            if speed > 0 {
-                debug!(servo = %servo.spec.name, speed, "the board's speed limit for this servo: its max_speed, in (0.25 µs)/(10 ms)");
-            }
-        }
-        let mut restored = 0;
-        for servo in self.servos.iter().filter(|s| s.problem.is_none()) {
-            if let Some(target) = servo.target {
-                Command::SetTarget {
-                    channel: servo.spec.channel,
-                    target: servo.range.clamp(target),
-                }
-                .encode_into(&mut setup);
-                restored += 1;
-            }
-        }
-        if !setup.is_empty() && !self.write(&setup) {
-            return;
-        }
-        if restored > 0 {
-            info!(port = %self.port, servos = restored, "the servos are back at their last targets");
-        }
         self.phase = Phase::Probing;
         for (i, servo) in self.servos.iter().enumerate() {
             if servo.target.is_none() && servo.problem.is_none() {
@@ -679,7 +675,7 @@ impl Actor {
         self.probed();
     }
 
-    /// Goes up once the last probe is answered.
+    /// Goes up once the last probe is answered and the servos are set up.
     fn probed(&mut self) {
         if self.phase == Phase::Probing
             && !self
@@ -687,15 +683,67 @@ impl Actor {
                 .iter()
                 .any(|q| matches!(q.purpose, Purpose::Probe(_) | Purpose::ProbeErrors(_)))
         {
+            let restored = self.restore();
+            if self.phase != Phase::Probing {
+                return;
+            }
+            if restored > 0 {
+                info!(port = %self.port, servos = restored, "the servos are back at their last targets");
+            }
             self.up();
         }
     }
 
+    /// Sends each servo's speed limit (its `max_speed`), acceleration (none)
+    /// and last target, clamped: at connection, and after the board reported
+    /// an error (which sends its outputs home). Returns how many targets
+    /// were put back; a failed write loses the board.
+    fn restore(&mut self) -> usize {
+        let mut setup = Vec::new();
+        let mut restored = 0;
+        for servo in self.servos.iter().filter(|s| s.problem.is_none()) {
+            let channel = servo.spec.channel;
+            let speed = servo.speed.map_or(0, protocol::speed_units);
+            Command::SetSpeed { channel, speed }.encode_into(&mut setup);
+            Command::SetAcceleration {
+                channel,
+                acceleration: 0,
+            }
+            .encode_into(&mut setup);
+            if speed > 0 {
+                debug!(servo = %servo.spec.name, speed, "the board's speed limit for this servo: its max_speed, in (0.25 µs)/(10 ms)");
+            }
+        }
+        for servo in self.servos.iter().filter(|s| s.problem.is_none()) {
+            if let Some(target) = servo.target {
+                Command::SetTarget {
+                    channel: servo.spec.channel,
+                    target: servo.range.clamp(target),
+                }
+                .encode_into(&mut setup);
+                restored += 1;
+            }
+        }
+        if !setup.is_empty() && !self.write(&setup) {
+            return 0;
+        }
+        restored
+    }
+
     /// Handles the bytes the board sent.
     fn received(&mut self, bytes: &[u8]) {
+        if self.quiet_until.is_some() {
+            // Late answers, or a previous session's: the line must be quiet
+            // for a whole answer timeout before a query goes out.
+            debug!(port = %self.port, bytes = ?bytes, "bytes from the servo board while waiting for the line to be quiet; discarded");
+            self.rx.clear();
+            self.quiet_until = Some(Instant::now() + self.setup.settings.answer_timeout);
+            return;
+        }
         self.rx.extend_from_slice(bytes);
         loop {
-            let Some(front) = self.queries.front() else {
+            let Some(front) = self.queries.front().filter(|q| q.deadline.is_some()) else {
+                // No query is out: nothing can be its answer.
                 if !self.rx.is_empty() {
                     debug!(port = %self.port, bytes = ?self.rx, "bytes from the servo board that no query waits for");
                     self.rx.clear();
@@ -703,7 +751,7 @@ impl Actor {
                 return;
             };
             let len = front.command.answer_len();
-            if front.deadline.is_none() || self.rx.len() < len {
+            if self.rx.len() < len {
                 return;
             }
             let answer: Vec<u8> = self.rx.drain(..len).collect();
@@ -724,7 +772,8 @@ impl Actor {
         };
         match query.purpose {
             Purpose::Sync => {
-                self.board_errors(Errors(value()), "at connection");
+                // The targets are put back after the probes anyway.
+                self.board_errors(Errors(value()), "at connection", false);
                 self.synced();
             }
             Purpose::Probe(i) => {
@@ -758,7 +807,11 @@ impl Actor {
                     ));
                 }
             }
-            Purpose::Heartbeat => self.board_errors(Errors(value()), "on its heartbeat"),
+            Purpose::Heartbeat => {
+                if self.board_errors(Errors(value()), "on its heartbeat", false) {
+                    self.reset_outputs();
+                }
+            }
             Purpose::ReadPosition(i) => {
                 if let Some(read_back) = &mut self.read_back {
                     read_back.positions[i] = Some(value()).filter(|p| *p > 0);
@@ -771,7 +824,9 @@ impl Actor {
             }
             Purpose::ReadErrors => {
                 let errors = Errors(value());
-                self.board_errors(errors, "on request");
+                if self.board_errors(errors, "on request", true) {
+                    self.reset_outputs();
+                }
                 if let Some(mut read_back) = self.read_back.take() {
                     read_back.errors = errors.names();
                     let report = BoardReport {
@@ -792,23 +847,43 @@ impl Actor {
         }
     }
 
-    /// Reports what the error register said.
-    fn board_errors(&mut self, errors: Errors, when: &str) {
+    /// Reports what the error register said; true if it said anything.
+    /// The errors are kept in the state until a read-back (`clears`) finds
+    /// none.
+    fn board_errors(&mut self, errors: Errors, when: &str, clears: bool) -> bool {
         let names = errors.names();
         if !errors.is_empty() {
             warn!(port = %self.port, errors = %errors, "the servo board reports errors {when}: {errors}");
             let message = format!("the board reported: {errors}");
             self.setup.state.send_modify(|s| {
-                s.board_errors = names;
+                for name in names {
+                    if !s.board_errors.contains(&name) {
+                        s.board_errors.push(name);
+                    }
+                }
                 s.last_error = Some(message);
             });
+            true
         } else {
-            self.setup.state.send_if_modified(|s| {
-                let changed = !s.board_errors.is_empty();
-                s.board_errors.clear();
-                changed
-            });
+            if clears {
+                self.setup.state.send_if_modified(|s| {
+                    let changed = !s.board_errors.is_empty();
+                    s.board_errors.clear();
+                    changed
+                });
+            }
+            false
         }
+    }
+
+    /// The board reported an error, so it sent its outputs home (off by
+    /// default): set each servo up and put it back at its last target.
+    fn reset_outputs(&mut self) {
+        let restored = self.restore();
+        if matches!(self.phase, Phase::Down { .. }) {
+            return;
+        }
+        warn!(port = %self.port, servos = restored, "the servo board sends its outputs home on an error: the servos' speed limits and last targets were sent again");
     }
 
     /// Sends the front query when none is out.
@@ -816,7 +891,10 @@ impl Actor {
         let Some(front) = self.queries.front() else {
             return;
         };
-        if front.deadline.is_some() || matches!(self.phase, Phase::Down { .. }) {
+        if front.deadline.is_some()
+            || self.quiet_until.is_some()
+            || matches!(self.phase, Phase::Down { .. })
+        {
             return;
         }
         let bytes = front.command.encode();
