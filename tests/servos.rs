@@ -831,6 +831,9 @@ async fn servo_list_and_servo_status_show_every_servo_and_the_board() {
     assert_eq!(servos[0]["max_speed"], serde_json::Value::Null);
 
     dispatch_and_wait(&server, "move head 0.25 step").await;
+    board_has(&board, 0, 5000);
+    // An error: the board's outputs go off (the read-back sees them off),
+    // and the server then puts the head back.
     board.raise_errors(protocol::Errors::SERIAL_OVERRUN);
     let status = server.dispatch("servo status").await.unwrap();
     let text = &status.message;
@@ -839,16 +842,20 @@ async fn servo_list_and_servo_status_show_every_servo_and_the_board() {
         "connection:   connected".to_string(),
         "board errors: serial overrun".to_string(),
         "board moving: no".to_string(),
-        "NAME  CH  TARGET   POSITION  BOARD    MOVING".to_string(),
-        "head  0   1250 µs  0.25      1250 µs  no".to_string(),
-        "jaw   3   unknown  -         off      no".to_string(),
+        "NAME  CH  TARGET   POSITION  BOARD  MOVING".to_string(),
+        "head  0   1250 µs  0.25      off    no".to_string(),
+        "jaw   3   unknown  -         off    no".to_string(),
     ] {
         assert!(text.contains(&expected), "no {expected:?} in:\n{text}");
     }
     let data = data(&status);
     assert_eq!(data["board"]["errors"][0], "serial overrun");
-    assert_eq!(data["board"]["positions"][0]["position_us"], 1250.0);
+    assert_eq!(
+        data["board"]["positions"][0]["position_us"],
+        serde_json::Value::Null
+    );
     assert_eq!(data["servos"][0]["target_us"], 1250.0);
+    board_has(&board, 0, 5000);
     assert_eq!(data["virtual"], false);
     // `servos` is `servo status`.
     assert_eq!(
@@ -1069,5 +1076,34 @@ async fn a_late_answer_is_not_taken_for_the_next_querys() {
     assert_eq!(list[1].target_us, Some(2000.0));
     board_has(&board, 0, 5000);
     board_has(&board, 3, 8000);
+    server.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_heartbeat_that_finds_errors_puts_the_servos_back_and_keeps_the_errors() {
+    let (board, _dir) = board();
+    let mut config = config(board.link().to_path_buf());
+    config.servo.heartbeat = Duration::from_millis(100);
+    let server = TestServer::with_config(config).await;
+    let servos = servos_of(&server);
+    let moved = servos
+        .move_to("head", 0.75, Duration::ZERO, Easing::Step)
+        .await
+        .unwrap();
+    servos.wait_move(moved.id).await.unwrap();
+    board_has(&board, 0, 7000);
+    // Line trouble: the board's outputs go off; the next heartbeat sees the
+    // error and puts the head back.
+    board.raise_errors(protocol::Errors::SERIAL_OVERRUN);
+    assert_eq!(board.channel(0).unwrap().target, 0);
+    board_has(&board, 0, 7000);
+    assert_eq!(servos.state().board_errors, ["serial overrun"]);
+    // Later heartbeats (with nothing to report) keep the errors until a
+    // read-back.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(servos.state().board_errors, ["serial overrun"]);
+    let report = servos.read_back().await.unwrap();
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert!(servos.state().board_errors.is_empty());
     server.server.stop().await.unwrap();
 }

@@ -977,6 +977,11 @@ impl Actor {
     /// Handles a request from the handle.
     fn request(&mut self, request: Request) {
         let now = Instant::now();
+        // The frames due first: a move whose last frame is due finishes
+        // rather than being replaced or halted.
+        if self.phase == Phase::Up {
+            self.frames(now);
+        }
         match request {
             Request::Move {
                 servo,
@@ -1140,7 +1145,18 @@ impl Actor {
             )));
         }
         let id = self.setup.book.lock().expect("move book lock").start();
-        let replaced = self.servos[i].motion.take().map(|old| {
+        let servo = &mut self.servos[i];
+        // The new move is in place before the old one ends, so that the
+        // state never shows the servo still in between.
+        let old = servo.motion.replace(Motion {
+            id,
+            path,
+            started: now,
+            next: path.next_frame(Duration::ZERO).map(|d| now + d),
+            ends: now + duration,
+            correlation: correlation.clone(),
+        });
+        let replaced = old.map(|old| {
             let old_id = old.id;
             self.end_motion(i, old, MoveOutcome::Replaced { by: id });
             old_id
@@ -1149,14 +1165,6 @@ impl Actor {
         if at_once {
             servo.target = Some(goal);
         }
-        servo.motion = Some(Motion {
-            id,
-            path,
-            started: now,
-            next: path.next_frame(Duration::ZERO).map(|d| now + d),
-            ends: now + duration,
-            correlation: correlation.clone(),
-        });
         let started = MoveStarted {
             id,
             servo: servo.spec.name.clone(),
@@ -1290,6 +1298,43 @@ impl Actor {
         self.link = None;
         self.setup.state.send_modify(|s| s.connected = false);
         self.outcome();
+    }
+}
+
+impl Drop for Actor {
+    /// Whatever way the thread ends (a panic too), no move is left running
+    /// for `wait_move` to wait on forever: [`Actor::finish`] ends them on a
+    /// stop; this ends those left, without anything that could panic again.
+    fn drop(&mut self) {
+        let mut ended = Vec::new();
+        for (i, servo) in self.servos.iter_mut().enumerate() {
+            if let Some(motion) = servo.motion.take() {
+                ended.push((i, motion.id));
+            }
+        }
+        if ended.is_empty() {
+            return;
+        }
+        {
+            let mut book = self
+                .setup
+                .book
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for &(_, id) in &ended {
+                book.end(id, MoveOutcome::Stopped);
+            }
+        }
+        self.setup.state.send_modify(|s| {
+            s.connected = false;
+            for &(i, _) in &ended {
+                if let Some(state) = s.servos.get_mut(i) {
+                    state.moving = false;
+                    state.move_id = None;
+                }
+            }
+        });
+        self.setup.ended.send_modify(|n| *n += 1);
     }
 }
 

@@ -241,7 +241,7 @@ async fn bad_requests_are_refused_with_what_to_do() {
     ));
     assert!(matches!(
         servos.wait_move(MoveId(999)).await,
-        Err(ServoError::Invalid(_))
+        Err(ServoError::UnknownMove(_))
     ));
     assert!(servos.spec("jaw").is_ok());
     supervisor.stop_all().await;
