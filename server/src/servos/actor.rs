@@ -131,6 +131,25 @@ struct Motion {
     next: Option<Instant>,
     ends: Instant,
     correlation: Option<Arc<str>>,
+    /// A step the board paces at the servo's speed limit: its goal is the
+    /// board's target at once, but the output gets there only at `ends`.
+    paced: bool,
+}
+
+impl Motion {
+    /// Where a paced step has the output at `now` (from + speed × elapsed,
+    /// up to the goal); `None` for other moves.
+    fn paced_at(&self, speed: Option<f64>, now: Instant) -> Option<u16> {
+        let speed = speed.filter(|s| self.paced && s.is_finite() && *s > 0.0)?;
+        let (from, to) = (f64::from(self.path.from), f64::from(self.path.to));
+        let covered = speed * now.saturating_duration_since(self.started).as_secs_f64();
+        let at = if (to - from).abs() <= covered {
+            to
+        } else {
+            from + covered.copysign(to - from)
+        };
+        Some(at.round() as u16)
+    }
 }
 
 /// One servo as the actor drives it.
@@ -144,6 +163,18 @@ struct Servo {
     motion: Option<Motion>,
     /// Why it cannot move on this board.
     problem: Option<String>,
+}
+
+impl Servo {
+    /// Where it is as far as the server knows at `now`: during a paced
+    /// step, the estimate of where the board has brought it; else its last
+    /// target (which may be outside its range, as read from the board).
+    fn current(&self, now: Instant) -> Option<u16> {
+        self.motion
+            .as_ref()
+            .and_then(|m| m.paced_at(self.speed, now))
+            .or(self.target)
+    }
 }
 
 /// The actor's state.
@@ -1032,6 +1063,25 @@ impl Actor {
                 for i in servos {
                     if let Some(motion) = self.servos[i].motion.take() {
                         halted.push(motion.id);
+                        // A paced step stops where the output is, not at
+                        // its goal.
+                        let servo = &self.servos[i];
+                        if let Some(at) = motion
+                            .paced_at(servo.speed, now)
+                            .map(|t| servo.range.clamp(t))
+                            && servo.target != Some(at)
+                        {
+                            let channel = servo.spec.channel;
+                            if self.write(
+                                &Command::SetTarget {
+                                    channel,
+                                    target: at,
+                                }
+                                .encode(),
+                            ) {
+                                self.servos[i].target = Some(at);
+                            }
+                        }
                         info!(servo = %self.servos[i].spec.name, id = %motion.id, correlation_id = correlation.as_deref(), "servo move halted");
                         self.end_motion(i, motion, MoveOutcome::Halted);
                     }
@@ -1110,8 +1160,9 @@ impl Actor {
         }
         let goal = servo.range.clamp(goal);
         // A target read outside the range (left by someone else) is
-        // brought in: nothing is sent outside it.
-        let from = servo.target.map(|t| servo.range.clamp(t));
+        // brought in: nothing is sent outside it. A paced step is replaced
+        // from where the output is.
+        let from = servo.current(now).map(|t| servo.range.clamp(t));
         let (duration, limited) = match from {
             Some(from) => plan_duration(from, goal, requested, easing, servo.speed),
             None => (requested, false),
@@ -1119,6 +1170,7 @@ impl Actor {
         // Straight to the goal: a step, a move of no time, or a servo
         // whose place is unknown.
         let at_once = easing == Easing::Step || duration.is_zero() || from.is_none();
+        let paced = easing == Easing::Step && from.is_some() && servo.speed.is_some();
         let path = Path {
             from: from.unwrap_or(goal),
             to: goal,
@@ -1155,6 +1207,7 @@ impl Actor {
             next: path.next_frame(Duration::ZERO).map(|d| now + d),
             ends: now + duration,
             correlation: correlation.clone(),
+            paced,
         });
         let replaced = old.map(|old| {
             let old_id = old.id;
@@ -1255,10 +1308,10 @@ impl Actor {
     /// Puts servo `i`'s target and move into the state.
     fn publish(&self, i: usize) {
         let servo = &self.servos[i];
-        let target_us = servo.target.map(protocol::micros);
-        let position = servo
-            .target
-            .map(|t| servo.range.position(servo.range.clamp(t)));
+        // During a paced step, where the board has brought it so far.
+        let current = servo.current(Instant::now());
+        let target_us = current.map(protocol::micros);
+        let position = current.map(|t| servo.range.position(servo.range.clamp(t)));
         let move_id = servo.motion.as_ref().map(|m| m.id);
         self.setup.state.send_if_modified(|s| {
             let Some(state) = s.servos.get_mut(i) else {
