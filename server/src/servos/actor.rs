@@ -1167,6 +1167,14 @@ impl Actor {
             Some(from) => plan_duration(from, goal, requested, easing, servo.speed),
             None => (requested, false),
         };
+        if duration > super::MAX_MOVE {
+            return Err(ServoError::Invalid(format!(
+                "servo '{}' would take {} to get there at its max_speed; the longest move is {}: raise max_speed",
+                servo.spec.name,
+                humantime::format_duration(Duration::from_secs(duration.as_secs())),
+                humantime::format_duration(super::MAX_MOVE)
+            )));
+        }
         // Straight to the goal: a step, a move of no time, or a servo
         // whose place is unknown.
         let at_once = easing == Easing::Step || duration.is_zero() || from.is_none();

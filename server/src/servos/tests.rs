@@ -248,6 +248,27 @@ async fn a_paced_step_is_estimated_where_the_board_has_it() {
 }
 
 #[tokio::test]
+async fn a_move_max_speed_makes_too_long_is_refused() {
+    // Not from the configuration (which refuses such a max_speed): a
+    // thousandth of the range an hour.
+    let (servos, _bus, supervisor) =
+        started_with(settings(), vec![spec("slow", 0, Some(1.0 / 3_600_000.0))]).await;
+    let first = servos
+        .move_to("slow", 0.0, Duration::ZERO, Easing::Step)
+        .await
+        .unwrap();
+    servos.wait_move(first.id).await.unwrap();
+    let error = servos
+        .move_to("slow", 1.0, Duration::from_secs(1), Easing::Linear)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ServoError::Invalid(_)), "{error:?}");
+    assert!(error.to_string().contains("longest move"), "{error}");
+    assert_eq!(servos.list()[0].target_us, Some(1000.0), "nothing sent");
+    supervisor.stop_all().await;
+}
+
+#[tokio::test]
 async fn bad_requests_are_refused_with_what_to_do() {
     let (servos, _bus, supervisor) = started().await;
     let error = servos
