@@ -142,12 +142,15 @@ async fn every_command_reaches_the_board_as_its_bytes() {
     let (board, _dir) = board();
     let events = board.events();
     let server = TestServer::with_config(config(board.link().to_path_buf())).await;
-    // Get Errors (the board is there), each servo's speed limit and
-    // acceleration, then where each servo is (one query at a time).
+    // Get Errors (the board is there), where each servo is (one query at a
+    // time), then each servo's speed limit and acceleration: the probes go
+    // first, as a probe the board refuses sends its outputs home.
     let jaw_speed = protocol::speed_units(0.5 * 4000.0);
     assert_eq!(jaw_speed, 20);
     let connect = bytes(&[
         Command::GetErrors,
+        Command::GetPosition { channel: 0 },
+        Command::GetPosition { channel: 3 },
         Command::SetSpeed {
             channel: 0,
             speed: 0,
@@ -164,13 +167,11 @@ async fn every_command_reaches_the_board_as_its_bytes() {
             channel: 3,
             acceleration: 0,
         },
-        Command::GetPosition { channel: 0 },
-        Command::GetPosition { channel: 3 },
     ]);
     assert_eq!(
         connect,
         [
-            0xA1, 0x87, 0, 0, 0, 0x89, 0, 0, 0, 0x87, 3, 20, 0, 0x89, 3, 0, 0, 0x90, 0, 0x90, 3
+            0xA1, 0x90, 0, 0x90, 3, 0x87, 0, 0, 0, 0x89, 0, 0, 0, 0x87, 3, 20, 0, 0x89, 3, 0, 0
         ]
     );
     assert_eq!(raw(&events, connect.len()), connect);
@@ -206,10 +207,46 @@ async fn every_command_reaches_the_board_as_its_bytes() {
     assert_eq!(report.positions[0], ("head".into(), Some(2000.0)));
     assert!(report.errors.is_empty());
 
-    // Errors the board reports are read, named and kept in the state.
+    // Errors the board reports are read, named and kept in the state. Any
+    // error sends the board's outputs home (off): the server sets each
+    // servo up again and puts it back at its last target.
+    board_has(&board, 3, 4000);
     board.raise_errors(protocol::Errors::SERIAL_OVERRUN);
+    assert_eq!(board.channel(0).unwrap().target, 0, "the board went home");
     let report = servos.read_back().await.unwrap();
     assert_eq!(report.errors, ["serial overrun"]);
+    let restore = bytes(&[
+        Command::SetSpeed {
+            channel: 0,
+            speed: 0,
+        },
+        Command::SetAcceleration {
+            channel: 0,
+            acceleration: 0,
+        },
+        Command::SetSpeed {
+            channel: 3,
+            speed: jaw_speed,
+        },
+        Command::SetAcceleration {
+            channel: 3,
+            acceleration: 0,
+        },
+        Command::SetTarget {
+            channel: 0,
+            target: 8000,
+        },
+        Command::SetTarget {
+            channel: 3,
+            target: 4000,
+        },
+    ]);
+    let seen = raw(&events, 6 + restore.len());
+    assert_eq!(seen[..6], [0x90, 0x00, 0x90, 0x03, 0x93, 0xA1]);
+    assert_eq!(seen[6..], restore);
+    board_has(&board, 0, 8000);
+    board_has(&board, 3, 4000);
+    assert_eq!(board.channel(3).unwrap().speed, 20);
     assert_eq!(servos.state().board_errors, ["serial overrun"]);
     assert!(
         servos
@@ -796,6 +833,9 @@ async fn servo_list_and_servo_status_show_every_servo_and_the_board() {
     assert_eq!(servos[0]["max_speed"], serde_json::Value::Null);
 
     dispatch_and_wait(&server, "move head 0.25 step").await;
+    board_has(&board, 0, 5000);
+    // An error: the board's outputs go off (the read-back sees them off),
+    // and the server then puts the head back.
     board.raise_errors(protocol::Errors::SERIAL_OVERRUN);
     let status = server.dispatch("servo status").await.unwrap();
     let text = &status.message;
@@ -804,16 +844,20 @@ async fn servo_list_and_servo_status_show_every_servo_and_the_board() {
         "connection:   connected".to_string(),
         "board errors: serial overrun".to_string(),
         "board moving: no".to_string(),
-        "NAME  CH  TARGET   POSITION  BOARD    MOVING".to_string(),
-        "head  0   1250 µs  0.25      1250 µs  no".to_string(),
-        "jaw   3   unknown  -         off      no".to_string(),
+        "NAME  CH  TARGET   POSITION  BOARD  MOVING".to_string(),
+        "head  0   1250 µs  0.25      off    no".to_string(),
+        "jaw   3   unknown  -         off    no".to_string(),
     ] {
         assert!(text.contains(&expected), "no {expected:?} in:\n{text}");
     }
     let data = data(&status);
     assert_eq!(data["board"]["errors"][0], "serial overrun");
-    assert_eq!(data["board"]["positions"][0]["position_us"], 1250.0);
+    assert_eq!(
+        data["board"]["positions"][0]["position_us"],
+        serde_json::Value::Null
+    );
     assert_eq!(data["servos"][0]["target_us"], 1250.0);
+    board_has(&board, 0, 5000);
     assert_eq!(data["virtual"], false);
     // `servos` is `servo status`.
     assert_eq!(
@@ -955,6 +999,115 @@ async fn with_servo_home_on_stop_off_shutdown_leaves_the_servos_where_they_are()
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(board.channel(0).unwrap().target, 4400);
     assert_eq!(board.channel(3).unwrap().target, 7600);
+}
+
+#[tokio::test]
+async fn a_probe_the_board_refuses_comes_before_the_targets_are_put_back() {
+    // A 6-channel board behind a port that says nothing of its size, and a
+    // servo on channel 8: its probe is an error, and an error sends the
+    // board's outputs home, so the targets go back after the probes.
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = SimOptions::new(dir.path().join("maestro"));
+    options.channels = 6;
+    let board = SimMaestro::start(options).unwrap();
+    let mut config = config(board.link().to_path_buf());
+    config.servos.push(servo("tail", 8, None));
+    let server = TestServer::with_config(config).await;
+    let servos = servos_of(&server);
+    assert!(servos.state().servos[2].problem.is_some());
+    let head = servos
+        .move_to("head", 0.25, Duration::ZERO, Easing::Step)
+        .await
+        .unwrap();
+    servos.wait_move(head.id).await.unwrap();
+    board_has(&board, 0, 5000);
+
+    board.unplug().unwrap();
+    eventually(Duration::from_secs(2), || async {
+        !servos.state().connected
+    })
+    .await;
+    board.plug().unwrap();
+    eventually(Duration::from_secs(5), || async {
+        servos.state().connected
+    })
+    .await;
+    assert!(servos.state().servos[2].problem.is_some());
+    board_has(&board, 0, 5000);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(board.channel(0).unwrap().target, 5000, "still there");
+    server.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_late_answer_is_not_taken_for_the_next_querys() {
+    // The board has head at 1250 µs and jaw at 2000 µs; its first answer
+    // (to Get Errors) comes after the answer timeout (300 ms). Read as the
+    // answer to the next query, it would shift every position by one.
+    let (board, _dir) = board();
+    board.set_target(0, 5000);
+    board.set_target(3, 8000);
+    board.delay_next_answer(Duration::from_millis(450));
+    let server = TestServer::with_config(config(board.link().to_path_buf())).await;
+    let servos = servos_of(&server);
+    eventually(Duration::from_secs(5), || async {
+        servos.state().connected
+    })
+    .await;
+    let list = servos.list();
+    assert_eq!(list[0].target_us, Some(1250.0));
+    assert_eq!(list[1].target_us, Some(2000.0));
+    assert_eq!(board.channel(0).unwrap().target, 5000);
+    assert_eq!(board.channel(3).unwrap().target, 8000);
+
+    // A late answer to a read-back: the read-back fails, nothing shifts.
+    board.delay_next_answer(Duration::from_millis(450));
+    let late = servos.read_back().await;
+    assert!(late.is_err(), "{late:?}");
+    eventually(Duration::from_secs(5), || async {
+        servos.state().connected
+    })
+    .await;
+    let report = servos.read_back().await.unwrap();
+    assert_eq!(
+        report.positions,
+        [("head".into(), Some(1250.0)), ("jaw".into(), Some(2000.0))]
+    );
+    let list = servos.list();
+    assert_eq!(list[0].target_us, Some(1250.0));
+    assert_eq!(list[1].target_us, Some(2000.0));
+    board_has(&board, 0, 5000);
+    board_has(&board, 3, 8000);
+    server.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_heartbeat_that_finds_errors_puts_the_servos_back_and_keeps_the_errors() {
+    let (board, _dir) = board();
+    let mut config = config(board.link().to_path_buf());
+    config.servo.heartbeat = Duration::from_millis(100);
+    let server = TestServer::with_config(config).await;
+    let servos = servos_of(&server);
+    let moved = servos
+        .move_to("head", 0.75, Duration::ZERO, Easing::Step)
+        .await
+        .unwrap();
+    servos.wait_move(moved.id).await.unwrap();
+    board_has(&board, 0, 7000);
+    // Line trouble: the board's outputs go off; the next heartbeat sees the
+    // error and puts the head back.
+    board.raise_errors(protocol::Errors::SERIAL_OVERRUN);
+    assert_eq!(board.channel(0).unwrap().target, 0);
+    board_has(&board, 0, 7000);
+    assert_eq!(servos.state().board_errors, ["serial overrun"]);
+    // Later heartbeats (with nothing to report) keep the errors until a
+    // read-back.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(servos.state().board_errors, ["serial overrun"]);
+    let report = servos.read_back().await.unwrap();
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert!(servos.state().board_errors.is_empty());
+    server.server.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -148,6 +148,7 @@ impl From<ServoError> for CommandError {
     fn from(e: ServoError) -> Self {
         match e {
             ServoError::NotFound { .. } => CommandError::NotFound(e.to_string()),
+            ServoError::UnknownMove(m) => CommandError::NotFound(m),
             // What reaches here was checked as written: what is left is a
             // servo the board cannot drive.
             ServoError::Invalid(m) => CommandError::FailedPrecondition(m),

@@ -15,10 +15,18 @@
 //! servo's channel is beyond the board's (the Maestro ignores such a
 //! command and says so in its error register).
 //!
+//! Answers carry no ids, so a late one must not be read as the next
+//! query's: after a (re)open and after any answer timeout no query goes out
+//! until the line has been quiet for an answer timeout, and bytes that
+//! arrive when no query is out are discarded.
+//!
 //! On a new link the actor reads the error register (the board is there
-//! once it answers), sets each servo's speed limit (its `max_speed`) and
-//! acceleration (none), puts back each servo whose target it knows and
-//! reads where the others are. Only then do moves start.
+//! once it answers), reads where the servos whose target it does not know
+//! are, then sets each servo's speed limit (its `max_speed`) and
+//! acceleration (none) and puts back each known target. Only then do moves
+//! start. A Maestro sends its outputs home (off by default) on any error,
+//! so whenever the error register is not empty (at a heartbeat or a
+//! read-back) the servos are set up and put back the same way.
 
 use std::{
     collections::VecDeque,
@@ -123,6 +131,25 @@ struct Motion {
     next: Option<Instant>,
     ends: Instant,
     correlation: Option<Arc<str>>,
+    /// A step the board paces at the servo's speed limit: its goal is the
+    /// board's target at once, but the output gets there only at `ends`.
+    paced: bool,
+}
+
+impl Motion {
+    /// Where a paced step has the output at `now` (from + speed × elapsed,
+    /// up to the goal); `None` for other moves.
+    fn paced_at(&self, speed: Option<f64>, now: Instant) -> Option<u16> {
+        let speed = speed.filter(|s| self.paced && s.is_finite() && *s > 0.0)?;
+        let (from, to) = (f64::from(self.path.from), f64::from(self.path.to));
+        let covered = speed * now.saturating_duration_since(self.started).as_secs_f64();
+        let at = if (to - from).abs() <= covered {
+            to
+        } else {
+            from + covered.copysign(to - from)
+        };
+        Some(at.round() as u16)
+    }
 }
 
 /// One servo as the actor drives it.
@@ -136,6 +163,18 @@ struct Servo {
     motion: Option<Motion>,
     /// Why it cannot move on this board.
     problem: Option<String>,
+}
+
+impl Servo {
+    /// Where it is as far as the server knows at `now`: during a paced
+    /// step, the estimate of where the board has brought it; else its last
+    /// target (which may be outside its range, as read from the board).
+    fn current(&self, now: Instant) -> Option<u16> {
+        self.motion
+            .as_ref()
+            .and_then(|m| m.paced_at(self.speed, now))
+            .or(self.target)
+    }
 }
 
 /// The actor's state.
@@ -170,6 +209,11 @@ pub struct Actor {
     read_back: Option<ReadBack>,
     /// When the last query was answered (or the link opened).
     last_answer: Instant,
+    /// No query goes out before then: after a (re)open and after an
+    /// answer timeout, the line must be quiet for an answer timeout, so
+    /// that a late answer is not read as the next query's. Bytes arriving
+    /// meanwhile are discarded and push it back.
+    quiet_until: Option<Instant>,
     /// Targets of the frame being sent.
     frame: Vec<u8>,
 }
@@ -222,6 +266,7 @@ impl Actor {
             rx: Vec::new(),
             read_back: None,
             last_answer: now,
+            quiet_until: None,
             frame: Vec::with_capacity(4 * usize::from(protocol::MAX_CHANNELS)),
             setup,
         }
@@ -300,6 +345,7 @@ impl Actor {
             Phase::Syncing { .. } | Phase::Probing => {}
         }
         add(self.queries.front().and_then(|q| q.deadline));
+        add(self.quiet_until);
         add(self.rescan);
         due
     }
@@ -320,6 +366,9 @@ impl Actor {
             .is_some_and(|d| d <= now)
         {
             self.unanswered();
+        }
+        if self.quiet_until.is_some_and(|at| at <= now) {
+            self.quiet_until = None;
         }
         match self.phase {
             Phase::Down { retry } if retry <= now => self.attempt(now),
@@ -344,6 +393,9 @@ impl Actor {
             return;
         };
         let after = humantime::format_duration(self.setup.settings.answer_timeout);
+        // Its answer may still come: wait for a quiet line before the next.
+        self.rx.clear();
+        self.quiet_until = Some(Instant::now() + self.setup.settings.answer_timeout);
         match front.purpose {
             Purpose::Sync => {
                 let Phase::Syncing { tries } = self.phase else {
@@ -365,7 +417,6 @@ impl Actor {
                 // whether the channel is beyond the board.
                 self.queries
                     .push_front(query(Command::GetErrors, Purpose::ProbeErrors(i)));
-                self.rx.clear();
             }
             _ => self.lose(format!(
                 "no answer to {} within {after}",
@@ -437,6 +488,10 @@ impl Actor {
                 self.channels = channels;
                 self.rx.clear();
                 self.last_answer = now;
+                // Whatever the port still holds is no answer to this link's
+                // queries (the virtual board has no past).
+                self.quiet_until =
+                    (!self.is_virtual).then(|| now + self.setup.settings.answer_timeout);
                 self.mark_beyond();
                 self.phase = Phase::Syncing { tries: 1 };
                 self.queries.clear();
@@ -522,6 +577,7 @@ impl Actor {
         self.backoff = (self.backoff * 2).min(self.setup.settings.retry_max.max(FIRST_RETRY));
         self.queries.clear();
         self.rx.clear();
+        self.quiet_until = None;
         if let Some(read_back) = self.read_back.take() {
             for reply in read_back.replies {
                 let _ = reply.send(Err(ServoError::Unavailable(not_connected(&error))));
@@ -631,40 +687,11 @@ impl Actor {
         }
     }
 
-    /// The board answered the sync: set each servo up, put back the known
-    /// targets, and read where the others are.
+    /// The board answered the sync: read where the servos whose target is
+    /// unknown are, then set each servo up and put back the targets. The
+    /// probes go first: a probe of a channel the board lacks is an error,
+    /// and any error sends the board's outputs home.
     fn synced(&mut self) {
-        let mut setup = Vec::new();
-        for servo in self.servos.iter().filter(|s| s.problem.is_none()) {
-            let channel = servo.spec.channel;
-            let speed = servo.speed.map_or(0, protocol::speed_units);
-            Command::SetSpeed { channel, speed }.encode_into(&mut setup);
-            Command::SetAcceleration {
-                channel,
-                acceleration: 0,
-            }
-            .encode_into(&mut setup);
-            if speed > 0 {
-                debug!(servo = %servo.spec.name, speed, "the board's speed limit for this servo: its max_speed, in (0.25 µs)/(10 ms)");
-            }
-        }
-        let mut restored = 0;
-        for servo in self.servos.iter().filter(|s| s.problem.is_none()) {
-            if let Some(target) = servo.target {
-                Command::SetTarget {
-                    channel: servo.spec.channel,
-                    target: servo.range.clamp(target),
-                }
-                .encode_into(&mut setup);
-                restored += 1;
-            }
-        }
-        if !setup.is_empty() && !self.write(&setup) {
-            return;
-        }
-        if restored > 0 {
-            info!(port = %self.port, servos = restored, "the servos are back at their last targets");
-        }
         self.phase = Phase::Probing;
         for (i, servo) in self.servos.iter().enumerate() {
             if servo.target.is_none() && servo.problem.is_none() {
@@ -679,7 +706,7 @@ impl Actor {
         self.probed();
     }
 
-    /// Goes up once the last probe is answered.
+    /// Goes up once the last probe is answered and the servos are set up.
     fn probed(&mut self) {
         if self.phase == Phase::Probing
             && !self
@@ -687,15 +714,67 @@ impl Actor {
                 .iter()
                 .any(|q| matches!(q.purpose, Purpose::Probe(_) | Purpose::ProbeErrors(_)))
         {
+            let restored = self.restore();
+            if self.phase != Phase::Probing {
+                return;
+            }
+            if restored > 0 {
+                info!(port = %self.port, servos = restored, "the servos are back at their last targets");
+            }
             self.up();
         }
     }
 
+    /// Sends each servo's speed limit (its `max_speed`), acceleration (none)
+    /// and last target, clamped: at connection, and after the board reported
+    /// an error (which sends its outputs home). Returns how many targets
+    /// were put back; a failed write loses the board.
+    fn restore(&mut self) -> usize {
+        let mut setup = Vec::new();
+        let mut restored = 0;
+        for servo in self.servos.iter().filter(|s| s.problem.is_none()) {
+            let channel = servo.spec.channel;
+            let speed = servo.speed.map_or(0, protocol::speed_units);
+            Command::SetSpeed { channel, speed }.encode_into(&mut setup);
+            Command::SetAcceleration {
+                channel,
+                acceleration: 0,
+            }
+            .encode_into(&mut setup);
+            if speed > 0 {
+                debug!(servo = %servo.spec.name, speed, "the board's speed limit for this servo: its max_speed, in (0.25 µs)/(10 ms)");
+            }
+        }
+        for servo in self.servos.iter().filter(|s| s.problem.is_none()) {
+            if let Some(target) = servo.target {
+                Command::SetTarget {
+                    channel: servo.spec.channel,
+                    target: servo.range.clamp(target),
+                }
+                .encode_into(&mut setup);
+                restored += 1;
+            }
+        }
+        if !setup.is_empty() && !self.write(&setup) {
+            return 0;
+        }
+        restored
+    }
+
     /// Handles the bytes the board sent.
     fn received(&mut self, bytes: &[u8]) {
+        if self.quiet_until.is_some() {
+            // Late answers, or a previous session's: the line must be quiet
+            // for a whole answer timeout before a query goes out.
+            debug!(port = %self.port, bytes = ?bytes, "bytes from the servo board while waiting for the line to be quiet; discarded");
+            self.rx.clear();
+            self.quiet_until = Some(Instant::now() + self.setup.settings.answer_timeout);
+            return;
+        }
         self.rx.extend_from_slice(bytes);
         loop {
-            let Some(front) = self.queries.front() else {
+            let Some(front) = self.queries.front().filter(|q| q.deadline.is_some()) else {
+                // No query is out: nothing can be its answer.
                 if !self.rx.is_empty() {
                     debug!(port = %self.port, bytes = ?self.rx, "bytes from the servo board that no query waits for");
                     self.rx.clear();
@@ -703,7 +782,7 @@ impl Actor {
                 return;
             };
             let len = front.command.answer_len();
-            if front.deadline.is_none() || self.rx.len() < len {
+            if self.rx.len() < len {
                 return;
             }
             let answer: Vec<u8> = self.rx.drain(..len).collect();
@@ -724,7 +803,8 @@ impl Actor {
         };
         match query.purpose {
             Purpose::Sync => {
-                self.board_errors(Errors(value()), "at connection");
+                // The targets are put back after the probes anyway.
+                self.board_errors(Errors(value()), "at connection", false);
                 self.synced();
             }
             Purpose::Probe(i) => {
@@ -758,7 +838,11 @@ impl Actor {
                     ));
                 }
             }
-            Purpose::Heartbeat => self.board_errors(Errors(value()), "on its heartbeat"),
+            Purpose::Heartbeat => {
+                if self.board_errors(Errors(value()), "on its heartbeat", false) {
+                    self.reset_outputs();
+                }
+            }
             Purpose::ReadPosition(i) => {
                 if let Some(read_back) = &mut self.read_back {
                     read_back.positions[i] = Some(value()).filter(|p| *p > 0);
@@ -771,7 +855,9 @@ impl Actor {
             }
             Purpose::ReadErrors => {
                 let errors = Errors(value());
-                self.board_errors(errors, "on request");
+                if self.board_errors(errors, "on request", true) {
+                    self.reset_outputs();
+                }
                 if let Some(mut read_back) = self.read_back.take() {
                     read_back.errors = errors.names();
                     let report = BoardReport {
@@ -792,23 +878,43 @@ impl Actor {
         }
     }
 
-    /// Reports what the error register said.
-    fn board_errors(&mut self, errors: Errors, when: &str) {
+    /// Reports what the error register said; true if it said anything.
+    /// The errors are kept in the state until a read-back (`clears`) finds
+    /// none.
+    fn board_errors(&mut self, errors: Errors, when: &str, clears: bool) -> bool {
         let names = errors.names();
         if !errors.is_empty() {
             warn!(port = %self.port, errors = %errors, "the servo board reports errors {when}: {errors}");
             let message = format!("the board reported: {errors}");
             self.setup.state.send_modify(|s| {
-                s.board_errors = names;
+                for name in names {
+                    if !s.board_errors.contains(&name) {
+                        s.board_errors.push(name);
+                    }
+                }
                 s.last_error = Some(message);
             });
+            true
         } else {
-            self.setup.state.send_if_modified(|s| {
-                let changed = !s.board_errors.is_empty();
-                s.board_errors.clear();
-                changed
-            });
+            if clears {
+                self.setup.state.send_if_modified(|s| {
+                    let changed = !s.board_errors.is_empty();
+                    s.board_errors.clear();
+                    changed
+                });
+            }
+            false
         }
+    }
+
+    /// The board reported an error, so it sent its outputs home (off by
+    /// default): set each servo up and put it back at its last target.
+    fn reset_outputs(&mut self) {
+        let restored = self.restore();
+        if matches!(self.phase, Phase::Down { .. }) {
+            return;
+        }
+        warn!(port = %self.port, servos = restored, "the servo board sends its outputs home on an error: the servos' speed limits and last targets were sent again");
     }
 
     /// Sends the front query when none is out.
@@ -816,7 +922,10 @@ impl Actor {
         let Some(front) = self.queries.front() else {
             return;
         };
-        if front.deadline.is_some() || matches!(self.phase, Phase::Down { .. }) {
+        if front.deadline.is_some()
+            || self.quiet_until.is_some()
+            || matches!(self.phase, Phase::Down { .. })
+        {
             return;
         }
         let bytes = front.command.encode();
@@ -899,6 +1008,11 @@ impl Actor {
     /// Handles a request from the handle.
     fn request(&mut self, request: Request) {
         let now = Instant::now();
+        // The frames due first: a move whose last frame is due finishes
+        // rather than being replaced or halted.
+        if self.phase == Phase::Up {
+            self.frames(now);
+        }
         match request {
             Request::Move {
                 servo,
@@ -949,6 +1063,25 @@ impl Actor {
                 for i in servos {
                     if let Some(motion) = self.servos[i].motion.take() {
                         halted.push(motion.id);
+                        // A paced step stops where the output is, not at
+                        // its goal.
+                        let servo = &self.servos[i];
+                        if let Some(at) = motion
+                            .paced_at(servo.speed, now)
+                            .map(|t| servo.range.clamp(t))
+                            && servo.target != Some(at)
+                        {
+                            let channel = servo.spec.channel;
+                            if self.write(
+                                &Command::SetTarget {
+                                    channel,
+                                    target: at,
+                                }
+                                .encode(),
+                            ) {
+                                self.servos[i].target = Some(at);
+                            }
+                        }
                         info!(servo = %self.servos[i].spec.name, id = %motion.id, correlation_id = correlation.as_deref(), "servo move halted");
                         self.end_motion(i, motion, MoveOutcome::Halted);
                     }
@@ -1027,15 +1160,25 @@ impl Actor {
         }
         let goal = servo.range.clamp(goal);
         // A target read outside the range (left by someone else) is
-        // brought in: nothing is sent outside it.
-        let from = servo.target.map(|t| servo.range.clamp(t));
+        // brought in: nothing is sent outside it. A paced step is replaced
+        // from where the output is.
+        let from = servo.current(now).map(|t| servo.range.clamp(t));
         let (duration, limited) = match from {
             Some(from) => plan_duration(from, goal, requested, easing, servo.speed),
             None => (requested, false),
         };
+        if duration > super::MAX_MOVE {
+            return Err(ServoError::Invalid(format!(
+                "servo '{}' would take {} to get there at its max_speed; the longest move is {}: raise max_speed",
+                servo.spec.name,
+                humantime::format_duration(Duration::from_secs(duration.as_secs())),
+                humantime::format_duration(super::MAX_MOVE)
+            )));
+        }
         // Straight to the goal: a step, a move of no time, or a servo
         // whose place is unknown.
         let at_once = easing == Easing::Step || duration.is_zero() || from.is_none();
+        let paced = easing == Easing::Step && from.is_some() && servo.speed.is_some();
         let path = Path {
             from: from.unwrap_or(goal),
             to: goal,
@@ -1062,7 +1205,19 @@ impl Actor {
             )));
         }
         let id = self.setup.book.lock().expect("move book lock").start();
-        let replaced = self.servos[i].motion.take().map(|old| {
+        let servo = &mut self.servos[i];
+        // The new move is in place before the old one ends, so that the
+        // state never shows the servo still in between.
+        let old = servo.motion.replace(Motion {
+            id,
+            path,
+            started: now,
+            next: path.next_frame(Duration::ZERO).map(|d| now + d),
+            ends: now + duration,
+            correlation: correlation.clone(),
+            paced,
+        });
+        let replaced = old.map(|old| {
             let old_id = old.id;
             self.end_motion(i, old, MoveOutcome::Replaced { by: id });
             old_id
@@ -1071,14 +1226,6 @@ impl Actor {
         if at_once {
             servo.target = Some(goal);
         }
-        servo.motion = Some(Motion {
-            id,
-            path,
-            started: now,
-            next: path.next_frame(Duration::ZERO).map(|d| now + d),
-            ends: now + duration,
-            correlation: correlation.clone(),
-        });
         let started = MoveStarted {
             id,
             servo: servo.spec.name.clone(),
@@ -1169,10 +1316,10 @@ impl Actor {
     /// Puts servo `i`'s target and move into the state.
     fn publish(&self, i: usize) {
         let servo = &self.servos[i];
-        let target_us = servo.target.map(protocol::micros);
-        let position = servo
-            .target
-            .map(|t| servo.range.position(servo.range.clamp(t)));
+        // During a paced step, where the board has brought it so far.
+        let current = servo.current(Instant::now());
+        let target_us = current.map(protocol::micros);
+        let position = current.map(|t| servo.range.position(servo.range.clamp(t)));
         let move_id = servo.motion.as_ref().map(|m| m.id);
         self.setup.state.send_if_modified(|s| {
             let Some(state) = s.servos.get_mut(i) else {
@@ -1212,6 +1359,43 @@ impl Actor {
         self.link = None;
         self.setup.state.send_modify(|s| s.connected = false);
         self.outcome();
+    }
+}
+
+impl Drop for Actor {
+    /// Whatever way the thread ends (a panic too), no move is left running
+    /// for `wait_move` to wait on forever: [`Actor::finish`] ends them on a
+    /// stop; this ends those left, without anything that could panic again.
+    fn drop(&mut self) {
+        let mut ended = Vec::new();
+        for (i, servo) in self.servos.iter_mut().enumerate() {
+            if let Some(motion) = servo.motion.take() {
+                ended.push((i, motion.id));
+            }
+        }
+        if ended.is_empty() {
+            return;
+        }
+        {
+            let mut book = self
+                .setup
+                .book
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for &(_, id) in &ended {
+                book.end(id, MoveOutcome::Stopped);
+            }
+        }
+        self.setup.state.send_modify(|s| {
+            s.connected = false;
+            for &(i, _) in &ended {
+                if let Some(state) = s.servos.get_mut(i) {
+                    state.moving = false;
+                    state.move_id = None;
+                }
+            }
+        });
+        self.setup.ended.send_modify(|n| *n += 1);
     }
 }
 

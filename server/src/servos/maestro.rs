@@ -10,9 +10,10 @@
 //! as the board does, a channel's first pulse is not speed-limited. The
 //! acceleration limit is kept and reported but not modelled (the server
 //! sets it to 0). Malformed commands and channels beyond the board's count
-//! set the serial protocol error, which Get Errors reads and clears. Go
-//! Home turns every output off: the board's own home setting, "off" by
-//! default.
+//! set the serial protocol error, which Get Errors reads and clears. Any
+//! error sends every output home, as the real board does: its home
+//! setting is "off" by default, so the outputs go off (the client must set
+//! them again). Go Home turns every output off too.
 
 use std::time::Instant;
 
@@ -79,7 +80,7 @@ impl Maestro {
             ..Receipt::default()
         };
         if fed.malformed.is_some() {
-            self.errors |= Errors::SERIAL_PROTOCOL;
+            self.fail(Errors::SERIAL_PROTOCOL);
             receipt.error = true;
         }
         let Some(command) = fed.command else {
@@ -90,7 +91,7 @@ impl Maestro {
         {
             // The board ignores it and says so in its error register; a
             // query about it is not answered.
-            self.errors |= Errors::SERIAL_PROTOCOL;
+            self.fail(Errors::SERIAL_PROTOCOL);
             receipt.error = true;
             return receipt;
         }
@@ -121,14 +122,24 @@ impl Maestro {
                 receipt.answer = self.errors.to_le_bytes().to_vec();
                 self.errors = 0;
             }
-            Command::GoHome => {
-                for ch in &mut self.channels {
-                    ch.target = 0;
-                    ch.position = 0.0;
-                }
-            }
+            Command::GoHome => self.home(),
         }
         receipt
+    }
+
+    /// Sets error bits: on any error the board sends every output home
+    /// (off, its default home setting).
+    fn fail(&mut self, errors: u16) {
+        self.errors |= errors;
+        self.home();
+    }
+
+    /// Every output off.
+    fn home(&mut self) {
+        for ch in &mut self.channels {
+            ch.target = 0;
+            ch.position = 0.0;
+        }
     }
 
     /// Brings the outputs up to `now`.
@@ -179,9 +190,12 @@ impl Maestro {
         Errors(self.errors)
     }
 
-    /// Sets error bits, as line trouble would (for tests).
+    /// Sets error bits, as line trouble would (for tests); like any error,
+    /// it sends every output home (off).
     pub fn raise(&mut self, errors: u16) {
-        self.errors |= errors;
+        if errors != 0 {
+            self.fail(errors);
+        }
     }
 
     /// Forgets an incomplete command (the line was closed mid-command).
@@ -295,6 +309,49 @@ mod tests {
         );
         board.raise(Errors::SERIAL_OVERRUN);
         assert_eq!(board.errors(), Errors(Errors::SERIAL_OVERRUN));
+    }
+
+    #[test]
+    fn any_error_sends_the_outputs_home() {
+        let t0 = Instant::now();
+        let mut board = Maestro::new(6, t0);
+        let set = Command::SetTarget {
+            channel: 2,
+            target: 7000,
+        };
+        feed(&mut board, set, t0);
+        feed(&mut board, Command::GetPosition { channel: 9 }, t0);
+        assert_eq!(
+            board.channel(2).unwrap().target,
+            0,
+            "off after a bad channel"
+        );
+        assert_eq!(board.position(2), 0);
+        feed(&mut board, set, t0);
+        board.receive(0x7F, t0);
+        assert_eq!(
+            board.channel(2).unwrap().target,
+            0,
+            "off after a stray byte"
+        );
+        feed(&mut board, set, t0);
+        board.raise(Errors::SERIAL_OVERRUN);
+        assert_eq!(
+            board.channel(2).unwrap().target,
+            0,
+            "off after line trouble"
+        );
+        // The speed limits stay.
+        feed(
+            &mut board,
+            Command::SetSpeed {
+                channel: 2,
+                speed: 5,
+            },
+            t0,
+        );
+        board.raise(Errors::SERIAL_OVERRUN);
+        assert_eq!(board.channel(2).unwrap().speed, 5);
     }
 
     #[test]

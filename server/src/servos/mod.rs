@@ -259,6 +259,9 @@ pub enum ServoError {
         /// Every servo's name.
         known: Vec<String>,
     },
+    /// No move has that id (it never started, or is forgotten).
+    #[error("{0}")]
+    UnknownMove(String),
     /// The board is lost or starting, the servos are stopped, or too much
     /// is queued.
     #[error("{0}")]
@@ -489,7 +492,7 @@ impl Servos {
                 .cloned();
             match known {
                 None => {
-                    return Err(ServoError::Invalid(format!(
+                    return Err(ServoError::UnknownMove(format!(
                         "no move {id}: it never started, or ended too long ago to be remembered (the last {REMEMBERED_MOVES} are)"
                     )));
                 }

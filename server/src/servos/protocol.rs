@@ -334,14 +334,19 @@ pub fn micros(quarters: u16) -> f64 {
     f64::from(quarters) / 4.0
 }
 
+/// One unit of the board's speed limit, (0.25 µs)/(10 ms), in quarter-µs
+/// a second: the slowest it can pace an output.
+pub const SPEED_UNIT_PER_S: f64 = 100.0;
+
 /// The board's speed unit, (0.25 µs)/(10 ms), for a speed in
 /// quarter-microseconds per second: rounded up (so that the board never
-/// holds back a move the host keeps within the speed), at least 1.
+/// holds back a move the host keeps within the speed), at least 1 (the
+/// configuration refuses a `max_speed` below one unit).
 pub fn speed_units(quarters_per_s: f64) -> u16 {
     if !quarters_per_s.is_finite() || quarters_per_s <= 0.0 {
         return 0;
     }
-    (quarters_per_s / 100.0)
+    (quarters_per_s / SPEED_UNIT_PER_S)
         .ceil()
         .clamp(1.0, f64::from(MAX_TARGET)) as u16
 }

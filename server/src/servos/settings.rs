@@ -19,7 +19,7 @@
 
 use std::{collections::BTreeMap, fmt, path::PathBuf, str::FromStr, time::Duration};
 
-use super::protocol::{MAX_CHANNELS, MAX_TARGET};
+use super::protocol::{self, MAX_CHANNELS, MAX_TARGET};
 use crate::declare::{self, Show, quote, settings};
 
 settings! {
@@ -314,6 +314,19 @@ fn check_together(specs: &[ServoSpec], problems: &mut Vec<TableProblem>) {
                     spec.max_us
                 ),
             });
+        } else if let Some(slowest) = spec
+            .max_speed
+            .map(|speed| (speed, slowest_speed(spec.min_us, spec.max_us)))
+            .filter(|(speed, slowest)| speed < slowest)
+            .map(|(_, slowest)| slowest)
+        {
+            problems.push(TableProblem {
+                key: format!("{at}.max_speed"),
+                value: spec.max_speed.map(|s| s.to_string()),
+                problem: format!(
+                    "below the Maestro's slowest speed limit (1 unit: 25 µs a second, {slowest:.4} of this servo's range a second); use at least {slowest:.4}, or no max_speed"
+                ),
+            });
         } else if !(spec.min_us..=spec.max_us).contains(&spec.home_us) {
             problems.push(TableProblem {
                 key: format!("{at}.home_us"),
@@ -344,6 +357,14 @@ fn check_together(specs: &[ServoSpec], problems: &mut Vec<TableProblem>) {
             });
         }
     }
+}
+
+/// The slowest `max_speed` (fractions of the range a second) the board can
+/// keep to: its speed limit's unit, (0.25 µs)/(10 ms), that is 100
+/// quarter-µs a second. Anything slower would be paced faster by the board.
+pub fn slowest_speed(min_us: u16, max_us: u16) -> f64 {
+    let range = 4.0 * f64::from(max_us.saturating_sub(min_us).max(1));
+    protocol::SPEED_UNIT_PER_S / range
 }
 
 /// The servos whose channel a board of `count` channels lacks.
@@ -515,6 +536,25 @@ mod tests {
         let table: toml::Table = "servo = \"head\"".parse().unwrap();
         let problems = parse_tables(&table["servo"]).unwrap_err();
         assert!(problems[0].problem.contains("[[servo]]"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_max_speed_below_the_boards_slowest_is_refused() {
+        // 1000 µs of range: one unit (25 µs/s) is 0.025 of it a second.
+        assert!((slowest_speed(1000, 2000) - 0.025).abs() < 1e-12);
+        let table = |speed: &str| {
+            format!(
+                "[[servo]]\nname = \"tail\"\nchannel = 1\nmin_us = 1000\nmax_us = 2000\nmax_speed = {speed}\n"
+            )
+        };
+        let problems = parse(&table("0.01")).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "servo \"tail\".max_speed");
+        assert!(
+            problems[0].problem.contains("use at least 0.0250"),
+            "{problems:?}"
+        );
+        assert!(parse(&table("0.025")).is_ok());
     }
 
     #[test]

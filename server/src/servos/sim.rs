@@ -25,7 +25,10 @@
 //!   [`SimMaestro::plug`]ged in again every output is off until the client
 //!   sets it.
 //! - **Faults for tests.** A muted board ignores everything and answers
-//!   nothing (a hung board); [`SimMaestro::raise_errors`] sets error bits.
+//!   nothing (a hung board); [`SimMaestro::raise_errors`] sets error bits
+//!   (and, as any error does on a Maestro, turns every output off);
+//!   [`SimMaestro::delay_next_answer`] holds the next answer back (a late
+//!   answer, arriving after the client gave up on it).
 //!
 //! Every Set Target is recorded with when it arrived ([`SimMaestro::targets`]);
 //! everything observable is reported as [`SimEvent`]s ([`SimMaestro::events`]).
@@ -193,6 +196,7 @@ enum Control {
     Plug,
     Muted(bool),
     Raise(u16),
+    Delay(Duration),
     Target(u8, u16),
     Quit,
 }
@@ -278,6 +282,7 @@ impl SimMaestro {
             open: false,
             board,
             muted: false,
+            delay: None,
             rx: VecDeque::new(),
             rx_clock: now,
             tx: VecDeque::new(),
@@ -373,6 +378,13 @@ impl SimMaestro {
         let _ = self.control(Control::Raise(bits));
     }
 
+    /// Holds the board's next answer back by `delay` (once), as a busy or
+    /// stalled line would: a late answer, and every answer after it queued
+    /// behind.
+    pub fn delay_next_answer(&self, delay: Duration) {
+        let _ = self.control(Control::Delay(delay));
+    }
+
     /// Sets a channel's target on the board itself, as its script or the
     /// Maestro Control Center would (not recorded as a received target).
     pub fn set_target(&self, channel: u8, target: u16) {
@@ -440,6 +452,8 @@ struct Board {
     open: bool,
     board: Maestro,
     muted: bool,
+    /// Holds the next answer back this long (once).
+    delay: Option<Duration>,
     rx: VecDeque<RxByte>,
     rx_clock: Instant,
     tx: VecDeque<(u8, Instant)>,
@@ -487,7 +501,13 @@ impl Board {
                 }
                 Control::Raise(bits) => {
                     self.board.raise(bits);
-                    lock(&self.shared.status).errors = self.board.errors().0;
+                    let mut status = lock(&self.shared.status);
+                    status.errors = self.board.errors().0;
+                    status.channels = channels_of(&self.board);
+                    Ok(())
+                }
+                Control::Delay(delay) => {
+                    self.delay = Some(delay);
                     Ok(())
                 }
                 Control::Target(channel, target) => {
@@ -587,6 +607,9 @@ impl Board {
             });
         }
         if self.open && !receipt.answer.is_empty() {
+            if let Some(delay) = self.delay.take() {
+                self.tx_clock = max(self.tx_clock, rx.at) + delay;
+            }
             for &byte in &receipt.answer {
                 self.tx_clock = max(self.tx_clock, rx.at) + self.byte_time;
                 self.tx.push_back((byte, self.tx_clock));

@@ -208,6 +208,67 @@ async fn max_speed_lengthens_a_move() {
 }
 
 #[tokio::test]
+async fn a_paced_step_is_estimated_where_the_board_has_it() {
+    let (servos, _bus, supervisor) = started().await;
+    let first = servos
+        .move_to("jaw", 0.0, Duration::ZERO, Easing::Step)
+        .await
+        .unwrap();
+    servos.wait_move(first.id).await.unwrap();
+    // Across the range at 2 ranges a second: the board takes 0.5 s.
+    let step = servos
+        .move_to("jaw", 1.0, Duration::ZERO, Easing::Step)
+        .await
+        .unwrap();
+    assert_eq!(step.duration, Duration::from_millis(500));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Replaced from where the output is, not from the goal.
+    let again = servos
+        .move_to("jaw", 1.0, Duration::ZERO, Easing::Step)
+        .await
+        .unwrap();
+    let from = again.from_us.unwrap();
+    assert!(from > 1200.0 && from < 1500.0, "{from}");
+    let listed = servos.list()[1].target_us.unwrap();
+    assert!(listed < 2000.0, "the state shows the estimate: {listed}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Halted where it is: that is the board's new target.
+    servos.halt(Some("jaw")).await.unwrap();
+    let halted = servos.list()[1].target_us.unwrap();
+    assert!(halted > from && halted < 1800.0, "{halted}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let report = servos.read_back().await.unwrap();
+    let (_, board) = &report.positions[1];
+    assert!(
+        (board.unwrap() - halted).abs() < 60.0,
+        "{board:?} on the board, {halted} in the state"
+    );
+    assert_eq!(servos.list()[1].target_us, Some(halted));
+    supervisor.stop_all().await;
+}
+
+#[tokio::test]
+async fn a_move_max_speed_makes_too_long_is_refused() {
+    // Not from the configuration (which refuses such a max_speed): a
+    // thousandth of the range an hour.
+    let (servos, _bus, supervisor) =
+        started_with(settings(), vec![spec("slow", 0, Some(1.0 / 3_600_000.0))]).await;
+    let first = servos
+        .move_to("slow", 0.0, Duration::ZERO, Easing::Step)
+        .await
+        .unwrap();
+    servos.wait_move(first.id).await.unwrap();
+    let error = servos
+        .move_to("slow", 1.0, Duration::from_secs(1), Easing::Linear)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ServoError::Invalid(_)), "{error:?}");
+    assert!(error.to_string().contains("longest move"), "{error}");
+    assert_eq!(servos.list()[0].target_us, Some(1000.0), "nothing sent");
+    supervisor.stop_all().await;
+}
+
+#[tokio::test]
 async fn bad_requests_are_refused_with_what_to_do() {
     let (servos, _bus, supervisor) = started().await;
     let error = servos
@@ -241,7 +302,7 @@ async fn bad_requests_are_refused_with_what_to_do() {
     ));
     assert!(matches!(
         servos.wait_move(MoveId(999)).await,
-        Err(ServoError::Invalid(_))
+        Err(ServoError::UnknownMove(_))
     ));
     assert!(servos.spec("jaw").is_ok());
     supervisor.stop_all().await;
