@@ -274,6 +274,21 @@ impl Timeline {
             if self.current.is_some() {
                 return;
             }
+            // Every step of the last round ran: a graceful stop asked
+            // meanwhile changes nothing, the plan completed.
+            let last_round = match self.plan.repeat {
+                Repeat::Once => true,
+                Repeat::Times(n) => self.loops >= n,
+                Repeat::Forever => false,
+            };
+            if self.stop.is_some()
+                && self.loops > 0
+                && self.next >= self.plan.steps.len()
+                && last_round
+            {
+                self.end(Outcome::Completed, out);
+                return;
+            }
             // The top-level step ended, or none ran yet: a stop after the
             // step (or the loop, between loops) ends the plan now, paused or not.
             if self.stop == Some(StopMode::AfterStep)
@@ -1050,6 +1065,50 @@ mod tests {
                 },
                 begin(&[1], "next", 10, 0),
             ]
+        );
+    }
+
+    #[test]
+    fn a_stop_after_the_last_step_leaves_the_plan_completed() {
+        let mut t = timeline(json!({"steps": [
+            {"id": "one", "command": {"line": "status"}},
+            {"id": "two", "command": {"line": "status"}}
+        ]}));
+        t.input(ms(0), Input::Tick);
+        t.input(
+            ms(5),
+            Input::Done {
+                step: vec![0],
+                result: Ok(()),
+            },
+        );
+        assert!(t.input(ms(6), Input::Stop(StopMode::AfterStep)).is_empty());
+        assert_eq!(
+            t.input(
+                ms(10),
+                Input::Done {
+                    step: vec![1],
+                    result: Ok(())
+                }
+            ),
+            [finished("two"), Output::Ended(Outcome::Completed)]
+        );
+        // Stopped before its last step: cancelled.
+        let mut t = timeline(json!({"steps": [
+            {"id": "one", "command": {"line": "status"}},
+            {"id": "two", "command": {"line": "status"}}
+        ]}));
+        t.input(ms(0), Input::Tick);
+        t.input(ms(1), Input::Stop(StopMode::AfterStep));
+        assert_eq!(
+            t.input(
+                ms(5),
+                Input::Done {
+                    step: vec![0],
+                    result: Ok(())
+                }
+            ),
+            [finished("one"), Output::Ended(Outcome::Cancelled)]
         );
     }
 
