@@ -644,6 +644,17 @@ async fn too_many_queued_plans_are_refused() {
         "{}",
         refused.message()
     );
+    // The console says the same, with the same code.
+    let console = server
+        .dispatch("plan run greeting queue")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        console.code(),
+        Code::ResourceExhausted,
+        "{}",
+        console.message()
+    );
 }
 
 #[tokio::test]

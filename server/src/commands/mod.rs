@@ -334,6 +334,9 @@ pub enum CommandError {
     /// What the command names does not exist (no track matches).
     #[error("{0}")]
     NotFound(String),
+    /// A limit is reached (too many plans queued).
+    #[error("{0}")]
+    ResourceExhausted(String),
 }
 
 fn unknown_message(input: &str, suggestions: &[&'static CommandSpec]) -> String {

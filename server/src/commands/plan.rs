@@ -217,7 +217,8 @@ impl From<PlanError> for CommandError {
                 CommandError::FailedPrecondition(e.to_string())
             }
             PlanError::NotFound(m) => CommandError::NotFound(m),
-            PlanError::QueueFull(m) | PlanError::Unavailable(m) => CommandError::Unavailable(m),
+            PlanError::QueueFull(m) => CommandError::ResourceExhausted(m),
+            PlanError::Unavailable(m) => CommandError::Unavailable(m),
         }
     }
 }

@@ -53,6 +53,7 @@ impl From<CommandError> for Status {
             CommandError::Unavailable(_) => Status::unavailable(message),
             CommandError::FailedPrecondition(_) => Status::failed_precondition(message),
             CommandError::NotFound(_) => Status::not_found(message),
+            CommandError::ResourceExhausted(_) => Status::resource_exhausted(message),
         }
     }
 }
