@@ -217,16 +217,27 @@ impl Action {
 impl Plan {
     /// Every step, nested ones included, depth first.
     pub fn all_steps(&self) -> Vec<&Step> {
-        fn walk<'a>(steps: &'a [Step], out: &mut Vec<&'a Step>) {
-            for step in steps {
-                out.push(step);
+        self.steps_with_paths()
+            .into_iter()
+            .map(|(_, step)| step)
+            .collect()
+    }
+
+    /// Every step with where it is (indices down through `parallelSteps`),
+    /// nested ones included, depth first.
+    pub fn steps_with_paths(&self) -> Vec<(Vec<usize>, &Step)> {
+        fn walk<'a>(steps: &'a [Step], at: &[usize], out: &mut Vec<(Vec<usize>, &'a Step)>) {
+            for (i, step) in steps.iter().enumerate() {
+                let mut path = at.to_vec();
+                path.push(i);
+                out.push((path.clone(), step));
                 if let Action::Parallel { steps, .. } = &step.action {
-                    walk(steps, out);
+                    walk(steps, &path, out);
                 }
             }
         }
         let mut out = Vec::new();
-        walk(&self.steps, &mut out);
+        walk(&self.steps, &[], &mut out);
         out
     }
 }

@@ -27,7 +27,7 @@ use super::{
     executor::{self, CommandRunner, Control, Report},
     files::PlanFolder,
     layers::{Act, IfBusy, Layers},
-    model::{Action, Layer, Plan, Step},
+    model::{Action, Layer, Plan},
     timeline::{Outcome, Output, StopMode},
 };
 use crate::{
@@ -352,31 +352,55 @@ impl Plans {
     }
 
     /// What the decoder cannot check alone: that every `command` line is a
-    /// command that would run, and every track the plan names is in the
-    /// music library (as it is now). Nothing is checked
-    /// while the audio cannot list its library: those steps fail when they
-    /// run, with the reason.
+    /// command that would run, every `move` names a servo and lasts no longer
+    /// than the servos take, and every track the plan names is in the music
+    /// library (as it is now). Tracks are not checked while the audio cannot
+    /// list its library: those steps fail when they run, with the reason.
     pub async fn check(&self, plan: &Plan) -> Vec<Problem> {
-        fn walk<'p>(steps: &'p [Step], at: &[usize], out: &mut Vec<(String, &'p str)>) {
-            for (i, step) in steps.iter().enumerate() {
-                let mut path = at.to_vec();
-                path.push(i);
-                let json = super::resolve::json_path(&path);
-                match &step.action {
-                    Action::PlayMusic { query } => {
-                        out.push((format!("{json}.playMusic.query"), query));
+        let runner = self.inner.commands.get().map(|r| r.as_ref());
+        let mut problems = Vec::new();
+        let mut tracks = Vec::new();
+        for (path, step) in plan.steps_with_paths() {
+            let json = super::resolve::json_path(&path);
+            match &step.action {
+                Action::Command { line } => {
+                    if let Some(runner) = runner
+                        && let Err(e) = runner.check(line)
+                    {
+                        problems.push(Problem {
+                            path: format!("{json}.command.line"),
+                            message: e,
+                        });
                     }
-                    Action::MusicCrossfade { track, .. } => {
-                        out.push((format!("{json}.musicCrossfade.track"), track));
-                    }
-                    Action::Parallel { steps, .. } => walk(steps, &path, out),
-                    _ => {}
                 }
+                Action::Move {
+                    target, duration, ..
+                } => {
+                    if let Err(e) = self.inner.servos.spec(target) {
+                        problems.push(Problem {
+                            path: format!("{json}.move.target"),
+                            message: e.to_string(),
+                        });
+                    }
+                    if *duration > crate::servos::MAX_MOVE {
+                        problems.push(Problem {
+                            path: format!("{json}.move.duration"),
+                            message: format!(
+                                "a move lasts at most {} s",
+                                crate::servos::MAX_MOVE.as_secs()
+                            ),
+                        });
+                    }
+                }
+                Action::PlayMusic { query } => {
+                    tracks.push((format!("{json}.playMusic.query"), query.as_str()));
+                }
+                Action::MusicCrossfade { track, .. } => {
+                    tracks.push((format!("{json}.musicCrossfade.track"), track.as_str()));
+                }
+                _ => {}
             }
         }
-        let mut problems = self.check_commands(plan);
-        let mut tracks = Vec::new();
-        walk(&plan.steps, &[], &mut tracks);
         if tracks.is_empty() {
             return problems;
         }
@@ -389,61 +413,6 @@ impl Plans {
                 message: format!("no track matches: {e}"),
             })
         }));
-        problems
-    }
-
-    /// The `command` steps' lines that would not run and the `move` steps'
-    /// servos that do not exist, each with its path.
-    fn check_commands(&self, plan: &Plan) -> Vec<Problem> {
-        fn walk(
-            steps: &[Step],
-            at: &[usize],
-            runner: Option<&dyn CommandRunner>,
-            servos: &Servos,
-            out: &mut Vec<Problem>,
-        ) {
-            for (i, step) in steps.iter().enumerate() {
-                let mut path = at.to_vec();
-                path.push(i);
-                let json = super::resolve::json_path(&path);
-                match &step.action {
-                    Action::Command { line } => {
-                        if let Some(runner) = runner
-                            && let Err(e) = runner.check(line)
-                        {
-                            out.push(Problem {
-                                path: format!("{json}.command.line"),
-                                message: e,
-                            });
-                        }
-                    }
-                    Action::Move {
-                        target, duration, ..
-                    } => {
-                        if let Err(e) = servos.spec(target) {
-                            out.push(Problem {
-                                path: format!("{json}.move.target"),
-                                message: e.to_string(),
-                            });
-                        }
-                        if *duration > crate::servos::MAX_MOVE {
-                            out.push(Problem {
-                                path: format!("{json}.move.duration"),
-                                message: format!(
-                                    "a move lasts at most {} s",
-                                    crate::servos::MAX_MOVE.as_secs()
-                                ),
-                            });
-                        }
-                    }
-                    Action::Parallel { steps, .. } => walk(steps, &path, runner, servos, out),
-                    _ => {}
-                }
-            }
-        }
-        let mut problems = Vec::new();
-        let runner = self.inner.commands.get().map(|r| r.as_ref());
-        walk(&plan.steps, &[], runner, &self.inner.servos, &mut problems);
         problems
     }
 
