@@ -250,6 +250,11 @@ settings! {
             key: "bus_metrics_interval", env: "CANTINA_BUS_METRICS_INTERVAL", default: "60s",
             parse: duration_or_zero,
         },
+        /// How often freed memory is handed back to the system when over 1 MiB is kept (0s: never)
+        pub memory_trim_interval: Duration = setting {
+            key: "memory_trim_interval", env: "CANTINA_MEMORY_TRIM_INTERVAL", default: "5s",
+            parse: duration_or_zero,
+        },
         /// Largest gRPC message accepted or sent (bytes, or with KiB/MiB)
         pub max_message_size: usize = setting {
             key: "max_message_size", env: "CANTINA_MAX_MESSAGE_SIZE", default: "4MiB",
@@ -1208,6 +1213,7 @@ max_us = 1900
             ("bus_max_failures", "0"),
             ("bus_history", "0"),
             ("bus_metrics_interval", "0s"),
+            ("memory_trim_interval", "30s"),
             ("max_message_size", "16MiB"),
         ]
         .into_iter()

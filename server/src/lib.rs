@@ -10,7 +10,7 @@
 //! [`declare`]), [`bus`] (the event bus), [`commands`] (the
 //! console: registry, one file per command), [`grpc`] (the only module that
 //! knows proto types), [`droid`] (shared state), [`modes`], [`audio`], [`eyes`], [`servos`], [`lifecycle`]
-//! (subsystems), [`shutdown`], [`telemetry`].
+//! (subsystems), [`shutdown`], [`telemetry`], [`memory`] (freed memory handed back).
 
 pub mod actor;
 pub mod audio;
@@ -23,6 +23,7 @@ pub mod eyes;
 pub mod grpc;
 pub mod lifecycle;
 pub mod logs;
+pub mod memory;
 pub mod modes;
 pub mod plans;
 pub mod servos;
@@ -205,6 +206,10 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         "listening"
     );
 
+    tokio::spawn(memory::trim_every(
+        config.memory_trim_interval,
+        shutdown.clone(),
+    ));
     let task = tokio::spawn({
         let shutdown = shutdown.clone();
         let droid = droid.clone();
