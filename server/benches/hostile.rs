@@ -91,7 +91,7 @@ impl Server {
     fn start(dir: &std::path::Path) -> Server {
         let token_file = dir.join("token");
         std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cantina-server"))
+        let child = Command::new(env!("CARGO_BIN_EXE_cantina-server"))
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
             .env("CANTINA_TOKEN", TOKEN)
             .env("CANTINA_AUDIO_OUTPUT", "virtual")
@@ -105,8 +105,13 @@ impl Server {
             .stdout(Stdio::null())
             .spawn()
             .expect("start cantina-server (cargo bench builds it)");
+        // Killed and reaped on drop, whatever happens from here.
+        let mut server = Server {
+            child,
+            address: SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
         std::fs::create_dir_all(dir.join("music")).unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let stderr = BufReader::new(server.child.stderr.take().unwrap());
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in stderr.lines().map_while(Result::ok) {
@@ -125,13 +130,13 @@ impl Server {
                 continue;
             };
             if event["fields"]["message"] == "listening" {
-                let address = event["fields"]["address"]
+                server.address = event["fields"]["address"]
                     .as_str()
                     .unwrap()
                     .parse()
                     .unwrap();
                 std::thread::spawn(move || while rx.recv().is_ok() {});
-                return Server { child, address };
+                return server;
             }
         }
     }
