@@ -60,9 +60,10 @@ impl Remote {
             })?),
             None => None,
         };
+        let token = global.token()?;
         let clients = cantina::client::connect_with(
             &global.server,
-            global.token.as_deref(),
+            token.as_deref(),
             tls_ca.as_deref(),
         )
         .await
