@@ -113,8 +113,8 @@ impl GlobalArgs {
                 path.display()
             ))
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| bad(format!("cannot be read: {e}")))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| bad(format!("cannot be read: {e}")))?;
         let token = text.strip_suffix('\n').unwrap_or(&text);
         let token = token.strip_suffix('\r').unwrap_or(token);
         if token.is_empty() {

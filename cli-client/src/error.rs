@@ -95,7 +95,8 @@ impl Failure {
 
     /// What to do about it, when the message alone may not say.
     pub fn hint(&self) -> Option<&'static str> {
-        (self.code() == NO_PERMISSION).then_some("pass --token or --token-file, or set CANTINA_TOKEN or CANTINA_TOKEN_FILE")
+        (self.code() == NO_PERMISSION)
+            .then_some("pass --token or --token-file, or set CANTINA_TOKEN or CANTINA_TOKEN_FILE")
     }
 
     /// Whether trying again later may well work: the connection broke, nothing

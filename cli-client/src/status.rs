@@ -9,8 +9,8 @@
 
 use anstyle::{AnsiColor, Style};
 use cantina::v1::{
-    AudioStatus, EdgeStatus, EyesStatus, Mode, PlanSummary, ServiceStatus, ServosStatus, SubsystemStatus,
-    SystemStatus,
+    AudioStatus, EdgeStatus, EyesStatus, Mode, PlanSummary, ServiceStatus, ServosStatus,
+    SubsystemStatus, SystemStatus,
 };
 
 use crate::{

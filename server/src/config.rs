@@ -1232,7 +1232,11 @@ max_us = 1900
     /// which is never printed, given again as a variable).
     fn read_back(config: &Config) -> Config {
         let mut overrides = BTreeMap::new();
-        if let Some(token) = config.token.as_ref().filter(|_| config.token_file.is_none()) {
+        if let Some(token) = config
+            .token
+            .as_ref()
+            .filter(|_| config.token_file.is_none())
+        {
             overrides.insert("token", (token.clone(), Origin::Env("CANTINA_TOKEN")));
         }
         let mut again = Sources {
@@ -1306,7 +1310,10 @@ max_us = 1900
         );
         std::fs::write(&path, "\n").unwrap();
         let empty = with_token_file(&path, None).unwrap_err();
-        assert!(empty.contains("is empty") && empty.contains(&shown), "{empty}");
+        assert!(
+            empty.contains("is empty") && empty.contains(&shown),
+            "{empty}"
+        );
         std::fs::write(&path, "two words").unwrap();
         let spaced = with_token_file(&path, None).unwrap_err();
         assert!(spaced.contains("without spaces"), "{spaced}");

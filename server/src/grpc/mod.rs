@@ -143,15 +143,14 @@ pub async fn serve(
     let commands = CommandServiceServer::new(CommandApi::new(commands))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
-    let log_service =
-        LogServiceServer::new(LogApi::new(
+    let log_service = LogServiceServer::new(LogApi::new(
         logs,
         droid.bus.clone(),
         droid.shutdown.clone(),
         streams.clone(),
     ))
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit);
+    .max_decoding_message_size(limit)
+    .max_encoding_message_size(limit);
     let speech = SpeechServiceServer::new(SpeechApi::new(droid.speech.clone()))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);

@@ -82,7 +82,10 @@ impl Throttle {
     pub fn note(&mut self, peer: Option<IpAddr>, now: Instant) -> Option<Due> {
         let every = self.every;
         let Some(ip) = peer else {
-            return self.others.note(now, every).map(|count| Due { peer, count });
+            return self
+                .others
+                .note(now, every)
+                .map(|count| Due { peer, count });
         };
         if !self.peers.contains_key(&ip) && self.peers.len() >= self.max_peers {
             // Forget the peers quiet for a while; what they had not yet

@@ -371,9 +371,9 @@ impl PlanService for PlanApi {
         let started = self.start(plan, if_busy).await?;
         if started.status == PlanStatus::Skipped {
             let event = skipped_event(&id, &skipped, &started.message);
-            return Ok(Response::new(permit.hold(Box::pin(
-                futures_util::stream::iter([Ok(event)]),
-            ))));
+            return Ok(Response::new(
+                permit.hold(Box::pin(futures_util::stream::iter([Ok(event)]))),
+            ));
         }
         let plans = self.droid.plans.clone();
         let stream = futures_util::stream::unfold(

@@ -247,7 +247,9 @@ mod tests {
         assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
         assert!(
             refused.message().contains("max_streams_per_peer = 2")
-                && refused.message().starts_with("WatchEvents refused: 10.0.0.1"),
+                && refused
+                    .message()
+                    .starts_with("WatchEvents refused: 10.0.0.1"),
             "{}",
             refused.message()
         );
