@@ -57,8 +57,12 @@ fn command(dir: &Path, env: &[(&str, &Path)]) -> Command {
 
 /// Starts the server binary; returns once it listens.
 fn start(dir: &Path, env: &[(&str, &Path)]) -> Server {
-    let mut child = command(dir, env).spawn().expect("start cantina-server");
-    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut server = Server {
+        child: command(dir, env).spawn().expect("start cantina-server"),
+        address: String::new(),
+        lines: Vec::new(),
+    };
+    let stderr = BufReader::new(server.child.stderr.take().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in stderr.lines().map_while(Result::ok) {
@@ -66,25 +70,19 @@ fn start(dir: &Path, env: &[(&str, &Path)]) -> Server {
         }
     });
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut lines = Vec::new();
-    loop {
+    while server.address.is_empty() {
         let line = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("the server did not come up:\n{}", lines.join("\n")));
-        let event = serde_json::from_str::<serde_json::Value>(&line).ok();
-        lines.push(line);
-        if let Some(event) = event
+            .unwrap_or_else(|_| panic!("the server did not come up:\n{}", server.lines.join("\n")));
+        if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
             && event["fields"]["message"] == "listening"
         {
-            let address = event["fields"]["address"].as_str().unwrap().to_string();
-            std::thread::spawn(move || while rx.recv().is_ok() {});
-            return Server {
-                child,
-                address,
-                lines,
-            };
+            server.address = event["fields"]["address"].as_str().unwrap().to_string();
         }
+        server.lines.push(line);
     }
+    std::thread::spawn(move || while rx.recv().is_ok() {});
+    server
 }
 
 /// GetStatus with `token`.
