@@ -65,6 +65,10 @@ pub enum ConnectError {
     /// The token cannot be sent as a header.
     #[error("the token must be printable ASCII")]
     BadToken,
+    /// The token file cannot be read, or holds no token (the text says which
+    /// file and why).
+    #[error("{0}")]
+    BadTokenFile(String),
     /// The CA certificate given for TLS cannot be used.
     #[error("the CA certificate for TLS is not usable: {0}")]
     BadCa(String),

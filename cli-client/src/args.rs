@@ -65,6 +65,18 @@ pub struct GlobalArgs {
     )]
     pub token: Option<String>,
 
+    /// File holding the bearer token (its text, the trailing newline
+    /// trimmed), which keeps the token out of the process list and the
+    /// environment; instead of --token.
+    #[arg(
+        long,
+        global = true,
+        env = "CANTINA_TOKEN_FILE",
+        value_name = "FILE",
+        conflicts_with = "token"
+    )]
+    pub token_file: Option<PathBuf>,
+
     /// CA certificate (PEM) to trust for TLS, such as the server's own
     /// self-signed certificate; without it, https:// trusts the system's
     /// roots. With it, an address without a scheme uses https://.
@@ -86,6 +98,30 @@ pub struct GlobalArgs {
     /// generates one when it is not given.
     #[arg(long, global = true, value_name = "ID")]
     pub correlation_id: Option<String>,
+}
+
+impl GlobalArgs {
+    /// The token to send: `--token`, or the text of `--token-file` without
+    /// its trailing newline; an unreadable or empty file says so.
+    pub fn token(&self) -> Result<Option<String>, cantina::client::ConnectError> {
+        let Some(path) = &self.token_file else {
+            return Ok(self.token.clone());
+        };
+        let bad = |problem: String| {
+            cantina::client::ConnectError::BadTokenFile(format!(
+                "the token file {} {problem}",
+                path.display()
+            ))
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| bad(format!("cannot be read: {e}")))?;
+        let token = text.strip_suffix('\n').unwrap_or(&text);
+        let token = token.strip_suffix('\r').unwrap_or(token);
+        if token.is_empty() {
+            return Err(bad("is empty: write the token into it".into()));
+        }
+        Ok(Some(token.to_string()))
+    }
 }
 
 /// The output formats of `-o`.

@@ -6,7 +6,7 @@
 //! | ---- | ------- |
 //! | 0    | success |
 //! | 1    | any other failure; a plan that failed (`plan run`), a plan file that is not valid (`plan validate`) |
-//! | 2    | usage error: bad arguments (INVALID_ARGUMENT, NOT_FOUND), a bad `--server`, `--token` or `--tls-ca`, as clap |
+//! | 2    | usage error: bad arguments (INVALID_ARGUMENT, NOT_FOUND), a bad `--server`, `--token`, `--token-file` or `--tls-ca`, as clap |
 //! | 3    | a plan cancelled or skipped (`plan run`; `plan start` when skipped) |
 //! | 69   | the server cannot be reached, TLS failed (certificate refused) or the connection broke, or a subsystem is UNAVAILABLE (sysexits `EX_UNAVAILABLE`) |
 //! | 77   | UNAUTHENTICATED or PERMISSION_DENIED (sysexits `EX_NOPERM`) |
@@ -74,7 +74,10 @@ impl Failure {
     fn code(&self) -> u8 {
         match self {
             Failure::Connect(
-                ConnectError::BadAddress(_) | ConnectError::BadToken | ConnectError::BadCa(_),
+                ConnectError::BadAddress(_)
+                | ConnectError::BadToken
+                | ConnectError::BadTokenFile(_)
+                | ConnectError::BadCa(_),
             ) => USAGE,
             Failure::Connect(ConnectError::Unreachable { .. } | ConnectError::Tls { .. }) => {
                 UNAVAILABLE
@@ -92,7 +95,8 @@ impl Failure {
 
     /// What to do about it, when the message alone may not say.
     pub fn hint(&self) -> Option<&'static str> {
-        (self.code() == NO_PERMISSION).then_some("pass --token or set CANTINA_TOKEN")
+        (self.code() == NO_PERMISSION)
+            .then_some("pass --token or --token-file, or set CANTINA_TOKEN or CANTINA_TOKEN_FILE")
     }
 
     /// Whether trying again later may well work: the connection broke, nothing
@@ -229,7 +233,10 @@ mod tests {
         assert!(!usage.is_fatal_at_start());
 
         let auth = Failure::Server(Status::unauthenticated(""));
-        assert_eq!(auth.hint(), Some("pass --token or set CANTINA_TOKEN"));
+        assert_eq!(
+            auth.hint(),
+            Some("pass --token or --token-file, or set CANTINA_TOKEN or CANTINA_TOKEN_FILE")
+        );
         assert!(!auth.to_string().is_empty());
         assert!(auth.is_fatal_at_start());
 

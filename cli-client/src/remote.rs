@@ -60,18 +60,16 @@ impl Remote {
             })?),
             None => None,
         };
-        let clients = cantina::client::connect_with(
-            &global.server,
-            global.token.as_deref(),
-            tls_ca.as_deref(),
-        )
-        .await
-        .map_err(|e| match (e, &global.tls_ca) {
-            (ConnectError::BadCa(problem), Some(path)) => {
-                ConnectError::BadCa(format!("{}: {problem}", path.display()))
-            }
-            (e, _) => e,
-        })?;
+        let token = global.token()?;
+        let clients =
+            cantina::client::connect_with(&global.server, token.as_deref(), tls_ca.as_deref())
+                .await
+                .map_err(|e| match (e, &global.tls_ca) {
+                    (ConnectError::BadCa(problem), Some(path)) => {
+                        ConnectError::BadCa(format!("{}: {problem}", path.display()))
+                    }
+                    (e, _) => e,
+                })?;
         Ok(Self {
             system: SystemServiceClient::new(clients.channel.clone()),
             logs: LogServiceClient::new(clients.channel.clone()),

@@ -1,6 +1,7 @@
 //! `cantina status` as text: who the server is, then every subsystem as a
-//! table, then the audio, the eyes, the servos, the running plans and the
-//! bus, each only when the server reports it.
+//! table, then the audio, the eyes, the servos, the running plans, the
+//! bus and the gRPC edge (open streams, refusals), each only when the server
+//! reports it.
 //!
 //! Enum values lose their `MODE_`-style prefixes, because the column or key
 //! already says what they are; a value this CLI does not know (a newer server)
@@ -8,8 +9,8 @@
 
 use anstyle::{AnsiColor, Style};
 use cantina::v1::{
-    AudioStatus, EyesStatus, Mode, PlanSummary, ServiceStatus, ServosStatus, SubsystemStatus,
-    SystemStatus,
+    AudioStatus, EdgeStatus, EyesStatus, Mode, PlanSummary, ServiceStatus, ServosStatus,
+    SubsystemStatus, SystemStatus,
 };
 
 use crate::{
@@ -51,6 +52,9 @@ pub fn render(status: &SystemStatus, colours: Colours) -> String {
     }
     if let Some(bus) = status.bus.as_ref().and_then(bus_line) {
         sections.push(bus);
+    }
+    if let Some(edge) = &status.edge {
+        sections.push(edge_line(edge));
     }
     sections.join("\n")
 }
@@ -348,6 +352,19 @@ fn bus_line(bus: &prost_types::Struct) -> Option<String> {
     (!shown.is_empty()).then(|| format!("bus: {}\n", shown.join(" ")))
 }
 
+/// The open streams against their caps, and what the edge refused:
+/// `streams: 3/256 open (per peer 32) refused=0 · failed tokens: 0`.
+fn edge_line(edge: &EdgeStatus) -> String {
+    format!(
+        "streams: {}/{} open (per peer {}) refused={} · failed tokens: {}\n",
+        edge.open_streams,
+        edge.max_streams,
+        edge.max_streams_per_peer,
+        edge.streams_refused,
+        edge.auth_failures
+    )
+}
+
 /// `key:  value` lines with the values aligned.
 fn key_values(pairs: &[(&str, String)], indent: &str) -> String {
     let width = pairs
@@ -514,6 +531,14 @@ mod tests {
                 "subscribers": 4,
                 "per_topic": {"system.mode.changed": 3},
             }))),
+            edge: Some(EdgeStatus {
+                open_streams: 3,
+                max_streams: 256,
+                max_streams_per_peer: 32,
+                streams_refused: 7,
+                auth_failures: 2,
+                stream_peers: 2,
+            }),
         }
     }
 
@@ -562,6 +587,8 @@ plans:
   p-1  hello  FOREGROUND  RUNNING  wave (2/5)  12.5s
 
 bus: published=1204 dropped=2 subscribers=4
+
+streams: 3/256 open (per peer 32) refused=7 · failed tokens: 2
 ";
         assert_eq!(render(&sample(), Colours::OFF), expected);
     }

@@ -175,6 +175,11 @@ settings! {
             parse: |s| parse_token(s).map(Some),
             secret: true,
         },
+        /// File holding the bearer token (its text, the trailing newline trimmed): keeps it out of the environment and process list; instead of `token`
+        pub token_file: Option<PathBuf> = setting {
+            key: "token_file", env: "CANTINA_TOKEN_FILE", unset: None,
+            parse: parse_path,
+        },
         /// Allow listening on a non-loopback address with neither a token nor TLS
         pub allow_insecure_remote: bool = setting {
             key: "allow_insecure_remote", env: "CANTINA_ALLOW_INSECURE_REMOTE", default: "false",
@@ -241,6 +246,16 @@ settings! {
         /// Requests handled at once per connection; more are refused (RESOURCE_EXHAUSTED)
         pub concurrency_limit: usize = setting {
             key: "concurrency_limit", env: "CANTINA_CONCURRENCY_LIMIT", default: "256",
+            parse: positive,
+        },
+        /// Long-lived streams (TailLogs, WatchEvents, WatchPlans, RunPlan) open at once, server-wide; more are refused (RESOURCE_EXHAUSTED)
+        pub max_streams: usize = setting {
+            key: "max_streams", env: "CANTINA_MAX_STREAMS", default: "256",
+            parse: positive,
+        },
+        /// Long-lived streams one peer address may hold open at once; more are refused (RESOURCE_EXHAUSTED)
+        pub max_streams_per_peer: usize = setting {
+            key: "max_streams_per_peer", env: "CANTINA_MAX_STREAMS_PER_PEER", default: "32",
             parse: positive,
         },
         /// The event bus's settings.
@@ -416,7 +431,10 @@ impl Sources {
             raw.insert(key, value.clone());
         }
 
-        let config = Config::resolve(&mut Validator::new(&raw, &mut errors));
+        let mut config = Config::resolve(&mut Validator::new(&raw, &mut errors));
+        if let Some(config) = config.as_mut() {
+            read_token_file(config, &raw, &mut errors);
+        }
         check_remote(&raw, &mut errors);
         let servos = match (&self.file, servo_tables) {
             (Some((path, _)), Some(tables)) => {
@@ -435,6 +453,90 @@ impl Sources {
     }
 }
 
+/// Sets the token from `token_file`, when one is given: the file's text
+/// without its trailing newline. Both `token` and `token_file`, a file that
+/// cannot be read, or one that holds no usable token is a problem naming the
+/// file.
+fn read_token_file(
+    config: &mut Config,
+    raw: &BTreeMap<&'static str, (String, Origin)>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let Some(path) = config.token_file.clone() else {
+        return;
+    };
+    let (value, origin) = raw["token_file"].clone();
+    let mut report = |problem: String| {
+        errors.push(ConfigError {
+            key: "token_file".into(),
+            value: Some(value.clone()),
+            origin: origin.clone(),
+            problem,
+        });
+    };
+    if config.token.is_some() {
+        report(
+            "both token and token_file are set: pick one (token_file keeps the token out of \
+             the environment and the process list)"
+                .into(),
+        );
+        return;
+    }
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) => {
+            return report(format!(
+                "cannot read the token file {}: {e}; fix its path or permissions",
+                path.display()
+            ));
+        }
+    };
+    let token = text.strip_suffix('\n').unwrap_or(&text);
+    let token = token.strip_suffix('\r').unwrap_or(token);
+    match token {
+        "" => report(format!(
+            "the token file {} is empty: write the token into it (one line), or remove \
+             token_file",
+            path.display()
+        )),
+        token => match parse_token(token) {
+            Ok(token) => config.token = Some(token),
+            Err(problem) => report(format!(
+                "the token in {} is not usable: {problem}",
+                path.display()
+            )),
+        },
+    }
+}
+
+impl Config {
+    /// A warning when the token file can be read by its group or by others
+    /// (as ssh warns about a private key): `None` when it is private, or
+    /// there is no token file.
+    pub fn token_file_warning(&self) -> Option<String> {
+        let path = self.token_file.as_ref()?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path).ok()?.permissions().mode();
+            (mode & 0o077 != 0).then(|| {
+                format!(
+                    "the token file {} can be read by others (mode {:03o}): \
+                     run `chmod 600 {}`",
+                    path.display(),
+                    mode & 0o777,
+                    path.display()
+                )
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = path;
+            None
+        }
+    }
+}
+
 /// A non-loopback listen address needs a token, TLS or explicit consent. A
 /// bad listen address or switch is reported as such, not again here; a bad
 /// token counts as none.
@@ -442,7 +544,8 @@ fn check_remote(raw: &BTreeMap<&'static str, (String, Origin)>, errors: &mut Vec
     let value = |key: &str| raw.get(key).map(|(value, _)| value.trim());
     let listen = value("listen").and_then(|s| parse_listen(s).ok());
     let allowed = value("allow_insecure_remote").and_then(|s| parse_bool(s).ok());
-    let token = value("token").is_some_and(|s| parse_token(s).is_ok());
+    let token = value("token").is_some_and(|s| parse_token(s).is_ok())
+        || value("token_file").is_some_and(|s| !s.is_empty());
     let tls_wanted = ["tls_cert", "tls_key"]
         .into_iter()
         .any(|key| value(key).is_some_and(|s| !s.is_empty()));
@@ -1134,7 +1237,11 @@ max_us = 1900
     /// which is never printed, given again as a variable).
     fn read_back(config: &Config) -> Config {
         let mut overrides = BTreeMap::new();
-        if let Some(token) = &config.token {
+        if let Some(token) = config
+            .token
+            .as_ref()
+            .filter(|_| config.token_file.is_none())
+        {
             overrides.insert("token", (token.clone(), Origin::Env("CANTINA_TOKEN")));
         }
         let mut again = Sources {
@@ -1145,6 +1252,79 @@ max_us = 1900
         .unwrap_or_else(|e| panic!("{e}\n{}", config.to_toml()));
         again.origins = config.origins.clone();
         again
+    }
+
+    fn with_token_file(path: &Path, token: Option<&str>) -> Result<Config, String> {
+        let mut overrides = BTreeMap::from([(
+            "token_file",
+            (
+                path.display().to_string(),
+                Origin::Env("CANTINA_TOKEN_FILE"),
+            ),
+        )]);
+        if let Some(token) = token {
+            overrides.insert("token", (token.into(), Origin::Env("CANTINA_TOKEN")));
+        }
+        Sources {
+            file: None,
+            overrides,
+        }
+        .resolve()
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_token_file_is_read_without_its_trailing_newline() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let config = with_token_file(&path, None).unwrap();
+        assert_eq!(config.token.as_deref(), Some("s3cret"));
+        assert_eq!(config.token_file_warning(), None);
+        // Printed, it reads back (the file again, not the token).
+        assert!(!config.to_toml().contains("s3cret"));
+        assert_eq!(read_back(&config), config);
+
+        std::fs::write(&path, "s3cret\r\n").unwrap();
+        assert_eq!(
+            with_token_file(&path, None).unwrap().token.as_deref(),
+            Some("s3cret")
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let warning = with_token_file(&path, None)
+            .unwrap()
+            .token_file_warning()
+            .unwrap();
+        assert!(
+            warning.contains("chmod 600") && warning.contains("644"),
+            "{warning}"
+        );
+    }
+
+    #[test]
+    fn a_token_file_that_cannot_be_used_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        let shown = path.display().to_string();
+        let missing = with_token_file(&path, None).unwrap_err();
+        assert!(
+            missing.contains("cannot read the token file") && missing.contains(&shown),
+            "{missing}"
+        );
+        std::fs::write(&path, "\n").unwrap();
+        let empty = with_token_file(&path, None).unwrap_err();
+        assert!(
+            empty.contains("is empty") && empty.contains(&shown),
+            "{empty}"
+        );
+        std::fs::write(&path, "two words").unwrap();
+        let spaced = with_token_file(&path, None).unwrap_err();
+        assert!(spaced.contains("without spaces"), "{spaced}");
+        std::fs::write(&path, "s3cret").unwrap();
+        let both = with_token_file(&path, Some("other")).unwrap_err();
+        assert!(both.contains("pick one"), "{both}");
     }
 
     #[test]
@@ -1208,6 +1388,8 @@ max_us = 1900
             ("request_timeout", "2m"),
             ("shutdown_grace", "0s"),
             ("concurrency_limit", "16"),
+            ("max_streams", "64"),
+            ("max_streams_per_peer", "8"),
             ("bus_queue_capacity", "10"),
             ("bus_handler_timeout", "1s"),
             ("bus_max_failures", "0"),
@@ -1221,6 +1403,8 @@ max_us = 1900
         let keys: Vec<_> = SETTINGS.iter().map(|s| s.key).collect();
         let mut changed_keys: Vec<_> = changed.keys().copied().collect();
         changed_keys.push("token");
+        // Set with `token`, it is an error: its own test reads it back.
+        changed_keys.push("token_file");
         changed_keys.sort();
         changed_keys.dedup();
         let mut all_keys = keys.clone();
@@ -1242,6 +1426,9 @@ max_us = 1900
         let mut printed_defaults = Vec::new();
         defaults.print(&mut printed_defaults);
         for ((setting, value), (_, default)) in printed.iter().zip(&printed_defaults) {
+            if setting.key == "token_file" {
+                continue; // With `token` an error: its own test reads it back.
+            }
             assert_ne!(value, default, "{} is not changed", setting.key);
         }
         assert_eq!(read_back(&config), config);

@@ -198,6 +198,9 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         Some(files) => info!(cert = %files.cert.display(), "TLS on"),
         None => info!("TLS off: gRPC in plaintext"),
     }
+    if let Some(warning) = config.token_file_warning() {
+        warn!("{warning}");
+    }
     info!(
         address = %local_addr,
         session = %droid.info.session_id,

@@ -98,6 +98,7 @@ pub fn cantina(address: &str) -> tokio::process::Command {
     command
         .args(["--server", address])
         .env_remove("CANTINA_TOKEN")
+        .env_remove("CANTINA_TOKEN_FILE")
         .env_remove("CANTINA_SERVER")
         .env_remove("CANTINA_TLS_CA")
         .env("NO_COLOR", "1")

@@ -12,6 +12,7 @@ use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 use tracing::Level;
 
+use super::StreamLimits;
 use crate::{
     bus::Bus,
     logs::{
@@ -27,15 +28,19 @@ pub struct LogApi {
     logs: Logs,
     bus: Bus,
     shutdown: Shutdown,
+    /// The caps TailLogs streams count against.
+    streams: StreamLimits,
 }
 
 impl LogApi {
-    /// A service over `logs`, announcing level changes on `bus`.
-    pub fn new(logs: Logs, bus: Bus, shutdown: Shutdown) -> Self {
+    /// A service over `logs`, announcing level changes on `bus`, its
+    /// streams counted against `streams`.
+    pub fn new(logs: Logs, bus: Bus, shutdown: Shutdown, streams: StreamLimits) -> Self {
         Self {
             logs,
             bus,
             shutdown,
+            streams,
         }
     }
 }
@@ -136,6 +141,7 @@ impl LogService for LogApi {
         &self,
         request: Request<TailLogsRequest>,
     ) -> Result<Response<EntryStream>, Status> {
+        let permit = self.streams.admit("TailLogs", &request)?;
         let request = tail_request(request.into_inner())?;
         let follow = request.follow;
         let session: Arc<str> = Arc::from(self.logs.session_id());
@@ -150,7 +156,7 @@ impl LogService for LogApi {
         } else {
             Box::pin(items)
         };
-        Ok(Response::new(stream))
+        Ok(Response::new(permit.hold(stream)))
     }
 
     async fn set_log_level(

@@ -1,15 +1,17 @@
 //! The gRPC edge: the only place that knows proto types. It builds the
 //! router (reflection v1 and v1alpha, health, the Cantina services behind the
 //! token check), the tower limits (unary timeout, per-connection concurrency
-//! limit with load shedding, message size), and maps domain errors to
-//! `Status` codes in one place.
+//! limit with load shedding, message size), the caps on long-lived streams
+//! ([`StreamLimits`]), and maps domain errors to `Status` codes in one place.
 
 mod auth;
 mod command;
 mod health;
 mod logs;
+mod peers;
 mod plans;
 mod speech;
+mod streams;
 mod system;
 
 use std::sync::Arc;
@@ -34,6 +36,7 @@ pub use health::Health;
 pub use logs::LogApi;
 pub use plans::PlanApi;
 pub use speech::SpeechApi;
+pub use streams::{StreamCounts, StreamLimits};
 pub use system::{MISSED_TOPIC, SystemApi};
 
 use crate::{
@@ -135,20 +138,26 @@ pub async fn serve(
 ) -> Result<Result<(), tonic::transport::Error>, RouterError> {
     let limit = config.max_message_size;
     let auth = Auth::new(config.token.as_deref());
+    // One set of caps for every service that serves long-lived streams.
+    let streams = StreamLimits::new(config.max_streams, config.max_streams_per_peer);
     let commands = CommandServiceServer::new(CommandApi::new(commands))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
-    let log_service =
-        LogServiceServer::new(LogApi::new(logs, droid.bus.clone(), droid.shutdown.clone()))
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit);
+    let log_service = LogServiceServer::new(LogApi::new(
+        logs,
+        droid.bus.clone(),
+        droid.shutdown.clone(),
+        streams.clone(),
+    ))
+    .max_decoding_message_size(limit)
+    .max_encoding_message_size(limit);
     let speech = SpeechServiceServer::new(SpeechApi::new(droid.speech.clone()))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
-    let plans = PlanServiceServer::new(PlanApi::new(droid.clone()))
+    let plans = PlanServiceServer::new(PlanApi::new(droid.clone(), streams.clone()))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
-    let system = SystemServiceServer::new(SystemApi::new(droid))
+    let system = SystemServiceServer::new(SystemApi::new(droid, streams, auth.clone()))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
 

@@ -18,6 +18,7 @@ use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
+use super::StreamLimits;
 use crate::{
     bus::{Event, Item, Topic, TopicSet},
     droid::Droid,
@@ -35,12 +36,14 @@ use crate::{
 /// The PlanService implementation.
 pub struct PlanApi {
     droid: Arc<Droid>,
+    /// The caps RunPlan and WatchPlans streams count against.
+    streams: StreamLimits,
 }
 
 impl PlanApi {
-    /// A service over `droid`.
-    pub fn new(droid: Arc<Droid>) -> Self {
-        Self { droid }
+    /// A service over `droid`, its streams counted against `streams`.
+    pub fn new(droid: Arc<Droid>, streams: StreamLimits) -> Self {
+        Self { droid, streams }
     }
 }
 
@@ -345,6 +348,8 @@ impl PlanService for PlanApi {
         &self,
         request: Request<RunPlanRequest>,
     ) -> Result<Response<PlanEventStream>, Status> {
+        // Admitted before anything runs: a refused RunPlan starts no plan.
+        let permit = self.streams.admit("RunPlan", &request)?;
         let RunPlanRequest {
             plan,
             if_busy,
@@ -366,9 +371,9 @@ impl PlanService for PlanApi {
         let started = self.start(plan, if_busy).await?;
         if started.status == PlanStatus::Skipped {
             let event = skipped_event(&id, &skipped, &started.message);
-            return Ok(Response::new(Box::pin(futures_util::stream::iter([Ok(
-                event,
-            )]))));
+            return Ok(Response::new(
+                permit.hold(Box::pin(futures_util::stream::iter([Ok(event)]))),
+            ));
         }
         let plans = self.droid.plans.clone();
         let stream = futures_util::stream::unfold(
@@ -406,7 +411,7 @@ impl PlanService for PlanApi {
             },
         )
         .take_until(self.droid.shutdown.wait_owned());
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(permit.hold(Box::pin(stream))))
     }
 
     async fn start_plan(
@@ -483,6 +488,7 @@ impl PlanService for PlanApi {
         &self,
         request: Request<WatchPlansRequest>,
     ) -> Result<Response<PlanEventStream>, Status> {
+        let permit = self.streams.admit("WatchPlans", &request)?;
         let peer = request
             .remote_addr()
             .map(|a| a.to_string())
@@ -513,7 +519,7 @@ impl PlanService for PlanApi {
             }
         })
         .take_until(self.droid.shutdown.wait_owned());
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(permit.hold(Box::pin(stream))))
     }
 
     async fn validate_plan(

@@ -14,6 +14,7 @@ use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 use tracing::{debug, info};
 
+use super::{Auth, StreamLimits};
 use crate::{
     bus::{Event, Item},
     droid::Droid,
@@ -25,12 +26,35 @@ use crate::{
 pub struct SystemApi {
     /// What it reports on and acts on.
     droid: Arc<Droid>,
+    /// The caps WatchEvents streams count against (GetStatus shows them).
+    streams: StreamLimits,
+    /// The token check, whose refusals GetStatus counts.
+    auth: Auth,
 }
 
 impl SystemApi {
-    /// A service over `droid`.
-    pub fn new(droid: Arc<Droid>) -> Self {
-        Self { droid }
+    /// A service over `droid`, its streams counted against `streams`,
+    /// reporting the refusals of `auth`.
+    pub fn new(droid: Arc<Droid>, streams: StreamLimits, auth: Auth) -> Self {
+        Self {
+            droid,
+            streams,
+            auth,
+        }
+    }
+
+    /// The gRPC edge, for GetStatus.
+    fn edge(&self) -> pb::EdgeStatus {
+        let counts = self.streams.counts();
+        let small = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        pb::EdgeStatus {
+            open_streams: small(counts.open),
+            max_streams: small(counts.max),
+            max_streams_per_peer: small(counts.per_peer),
+            streams_refused: counts.refused,
+            auth_failures: self.auth.failures(),
+            stream_peers: small(counts.peers),
+        }
     }
 }
 
@@ -140,6 +164,7 @@ impl SystemService for SystemApi {
                 .collect(),
             started_at: Some(droid.info.started_at.into()),
             bus: Some(cantina::json::struct_from_json(droid.bus.metrics())),
+            edge: Some(self.edge()),
         }))
     }
 
@@ -149,6 +174,7 @@ impl SystemService for SystemApi {
         &self,
         request: Request<WatchEventsRequest>,
     ) -> Result<Response<EventStream>, Status> {
+        let permit = self.streams.admit("WatchEvents", &request)?;
         let peer = request
             .remote_addr()
             .map(|a| a.to_string())
@@ -172,7 +198,7 @@ impl SystemService for SystemApi {
         })
         // Streams end when shutdown begins, so they never hold it up.
         .take_until(self.droid.shutdown.wait_owned());
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(permit.hold(Box::pin(stream))))
     }
 
     async fn set_mode(
