@@ -302,6 +302,9 @@ async fn a_sigkill_loses_nothing_flushed_and_the_next_start_says_so() {
     assert_eq!(server.volume_and_brightness().await, (35, 0.3));
     // The old file was left as it was.
     assert_eq!(lines_of(&first), lines);
+    // A reset restarts the parts at what was set, not at the defaults.
+    server.dispatch("reset", "crash-reset").await;
+    assert_eq!(server.volume_and_brightness().await, (35, 0.3));
 
     // A clean stop: the file ends with the marker, the next start does not
     // warn, and the settings come back again.

@@ -661,4 +661,89 @@ mod tests {
             "[1970-01-01T00:00:00.000Z] ERROR bus boom subscriber=eyes correlation_id=c-1 repeated=2\n"
         );
     }
+
+    #[test]
+    fn a_fragment_of_our_own_failed_write_is_cut_before_writing_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = settings(dir.path(), 0, 1 << 30);
+        let path = dir.path().join(&settings.name);
+        fs::write(&path, "[t] INFO  x whole\n[t] INFO  x ha").unwrap();
+        let (tx, thread) = spawn(settings, |_| {});
+        let record = Arc::new(crate::logs::Record {
+            timestamp: std::time::SystemTime::UNIX_EPOCH,
+            level: tracing::Level::INFO,
+            target: "x",
+            message: "next".into(),
+            fields: Vec::new(),
+            correlation_id: None,
+        });
+        tx.send(Msg::Entry(Entry {
+            seq: 1,
+            record,
+            service: "x",
+            repeated: 0,
+        }))
+        .unwrap();
+        tx.send(Msg::Close).unwrap();
+        thread.join().unwrap();
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            "[t] INFO  x whole\n[1970-01-01T00:00:00.000Z] INFO  x next\n"
+        );
+    }
+
+    #[test]
+    fn the_previous_session_says_how_it_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let ended = |name: &str, text: &str| {
+            fs::write(dir.path().join(name), text).unwrap();
+            previous_session(dir.path(), "cantina-session-current.log").unwrap()
+        };
+        let start =
+            "[2026-01-01T00:00:00.000Z] INFO  logs log session 20260101-000000-abcd started\n";
+        let clean = ended(
+            "cantina-session-a.log",
+            &format!(
+                "{start}[2026-01-01T00:00:09.000Z] INFO  logs log session 20260101-000000-abcd ended cleanly\n"
+            ),
+        );
+        assert_eq!(clean.end, PreviousEnd::Clean);
+        assert_eq!(clean.warning(), None);
+        let abrupt = ended("cantina-session-a.log", start);
+        assert_eq!(abrupt.end, PreviousEnd::Abrupt);
+        assert_eq!(abrupt.session_id.as_deref(), Some("20260101-000000-abcd"));
+        assert_eq!(
+            abrupt.last_time.as_deref(),
+            Some("2026-01-01T00:00:00.000Z")
+        );
+        assert!(abrupt.warning().unwrap().contains("ended abruptly"));
+        let torn = ended(
+            "cantina-session-a.log",
+            &format!("{start}[2026-01-01T00:00:0"),
+        );
+        assert_eq!(torn.end, PreviousEnd::Torn);
+        assert_eq!(torn.last_time.as_deref(), Some("2026-01-01T00:00:00.000Z"));
+        // The current session's own file is never the previous one.
+        fs::remove_file(dir.path().join("cantina-session-a.log")).unwrap();
+        fs::write(dir.path().join("cantina-session-current.log"), start).unwrap();
+        assert_eq!(
+            previous_session(dir.path(), "cantina-session-current.log"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_second_start_in_the_same_second_gets_a_file_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let stamp = "20260101-000000";
+        assert_eq!(
+            free_name(dir.path(), stamp, "log"),
+            "cantina-session-20260101-000000.log"
+        );
+        fs::write(dir.path().join("cantina-session-20260101-000000.log"), "").unwrap();
+        assert_eq!(
+            free_name(dir.path(), stamp, "log"),
+            "cantina-session-20260101-000000_1.log"
+        );
+    }
 }
