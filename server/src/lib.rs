@@ -13,6 +13,7 @@
 //! (subsystems), [`shutdown`], [`telemetry`], [`memory`] (freed memory handed back).
 
 pub mod actor;
+pub mod atomic_file;
 pub mod audio;
 pub mod bus;
 pub mod commands;
@@ -29,6 +30,7 @@ pub mod plans;
 pub mod servos;
 pub mod shutdown;
 pub mod speech;
+pub mod state;
 pub mod telemetry;
 
 use std::{net::SocketAddr, sync::Arc, time::SystemTime};
@@ -162,6 +164,10 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         bus.clone(),
     );
     let audio = Audio::new(config.audio.clone(), bus.clone());
+    // What the last run left (volume, eye brightness): read before the
+    // parts start, said once the logs run.
+    let kept = state::load(&config.audio.data_dir);
+    state::restore(&kept.saved, &audio, &eyes);
     let speech = Speech::new(
         config.speech.clone(),
         config.audio.data_dir.clone(),
@@ -188,6 +194,15 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         plans,
     };
     let droid = Droid::boot(info, bus, parts, Some(health.observer()), shutdown.clone()).await?;
+    if let Some(warning) = &kept.warning {
+        warn!("{warning}");
+    }
+    state::keep(
+        config.audio.data_dir.clone(),
+        kept.saved,
+        &droid.audio,
+        &droid.eyes,
+    );
     let dispatcher = Arc::new(Dispatcher::new(droid.clone()));
     droid
         .plans

@@ -964,18 +964,10 @@ fn copy_new(from: &Path, to: &Path) -> io::Result<Copied> {
             }
             continue;
         }
-        let partial = hidden_partial(&candidate);
-        let placed = fs::copy(from, &partial).and_then(|_| {
-            match fs::hard_link(&partial, &candidate) {
-                Ok(()) => Ok(true),
-                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-                // Some file systems (FAT on a memory stick) have no hard links.
-                Err(_) => fs::rename(&partial, &candidate).map(|()| true),
-            }
-        });
-        // Gone already after a rename; after a link or a failure, not wanted.
-        let _ = fs::remove_file(&partial);
-        if placed? {
+        let placed = crate::atomic_file::create_new_with(&candidate, |file| {
+            io::copy(&mut fs::File::open(from)?, file).map(drop)
+        })?;
+        if placed {
             return Ok(Copied::New(candidate));
         }
     }
@@ -995,18 +987,6 @@ fn numbered(path: &Path, n: u32) -> PathBuf {
         None => format!("{stem} ({n})"),
     };
     path.with_file_name(name)
-}
-
-/// A hidden name beside `path` for a file being written (hidden, so scans skip it), unique to
-/// this process and call, so two writers never share one.
-pub(crate) fn hidden_partial(path: &Path) -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let name = path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    path.with_file_name(format!(".{name}.{}-{n}.part", std::process::id()))
 }
 
 /// Whether two files hold the same bytes.

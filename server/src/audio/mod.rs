@@ -156,6 +156,10 @@ struct Inner {
     state: watch::Sender<AudioState>,
     /// The control task, while it runs, and the output's clock.
     actor: Handle<player::Envelope, SampleClock>,
+    /// The master volume the next start begins at: the default, the one
+    /// restored from the state file, or the one the last run ended with (a
+    /// reset keeps the volume).
+    start_volume: std::sync::atomic::AtomicU8,
 }
 
 macro_rules! requests {
@@ -304,8 +308,17 @@ impl Audio {
                 bus,
                 state: watch::Sender::new(AudioState::default()),
                 actor: Handle::new(Subject::singular("the audio")),
+                start_volume: std::sync::atomic::AtomicU8::new(gain::DEFAULT_VOLUME),
             }),
         }
+    }
+
+    /// Sets the master volume (0–100) the audio starts at, before it
+    /// starts: the state file's, at boot.
+    pub fn restore_volume(&self, volume: u8) {
+        self.inner
+            .start_volume
+            .store(volume.min(100), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// What the audio is doing now.
@@ -411,6 +424,9 @@ impl Subsystem for Audio {
                 inner.settings.clone(),
                 inner.bus.clone(),
                 inner.state.clone(),
+                inner
+                    .start_volume
+                    .load(std::sync::atomic::Ordering::Relaxed),
             )
             .await?;
             inner.actor.spawn_task(QUEUE, clock, |rx| player.run(rx));
@@ -426,6 +442,13 @@ impl Subsystem for Audio {
     /// and the decoders; one stuck past the bound is cut off, so that it
     /// lets go of the device before the next start opens it.
     fn stop(&self) -> BoxFuture<'_, ()> {
-        Box::pin(self.inner.actor.stop())
+        Box::pin(async move {
+            self.inner.actor.stop().await;
+            // The next start (a reset) carries on at the volume set.
+            if self.inner.state.borrow().state.is_some() {
+                let volume = self.inner.state.borrow().volume;
+                self.restore_volume(volume);
+            }
+        })
     }
 }

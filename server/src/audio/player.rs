@@ -311,11 +311,13 @@ pub struct Player {
 }
 
 impl Player {
-    /// Creates the mixer, opens the output and starts scanning the library.
+    /// Creates the mixer at master `volume` (0–100), opens the output and
+    /// starts scanning the library.
     pub async fn start(
         settings: AudioSettings,
         bus: Bus,
         state: watch::Sender<AudioState>,
+        volume: u8,
     ) -> Result<(Player, SampleClock), String> {
         let device = match (&settings.output, settings.sample_rate) {
             (AudioOutput::Default, None) => Some(None),
@@ -358,7 +360,7 @@ impl Player {
             queue: VecDeque::new(),
             recent: VecDeque::new(),
             dj: false,
-            volume: gain::DEFAULT_VOLUME,
+            volume: volume.min(100),
             ducked: None,
             speaking: Vec::new(),
             duck_applied: None,

@@ -129,6 +129,10 @@ struct Inner {
     state: watch::Sender<EyesState>,
     /// The actor's thread, while it runs.
     actor: Handle<Msg>,
+    /// The brightness the next start begins at (as `f64` bits): the
+    /// default, the one restored from the state file, or the one the last
+    /// run ended with (a reset keeps the brightness).
+    start_brightness: std::sync::atomic::AtomicU64,
 }
 
 impl Eyes {
@@ -141,8 +145,22 @@ impl Eyes {
                 settings,
                 bus,
                 actor: Handle::new(Subject::plural("the eyes")),
+                start_brightness: std::sync::atomic::AtomicU64::new(DEFAULT_BRIGHTNESS.to_bits()),
             }),
         }
+    }
+
+    /// Sets the brightness (0.0–1.0, clamped) the eyes start at, before
+    /// they start: the state file's, at boot.
+    pub fn restore_brightness(&self, brightness: f64) {
+        let brightness = if brightness.is_finite() {
+            brightness.clamp(0.0, 1.0)
+        } else {
+            DEFAULT_BRIGHTNESS
+        };
+        self.inner
+            .start_brightness
+            .store(brightness.to_bits(), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// What the eyes show now.
@@ -280,7 +298,14 @@ impl Subsystem for Eyes {
     fn start(&self, status: StatusHandle) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
             let inner = &self.inner;
-            inner.state.send_replace(EyesState::initial(&inner.port));
+            inner.state.send_replace(EyesState {
+                brightness: f64::from_bits(
+                    inner
+                        .start_brightness
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                ),
+                ..EyesState::initial(&inner.port)
+            });
             let (first, first_outcome) = oneshot::channel();
             let (port, settings, bus, state) = (
                 inner.port.clone(),
@@ -317,7 +342,12 @@ impl Subsystem for Eyes {
     }
 
     fn stop(&self) -> BoxFuture<'_, ()> {
-        Box::pin(self.inner.actor.stop())
+        Box::pin(async move {
+            self.inner.actor.stop().await;
+            // The next start (a reset) carries on at the brightness set.
+            let brightness = self.inner.state.borrow().brightness;
+            self.restore_brightness(brightness);
+        })
     }
 }
 

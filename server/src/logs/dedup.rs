@@ -1,7 +1,16 @@
 //! Dedup without loss: an entry identical to one seen within the window (same
-//! service, level, message and fields: with structured logging, two lines
-//! that differ only in their fields are different lines) is not emitted again; it is counted, and when
-//! the window closes one entry carrying the count (`repeated`) is emitted.
+//! service, level, message, fields and correlation id: with structured
+//! logging, two lines that differ only in their fields are different lines,
+//! and two lines of different commands are different events) is not emitted
+//! again; it is counted. The count is reported as it grows, like syslog's
+//! "last message repeated N times": [`Dedup::report`] (called at every flush
+//! of the session file) emits one entry per window with repeats not yet
+//! reported, and when the window closes one more carries what is left.
+//!
+//! `repeated` on an emitted entry counts the repeats folded *since the
+//! previous report* of the same window, never the running total: adding up
+//! the `repeated` of every entry gives the number of repeats exactly once,
+//! whether the window closed or the server died before it could.
 //! A pure core: time comes in as an argument, so tests are data in, data out.
 
 use std::{
@@ -20,7 +29,10 @@ struct Window {
     first: Arc<Record>,
     service: &'static str,
     opened: Instant,
+    /// Repeats folded since the window opened.
     folded: u32,
+    /// Of those, how many a report already emitted.
+    reported: u32,
     last: Option<Arc<Record>>,
 }
 
@@ -30,6 +42,7 @@ impl Window {
             && self.first.level == record.level
             && self.first.message == record.message
             && self.first.fields == record.fields
+            && self.first.correlation_id == record.correlation_id
     }
 }
 
@@ -47,6 +60,9 @@ pub struct Dedup {
     /// Open windows at most: past this the oldest are closed early, so a
     /// flood of distinct messages cannot grow the map without bound.
     limit: usize,
+    /// Windows that folded a repeat since the last report, in the order of
+    /// their first unreported repeat (stale places are skipped).
+    unreported: Vec<(Instant, u64)>,
 }
 
 /// What to emit.
@@ -64,6 +80,7 @@ fn key(service: &'static str, record: &Record) -> u64 {
     record.level.hash(&mut hasher);
     record.message.hash(&mut hasher);
     record.fields.hash(&mut hasher);
+    record.correlation_id.hash(&mut hasher);
     hasher.finish()
 }
 
@@ -75,6 +92,7 @@ impl Dedup {
             open: HashMap::new(),
             order: VecDeque::new(),
             limit: limit.max(1),
+            unreported: Vec::new(),
         }
     }
 
@@ -105,6 +123,9 @@ impl Dedup {
                 return;
             }
             if now.duration_since(open.opened) < self.window {
+                if open.folded == open.reported {
+                    self.unreported.push((open.opened, hash));
+                }
                 open.folded += 1;
                 open.last = Some(record);
                 return;
@@ -123,6 +144,7 @@ impl Dedup {
                 service,
                 opened: now,
                 folded: 0,
+                reported: 0,
                 last: None,
             },
         );
@@ -148,6 +170,29 @@ impl Dedup {
         }
     }
 
+    /// Reports the repeats folded since the last report, one entry per
+    /// window (carrying its latest repeat), without closing any: called at
+    /// every flush of the session file, so that a crash loses at most one
+    /// flush interval of counts. Touches only the windows that folded since.
+    pub fn report(&mut self, out: &mut Vec<Emit>) {
+        for (opened, hash) in self.unreported.drain(..) {
+            let Some(window) = self.open.get_mut(&hash) else {
+                continue;
+            };
+            if window.opened != opened || window.folded == window.reported {
+                continue;
+            }
+            out.push(Emit {
+                record: window
+                    .last
+                    .clone()
+                    .expect("a folded window keeps its last record"),
+                repeated: window.folded - window.reported,
+            });
+            window.reported = window.folded;
+        }
+    }
+
     /// Closes every window (at shutdown), emitting their summaries.
     pub fn flush(&mut self, out: &mut Vec<Emit>) {
         while let Some((opened, hash)) = self.order.pop_front() {
@@ -157,6 +202,7 @@ impl Dedup {
             }
         }
         self.open.clear();
+        self.unreported.clear();
     }
 
     fn close_oldest(&mut self, out: &mut Vec<Emit>) {
@@ -170,10 +216,11 @@ impl Dedup {
     }
 }
 
+/// The entry that settles a closing window: the repeats no report emitted.
 fn summary(window: Window) -> Option<Emit> {
-    (window.folded > 0).then(|| Emit {
+    (window.folded > window.reported).then(|| Emit {
         record: window.last.expect("a folded window keeps its last record"),
-        repeated: window.folded,
+        repeated: window.folded - window.reported,
     })
 }
 
@@ -292,6 +339,127 @@ mod tests {
         // A third distinct message closes the oldest window early, count kept.
         let out = run(&mut dedup, t0 + Duration::from_millis(2), Level::INFO, "c");
         assert_eq!(out, [("a".to_string(), 1), ("c".to_string(), 0)]);
+    }
+
+    fn in_command(message: &str, correlation_id: &str) -> Arc<Record> {
+        Arc::new(Record {
+            correlation_id: Some(Arc::from(correlation_id)),
+            ..(*record(Level::INFO, message)).clone()
+        })
+    }
+
+    #[test]
+    fn lines_of_different_commands_are_never_folded() {
+        // 40 `status` commands: the same line 40 times, each with its own id.
+        let t0 = Instant::now();
+        let mut dedup = Dedup::new(Duration::from_secs(30), 100);
+        let mut out = Vec::new();
+        for i in 0..40 {
+            let line = in_command("running command", &format!("c-{i}"));
+            dedup.take(line, "commands", t0, &mut out);
+        }
+        // The same command's line twice is still a repeat.
+        dedup.take(
+            in_command("running command", "c-7"),
+            "commands",
+            t0,
+            &mut out,
+        );
+        let ids: Vec<_> = out
+            .iter()
+            .map(|e| {
+                (
+                    e.record.correlation_id.as_deref().unwrap().to_string(),
+                    e.repeated,
+                )
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            (0..40).map(|i| (format!("c-{i}"), 0)).collect::<Vec<_>>()
+        );
+        // A line without an id differs from every line with one.
+        dedup.take(
+            record(Level::INFO, "running command"),
+            "commands",
+            t0,
+            &mut out,
+        );
+        assert_eq!(out.len(), 41);
+        out.clear();
+        dedup.flush(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].record.correlation_id.as_deref(), out[0].repeated),
+            (Some("c-7"), 1)
+        );
+    }
+
+    /// Takes `count` repeats of "tick" at `at`, then reports; returns the
+    /// counts reported.
+    fn fold_then_report(dedup: &mut Dedup, at: Instant, count: usize) -> Vec<u32> {
+        let mut out = Vec::new();
+        for _ in 0..count {
+            dedup.take(record(Level::INFO, "tick"), "svc", at, &mut out);
+        }
+        out.clear();
+        dedup.report(&mut out);
+        out.into_iter().map(|e| e.repeated).collect()
+    }
+
+    #[test]
+    fn reports_carry_the_repeats_since_the_last_one_and_the_close_the_rest() {
+        let t0 = Instant::now();
+        let second = |s| t0 + Duration::from_secs(s);
+        let mut dedup = Dedup::new(Duration::from_secs(30), 100);
+        // The first "tick" is emitted as itself; 4 repeats are reported at
+        // the next flush.
+        assert_eq!(fold_then_report(&mut dedup, t0, 5), [4]);
+        // Nothing folded since: nothing to report.
+        assert_eq!(fold_then_report(&mut dedup, second(1), 0), [] as [u32; 0]);
+        assert_eq!(fold_then_report(&mut dedup, second(2), 3), [3]);
+        // Two more, then the window closes: the close carries only those.
+        assert_eq!(fold_then_report(&mut dedup, second(3), 0), [] as [u32; 0]);
+        let mut out = Vec::new();
+        dedup.take(record(Level::INFO, "tick"), "svc", second(4), &mut out);
+        dedup.take(record(Level::INFO, "tick"), "svc", second(5), &mut out);
+        dedup.expire(second(31), &mut out);
+        let counts: Vec<u32> = out.iter().map(|e| e.repeated).collect();
+        assert_eq!(counts, [2]);
+        // 1 + 4 + 3 + 2 = 10 ticks, each counted once.
+    }
+
+    #[test]
+    fn a_fully_reported_window_closes_without_a_summary() {
+        let t0 = Instant::now();
+        let mut dedup = Dedup::new(Duration::from_secs(30), 100);
+        assert_eq!(fold_then_report(&mut dedup, t0, 3), [2]);
+        let mut out = Vec::new();
+        dedup.expire(t0 + Duration::from_secs(31), &mut out);
+        dedup.flush(&mut out);
+        assert!(out.is_empty(), "{out:?}");
+        // A reopened window starts its own count.
+        assert_eq!(
+            fold_then_report(&mut dedup, t0 + Duration::from_secs(32), 2),
+            [1]
+        );
+    }
+
+    #[test]
+    fn reports_come_in_the_order_the_repeats_began() {
+        let t0 = Instant::now();
+        let mut dedup = Dedup::new(Duration::from_secs(30), 100);
+        let mut out = Vec::new();
+        for message in ["a", "b", "b", "a", "c"] {
+            dedup.take(record(Level::INFO, message), "svc", t0, &mut out);
+        }
+        out.clear();
+        dedup.report(&mut out);
+        let reported: Vec<_> = out
+            .iter()
+            .map(|e| (e.record.message.as_str(), e.repeated))
+            .collect();
+        assert_eq!(reported, [("b", 1), ("a", 1)]);
     }
 
     #[test]

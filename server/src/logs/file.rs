@@ -1,19 +1,26 @@
 //! Session files: `cantina-session-YYYYMMDD-HHMMSS.log`, one line per entry,
 //! written in batches by a thread of their own (file I/O never runs on the
-//! logging path or the async runtime). When writing fails (disk full,
-//! read-only, folder gone) the entries wait in memory, the failure is
-//! reported, and writing is retried every flush interval; when it works again
-//! the waiting entries are written first. Closing writes everything.
-//! Retention keeps at most a number of files and a total size.
+//! logging path or the async runtime). Every write is of whole lines, so a
+//! crash between writes leaves a file that ends in `\n`; a write that fails
+//! half way (disk full) is cut back to the last whole line and tried again.
+//! Lines wait in memory at most one flush interval (or until 64 KiB are
+//! waiting), then are written and synced, however busy the server is.
+//!
+//! When writing fails (disk full, read-only, folder gone) the entries wait in
+//! memory, the failure is reported, and writing is retried every flush
+//! interval; when it works again the waiting entries are written first.
+//! Closing writes everything. Retention keeps at most a number of files and
+//! a total size. [`previous_session`] reads how the session before this one
+//! ended.
 
 use std::{
     collections::VecDeque,
     fs::{self, File, OpenOptions},
-    io::{BufWriter, Write},
+    io::{BufRead, BufReader, Read, Seek, SeekFrom, Write},
     path::{Path, PathBuf},
     sync::mpsc,
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use super::{Entry, settings::LogFileFormat};
@@ -22,6 +29,9 @@ use super::{Entry, settings::LogFileFormat};
 pub enum Msg {
     /// An entry to write.
     Entry(Entry),
+    /// Write what waits and sync it now (the log service sends it at every
+    /// flush interval, right after the dedup counts so far).
+    Flush,
     /// Write everything, close the file, and end the thread.
     Close,
 }
@@ -54,6 +64,10 @@ pub struct FileSettings {
     pub max_pending: usize,
 }
 
+/// Rendered lines written before the flush interval is up once this many
+/// bytes wait.
+const BATCH_BYTES: usize = 64 * 1024;
+
 /// Starts the writer thread; `report` hears about failures and recoveries.
 pub fn spawn(
     settings: FileSettings,
@@ -70,11 +84,19 @@ pub fn spawn(
 struct Writer<R> {
     settings: FileSettings,
     report: R,
-    file: Option<BufWriter<File>>,
+    /// The session file, opened for appending once there is a line to write.
+    file: Option<File>,
+    /// Its length after the last write that succeeded: always at the end of
+    /// a whole line, and where a failed write is cut back to.
+    good_len: u64,
+    /// Entries not rendered yet (they pile up here while writing fails).
     pending: VecDeque<Entry>,
+    /// Whole lines rendered and not written yet.
+    lines: String,
     /// Entries dropped from `pending` while writing failed for long.
     lost: u64,
     failing: Option<String>,
+    /// Written since the last sync.
     dirty: bool,
 }
 
@@ -84,7 +106,9 @@ impl<R: Fn(Health)> Writer<R> {
             settings,
             report,
             file: None,
+            good_len: 0,
             pending: VecDeque::new(),
+            lines: String::new(),
             lost: 0,
             failing: None,
             dirty: false,
@@ -96,33 +120,43 @@ impl<R: Fn(Health)> Writer<R> {
     }
 
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
-        self.write_pending();
+        let interval = self.settings.flush_interval;
+        // A deadline, not a timeout per message: a busy server, whose
+        // entries never leave the channel idle, is flushed as often.
+        let mut next_flush = Instant::now() + interval;
         loop {
-            match rx.recv_timeout(self.settings.flush_interval) {
+            let wait = next_flush.saturating_duration_since(Instant::now());
+            let mut flush = false;
+            let mut close = false;
+            match rx.recv_timeout(wait) {
                 Ok(Msg::Entry(entry)) => {
                     self.queue(entry);
                     // Take whatever else is already waiting: one batch.
-                    let mut close = false;
                     while let Ok(msg) = rx.try_recv() {
                         match msg {
                             Msg::Entry(entry) => self.queue(entry),
+                            Msg::Flush => flush = true,
                             Msg::Close => close = true,
                         }
                     }
-                    self.write_pending();
-                    if close {
-                        self.close();
-                        return;
+                    self.render_pending();
+                    if self.lines.len() >= BATCH_BYTES {
+                        self.write_lines();
                     }
                 }
-                Ok(Msg::Close) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    self.close();
-                    return;
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    self.write_pending();
-                    self.flush();
-                }
+                Ok(Msg::Flush) => flush = true,
+                Ok(Msg::Close) | Err(mpsc::RecvTimeoutError::Disconnected) => close = true,
+                Err(mpsc::RecvTimeoutError::Timeout) => flush = true,
+            }
+            if close {
+                self.close();
+                return;
+            }
+            if flush || Instant::now() >= next_flush {
+                self.render_pending();
+                self.write_lines();
+                self.sync();
+                next_flush = Instant::now() + interval;
             }
         }
     }
@@ -135,6 +169,27 @@ impl<R: Fn(Health)> Writer<R> {
         self.pending.push_back(entry);
     }
 
+    /// Renders the waiting entries into whole lines, unless writing fails
+    /// (then they wait as entries, where `max_pending` bounds them).
+    fn render_pending(&mut self) {
+        if self.failing.is_some() {
+            return;
+        }
+        if self.lost > 0 {
+            use std::fmt::Write as _;
+            let _ = writeln!(
+                self.lines,
+                "[{}] WARN  logs {} entries could not be written while the log file was failing",
+                humantime::format_rfc3339_millis(std::time::SystemTime::now()),
+                self.lost
+            );
+            self.lost = 0;
+        }
+        for entry in self.pending.drain(..) {
+            render(&mut self.lines, &entry, self.settings.format);
+        }
+    }
+
     fn open(&mut self) -> std::io::Result<()> {
         if self.file.is_some() {
             return Ok(());
@@ -142,56 +197,74 @@ impl<R: Fn(Health)> Writer<R> {
         fs::create_dir_all(&self.settings.dir)?;
         let path = self.path();
         let fresh = !path.exists();
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        self.file = Some(BufWriter::with_capacity(64 * 1024, file));
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)?;
+        // A write of ours that failed half way and could not be cut back
+        // then: its lines are still waiting, so the fragment goes.
+        self.good_len = whole_lines_len(&file)?;
+        if file.metadata()?.len() != self.good_len {
+            file.set_len(self.good_len)?;
+        }
+        self.file = Some(file);
         if fresh {
             prune(&self.settings, &path);
         }
         Ok(())
     }
 
-    fn write_pending(&mut self) {
-        if self.pending.is_empty() && self.lost == 0 {
+    /// Writes the rendered lines in one write of whole lines.
+    fn write_lines(&mut self) {
+        if self.lines.is_empty() {
+            if self.failing.is_some() {
+                // Retry: the entries waiting while it failed go first.
+                self.failing_retry();
+            }
             return;
         }
         let result = self.open().and_then(|()| {
             let file = self.file.as_mut().expect("opened");
-            if self.lost > 0 {
-                writeln!(
-                    file,
-                    "[{}] WARN  logs {} entries could not be written while the log file was failing",
-                    humantime::format_rfc3339_millis(std::time::SystemTime::now()),
-                    self.lost
-                )?;
-            }
-            let mut line = String::with_capacity(256);
-            while let Some(entry) = self.pending.front() {
-                line.clear();
-                render(&mut line, entry, self.settings.format);
-                file.write_all(line.as_bytes())?;
-                self.pending.pop_front();
-            }
-            Ok(())
+            file.write_all(self.lines.as_bytes())
         });
         match result {
             Ok(()) => {
-                self.lost = 0;
+                self.good_len += self.lines.len() as u64;
+                self.lines.clear();
                 self.dirty = true;
                 if self.failing.take().is_some() {
-                    self.flush();
+                    self.sync();
                     (self.report)(Health::Writing(self.path()));
                 }
             }
-            Err(e) => self.fail(e),
+            Err(e) => {
+                // Cut a half-written batch back to the last whole line; the
+                // batch stays and is written whole next time.
+                if let Some(file) = self.file.as_ref() {
+                    let _ = file.set_len(self.good_len);
+                }
+                self.fail(e);
+            }
         }
     }
 
-    fn flush(&mut self) {
+    /// While failing, entries wait unrendered; try to write them.
+    fn failing_retry(&mut self) {
+        let failing = self.failing.take();
+        self.render_pending();
+        self.failing = failing;
+        if !self.lines.is_empty() {
+            self.write_lines();
+        }
+    }
+
+    fn sync(&mut self) {
         if !self.dirty {
             return;
         }
-        if let Some(file) = self.file.as_mut()
-            && let Err(e) = file.flush().and_then(|()| file.get_ref().sync_data())
+        if let Some(file) = self.file.as_ref()
+            && let Err(e) = file.sync_data()
         {
             self.fail(e);
             return;
@@ -200,7 +273,7 @@ impl<R: Fn(Health)> Writer<R> {
     }
 
     fn fail(&mut self, error: std::io::Error) {
-        // Whatever the buffer held is lost with the handle; reopen next time.
+        // Reopen next time (the folder may come back).
         self.file = None;
         let reason = format!(
             "cannot write the session log {}: {error}; keeping entries in memory and retrying",
@@ -213,10 +286,161 @@ impl<R: Fn(Health)> Writer<R> {
     }
 
     fn close(&mut self) {
-        self.write_pending();
-        self.flush();
+        if self.failing.is_some() {
+            self.failing_retry();
+        } else {
+            self.render_pending();
+            self.write_lines();
+        }
+        self.sync();
         self.file = None;
     }
+}
+
+/// The length of `file` up to and with its last `\n` (0 when it has none).
+fn whole_lines_len(mut file: &File) -> std::io::Result<u64> {
+    let len = file.metadata()?.len();
+    let mut end = len;
+    let mut chunk = [0u8; 4096];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let part = &mut chunk[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(part)?;
+        if let Some(at) = part.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + at as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+/// The marker a clean shutdown writes last: the message of the final entry.
+pub fn clean_end_message(session_id: &str) -> String {
+    format!("log session {session_id} ended cleanly")
+}
+
+/// How the most recent session before this one ended, read from its file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Previous {
+    /// Its session file.
+    pub path: PathBuf,
+    /// Its session id, from its first line (when that says it).
+    pub session_id: Option<String>,
+    /// The time of its last whole line, as written there.
+    pub last_time: Option<String>,
+    /// How it ended.
+    pub end: PreviousEnd,
+}
+
+/// How a previous session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PreviousEnd {
+    /// Its last line is the clean-end marker.
+    Clean,
+    /// It stops without the marker: killed, crashed, or the power went.
+    Abrupt,
+    /// It ends in a partial line (the disk filled, or a write was cut).
+    Torn,
+}
+
+impl Previous {
+    /// What the new session says about it, or `None` when it ended cleanly.
+    pub fn warning(&self) -> Option<String> {
+        let who = match &self.session_id {
+            Some(id) => format!("the previous session {id} ({})", self.path.display()),
+            None => format!("the previous session ({})", self.path.display()),
+        };
+        let last = match &self.last_time {
+            Some(time) => format!("its last line is from {time}"),
+            None => "it has no whole line".to_string(),
+        };
+        match self.end {
+            PreviousEnd::Clean => None,
+            PreviousEnd::Abrupt => Some(format!(
+                "{who} ended abruptly (killed, crashed or lost power): {last}; \
+                 what it logged after its last flush is lost"
+            )),
+            PreviousEnd::Torn => Some(format!(
+                "{who} ended abruptly and its file ends in a partial line (was the disk full?): \
+                 {last}; the file is left as it is and this session writes to a new one"
+            )),
+        }
+    }
+}
+
+/// The most recent session file in `dir` other than `current` (by time of
+/// last change, then name), and how it ended; `None` when there is none.
+pub fn previous_session(dir: &Path, current: &str) -> Option<Previous> {
+    let path = fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("cantina-session-") && name != current
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.file_name(), e.path())))
+        .max()?
+        .2;
+    let mut file = File::open(&path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let mut first = String::new();
+    let _ = BufReader::new(&file).take(4096).read_line(&mut first);
+    let session_id = first
+        .split("log session ")
+        .nth(1)
+        .and_then(|rest| rest.split(" started").next())
+        .filter(|id| !id.is_empty() && !id.contains(char::is_whitespace))
+        .map(str::to_string);
+    // The last line fits in the last 64 KiB.
+    let from = len.saturating_sub(64 * 1024);
+    file.seek(SeekFrom::Start(from)).ok()?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).ok()?;
+    let tail = String::from_utf8_lossy(&tail);
+    let torn = !tail.is_empty() && !tail.ends_with('\n');
+    let whole = match tail.rfind('\n') {
+        Some(at) => &tail[..at],
+        None => "",
+    };
+    let last = whole.rsplit('\n').next().filter(|l| !l.is_empty());
+    let end = if torn {
+        PreviousEnd::Torn
+    } else if last.is_some_and(|l| l.contains("log session ") && l.contains(" ended cleanly")) {
+        PreviousEnd::Clean
+    } else {
+        PreviousEnd::Abrupt
+    };
+    Some(Previous {
+        path,
+        session_id,
+        last_time: last.and_then(line_time),
+        end,
+    })
+}
+
+/// The time a session file line carries, in either format.
+fn line_time(line: &str) -> Option<String> {
+    if let Some(rest) = line.strip_prefix('[') {
+        return rest.split(']').next().map(str::to_string);
+    }
+    let json: serde_json::Value = serde_json::from_str(line).ok()?;
+    json["timestamp"].as_str().map(str::to_string)
+}
+
+/// A session file name for `stamp` not taken in `dir`: the first start in a
+/// second gets `cantina-session-STAMP.EXT`, another in the same second
+/// `cantina-session-STAMP_1.EXT` and so on (a new session never appends to
+/// an old one's file).
+pub fn free_name(dir: &Path, stamp: &str, extension: &str) -> String {
+    let plain = format!("cantina-session-{stamp}.{extension}");
+    if !dir.join(&plain).exists() {
+        return plain;
+    }
+    (1..)
+        .map(|n| format!("cantina-session-{stamp}_{n}.{extension}"))
+        .find(|name| !dir.join(name).exists())
+        .expect("a free name")
 }
 
 /// Deletes the oldest session files beyond the retention limits, never `keep`.
@@ -435,6 +659,91 @@ mod tests {
         assert_eq!(
             text,
             "[1970-01-01T00:00:00.000Z] ERROR bus boom subscriber=eyes correlation_id=c-1 repeated=2\n"
+        );
+    }
+
+    #[test]
+    fn a_fragment_of_our_own_failed_write_is_cut_before_writing_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = settings(dir.path(), 0, 1 << 30);
+        let path = dir.path().join(&settings.name);
+        fs::write(&path, "[t] INFO  x whole\n[t] INFO  x ha").unwrap();
+        let (tx, thread) = spawn(settings, |_| {});
+        let record = Arc::new(crate::logs::Record {
+            timestamp: std::time::SystemTime::UNIX_EPOCH,
+            level: tracing::Level::INFO,
+            target: "x",
+            message: "next".into(),
+            fields: Vec::new(),
+            correlation_id: None,
+        });
+        tx.send(Msg::Entry(Entry {
+            seq: 1,
+            record,
+            service: "x",
+            repeated: 0,
+        }))
+        .unwrap();
+        tx.send(Msg::Close).unwrap();
+        thread.join().unwrap();
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            "[t] INFO  x whole\n[1970-01-01T00:00:00.000Z] INFO  x next\n"
+        );
+    }
+
+    #[test]
+    fn the_previous_session_says_how_it_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let ended = |name: &str, text: &str| {
+            fs::write(dir.path().join(name), text).unwrap();
+            previous_session(dir.path(), "cantina-session-current.log").unwrap()
+        };
+        let start =
+            "[2026-01-01T00:00:00.000Z] INFO  logs log session 20260101-000000-abcd started\n";
+        let clean = ended(
+            "cantina-session-a.log",
+            &format!(
+                "{start}[2026-01-01T00:00:09.000Z] INFO  logs log session 20260101-000000-abcd ended cleanly\n"
+            ),
+        );
+        assert_eq!(clean.end, PreviousEnd::Clean);
+        assert_eq!(clean.warning(), None);
+        let abrupt = ended("cantina-session-a.log", start);
+        assert_eq!(abrupt.end, PreviousEnd::Abrupt);
+        assert_eq!(abrupt.session_id.as_deref(), Some("20260101-000000-abcd"));
+        assert_eq!(
+            abrupt.last_time.as_deref(),
+            Some("2026-01-01T00:00:00.000Z")
+        );
+        assert!(abrupt.warning().unwrap().contains("ended abruptly"));
+        let torn = ended(
+            "cantina-session-a.log",
+            &format!("{start}[2026-01-01T00:00:0"),
+        );
+        assert_eq!(torn.end, PreviousEnd::Torn);
+        assert_eq!(torn.last_time.as_deref(), Some("2026-01-01T00:00:00.000Z"));
+        // The current session's own file is never the previous one.
+        fs::remove_file(dir.path().join("cantina-session-a.log")).unwrap();
+        fs::write(dir.path().join("cantina-session-current.log"), start).unwrap();
+        assert_eq!(
+            previous_session(dir.path(), "cantina-session-current.log"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_second_start_in_the_same_second_gets_a_file_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let stamp = "20260101-000000";
+        assert_eq!(
+            free_name(dir.path(), stamp, "log"),
+            "cantina-session-20260101-000000.log"
+        );
+        fs::write(dir.path().join("cantina-session-20260101-000000.log"), "").unwrap();
+        assert_eq!(
+            free_name(dir.path(), stamp, "log"),
+            "cantina-session-20260101-000000_1.log"
         );
     }
 }

@@ -5,7 +5,12 @@
 //! and written in batches to the session file ([`file`]).
 //!
 //! The `logs` subsystem starts first and stops last, so that everything the
-//! others say reaches the file. A failing disk does not stop it: it goes
+//! others say reaches the file. A crash loses at most one flush interval:
+//! lines and dedup counts so far are written (whole lines only) and synced
+//! at every flush. A clean stop ends the file with a marker
+//! ([`file::clean_end_message`]); the next start looks for it in the most
+//! recent previous file and, when it is missing, warns that the previous
+//! session ended abruptly. Each session writes a file of its own. A failing disk does not stop it: it goes
 //! DEGRADED, keeps the entries in memory, and recovers when writing works.
 
 pub mod capture;
@@ -21,7 +26,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering::Relaxed},
     },
-    time::{Duration, Instant, SystemTime},
+    time::{Instant, SystemTime},
 };
 
 use tokio::sync::{broadcast, oneshot};
@@ -78,7 +83,9 @@ pub struct Entry {
     pub record: Arc<Record>,
     /// The friendly service name.
     pub service: &'static str,
-    /// How many identical entries this one stands for beyond itself.
+    /// A dedup report: how many repeats of this entry were folded since
+    /// the previous report of the same repeat (0: an entry of its own).
+    /// Adding up `repeated` over the entries gives each repeat once.
     pub repeated: u32,
 }
 
@@ -102,6 +109,9 @@ struct Inner {
     followers: broadcast::Sender<Entry>,
     next_seq: AtomicU64,
     running: Mutex<Option<Running>>,
+    /// Whether the previous session's file was looked at (once per process:
+    /// a reset restarts the service on this session's own file).
+    previous_checked: std::sync::atomic::AtomicBool,
 }
 
 /// The log service; cheap to clone.
@@ -123,14 +133,20 @@ impl Logs {
             inner: Arc::new(Inner {
                 ring: Mutex::new(VecDeque::with_capacity(settings.ring_size)),
                 settings,
-                file_name: format!("cantina-session-{stamp}.{extension}"),
+                file_name: file::free_name(&dir, stamp, extension),
                 dir,
                 session_id: session_id.to_string(),
                 followers,
                 next_seq: AtomicU64::new(1),
                 running: Mutex::new(None),
+                previous_checked: std::sync::atomic::AtomicBool::new(false),
             }),
         }
+    }
+
+    /// The session file's path.
+    pub fn file_path(&self) -> PathBuf {
+        self.inner.dir.join(&self.inner.file_name)
     }
 
     /// The session id entries carry.
@@ -201,18 +217,26 @@ impl Logs {
         mut control: tokio::sync::mpsc::Receiver<Control>,
         file: std::sync::mpsc::Sender<file::Msg>,
         writer: std::thread::JoinHandle<()>,
+        previous: Option<String>,
     ) {
         let settings = &self.inner.settings;
         let mut dedup = dedup::Dedup::new(settings.dedup_window, 10_000);
         let mut out = Vec::new();
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        // Every flush interval: close the windows that are over, report the
+        // counts so far, then have the file written and synced.
+        let mut tick = tokio::time::interval(settings.flush_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut lost_seen = capture::dropped();
         self.note(
             Level::INFO,
             format!("log session {} started", self.inner.session_id),
             &file,
         );
+        if let Some(warning) = previous {
+            self.note(Level::WARN, warning, &file);
+        }
         let stop = loop {
+            let mut flush = false;
             tokio::select! {
                 Some(record) = records.recv() => {
                     let service = service_of(record.target);
@@ -220,6 +244,8 @@ impl Logs {
                 }
                 _ = tick.tick() => {
                     dedup.expire(Instant::now(), &mut out);
+                    dedup.report(&mut out);
+                    flush = true;
                     let lost = capture::dropped();
                     if lost > lost_seen {
                         self.note(
@@ -239,6 +265,9 @@ impl Logs {
                 let service = service_of(emit.record.target);
                 self.emit(emit.record, service, emit.repeated, &file);
             }
+            if flush {
+                let _ = file.send(file::Msg::Flush);
+            }
         };
         // Everything captured so far reaches the ring and the file.
         records.close();
@@ -250,6 +279,14 @@ impl Logs {
         for emit in out.drain(..) {
             let service = service_of(emit.record.target);
             self.emit(emit.record, service, emit.repeated, &file);
+        }
+        if stop.is_some() {
+            // The marker the next start looks for: this session ended well.
+            self.note(
+                Level::INFO,
+                file::clean_end_message(&self.inner.session_id),
+                &file,
+            );
         }
         let _ = file.send(file::Msg::Close);
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
@@ -311,7 +348,23 @@ impl Subsystem for Logs {
                     }
                 }
             });
-            let task = tokio::spawn(self.clone().process(records, control_rx, file_tx, writer));
+            // How the session before this one ended, once per process (a
+            // reset restarts the service on this session's own file).
+            let previous = if self.inner.previous_checked.swap(true, Relaxed) {
+                None
+            } else {
+                let dir = self.inner.dir.clone();
+                let current = self.inner.file_name.clone();
+                tokio::task::spawn_blocking(move || file::previous_session(&dir, &current))
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|previous| previous.warning())
+            };
+            let task = tokio::spawn(
+                self.clone()
+                    .process(records, control_rx, file_tx, writer, previous),
+            );
             *self.inner.running.lock().expect("running lock") = Some(Running {
                 control: control_tx,
                 task,

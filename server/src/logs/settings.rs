@@ -18,7 +18,7 @@ settings! {
             key: "log_ring_size", env: "CANTINA_LOG_RING_SIZE", default: "10000",
             parse: declare::positive,
         },
-        /// Identical entries (service, level, message) within this window are folded into one with a count (0s: never)
+        /// Identical entries (service, level, message, fields, correlation id) within this window are folded into counts, reported at every flush (0s: never)
         pub dedup_window: Duration = setting {
             key: "log_dedup_window", env: "CANTINA_LOG_DEDUP_WINDOW", default: "30s",
             parse: declare::duration_or_zero,
@@ -28,7 +28,7 @@ settings! {
             key: "log_file_format", env: "CANTINA_LOG_FILE_FORMAT", default: "text",
             parse: str::parse,
         },
-        /// Longest an entry waits before the session file is flushed
+        /// Longest an entry or a dedup count waits before the session file is written and synced: the most a crash loses
         pub flush_interval: Duration = setting {
             key: "log_flush_interval", env: "CANTINA_LOG_FLUSH_INTERVAL", default: "1s",
             parse: declare::duration,

@@ -16,7 +16,7 @@
 use std::{
     collections::{HashMap, HashSet},
     fmt, fs,
-    io::{self, Read, Write},
+    io::{self, Read},
     path::{Path, PathBuf},
     sync::LazyLock,
 };
@@ -1222,18 +1222,7 @@ fn read_limited(path: &Path) -> Result<String, LoadError> {
 /// Writes `text` to `path` whole or not at all: a temporary file beside it,
 /// renamed over it.
 fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("plan");
-    let temp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let written = (|| {
-        let mut file = fs::File::create(&temp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&temp, path)
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    written
+    crate::atomic_file::write(path, text.as_bytes())
 }
 
 #[cfg(test)]

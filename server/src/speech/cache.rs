@@ -107,8 +107,9 @@ impl Cache {
             .and_then(|()| {
                 // What a crash left half written.
                 for entry in fs::read_dir(&self.dir)?.flatten() {
-                    if entry.path().extension().is_some_and(|x| x == "tmp") {
-                        let _ = fs::remove_file(entry.path());
+                    let path = entry.path();
+                    if path.extension().is_some_and(|x| x == "tmp" || x == "part") {
+                        let _ = fs::remove_file(path);
                     }
                 }
                 let probe = self.dir.join(".write-test");
@@ -174,34 +175,23 @@ impl Cache {
         }
         let write = || -> Result<(), hound::Error> {
             fs::create_dir_all(&self.dir)?;
-            // Unique, so two utterances of the same text never share one.
-            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let tmp = self
-                .dir
-                .join(format!(".{key}.{}.{n}.tmp", std::process::id()));
             let spec = hound::WavSpec {
                 channels: clip.channels,
                 sample_rate: clip.rate,
                 bits_per_sample: 16,
                 sample_format: hound::SampleFormat::Int,
             };
-            let result = (|| {
-                let mut writer = hound::WavWriter::create(&tmp, spec)?;
+            // A temporary name of its own, so two utterances of the same
+            // text never share one.
+            crate::atomic_file::write_with(&self.path(key), |file| {
+                let mut writer = hound::WavWriter::new(std::io::BufWriter::new(file), spec)?;
                 let mut w = writer.get_i16_writer(clip.samples.len() as u32);
                 for &s in &clip.samples {
                     w.write_sample(s);
                 }
                 w.flush()?;
-                writer.finalize()?;
-                fs::File::open(&tmp)?.sync_all()?;
-                fs::rename(&tmp, self.path(key))?;
-                Ok(())
-            })();
-            if result.is_err() {
-                let _ = fs::remove_file(&tmp);
-            }
-            result
+                writer.finalize()
+            })
         };
         write().map_err(|e| {
             format!(

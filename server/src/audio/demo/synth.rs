@@ -12,7 +12,10 @@ use std::{
     thread,
 };
 
-use crate::audio::library::{DEMO_ARTIST, hidden_partial, hound_error};
+use crate::{
+    atomic_file,
+    audio::library::{DEMO_ARTIST, hound_error},
+};
 
 /// Makes sure the demo tracks are in `dir`, writing those that are missing, and returns their
 /// paths. The droid then has music on a fresh machine without shipping any recording: a few short
@@ -45,8 +48,8 @@ pub(super) fn ensure_demo_library(dir: &Path) -> io::Result<Vec<PathBuf>> {
 /// Writes one demo track under a hidden name and renames it into place, so an interrupted run
 /// leaves no half track that the next run would take as done.
 fn write_demo(song: &Song, path: &Path) -> io::Result<()> {
-    let partial = hidden_partial(path);
-    let written = write(song, &partial).and_then(|()| fs::rename(&partial, path));
+    let partial = atomic_file::temp_name(path);
+    let written = write(song, &partial).and_then(|()| atomic_file::commit(&partial, path));
     if written.is_err() {
         let _ = fs::remove_file(&partial);
     }
