@@ -350,7 +350,12 @@ struct Server {
 
 /// The configuration file: every part on its simulated or virtual device.
 fn config_file(dir: &Path, eyes: &Path, maestro: &Path) -> String {
-    let path = |p: &Path| p.display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
+    let path = |p: &Path| {
+        p.display()
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+    };
     format!(
         r#"listen = "127.0.0.1:0"
 log_dir = "{logs}"
@@ -419,7 +424,11 @@ async fn start_server(
         address_rx.recv_timeout(Duration::from_secs(120))
     })
     .await?
-    .map_err(|_| anyhow::anyhow!("the server did not say where it listens within 2 minutes: see server.stderr.jsonl"))?;
+    .map_err(|_| {
+        anyhow::anyhow!(
+            "the server did not say where it listens within 2 minutes: see server.stderr.jsonl"
+        )
+    })?;
     Ok(Server {
         child,
         pid,
@@ -438,7 +447,11 @@ fn read_stderr(
     for line in BufReader::new(stderr).lines().map_while(Result::ok) {
         let _ = writeln!(copy, "{line}");
         let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
-            soak.error("server stderr", &format!("not a JSON log line: {line}"), None);
+            soak.error(
+                "server stderr",
+                &format!("not a JSON log line: {line}"),
+                None,
+            );
             continue;
         };
         let level = event["level"].as_str().unwrap_or("?").to_owned();
@@ -729,7 +742,11 @@ async fn unplugger(
             .await
             .expect("unplug")
         {
-            soak.error("simulator", &format!("cannot unplug {}: {e}", device.name), None);
+            soak.error(
+                "simulator",
+                &format!("cannot unplug {}: {e}", device.name),
+                None,
+            );
             *lock(&device.out_since) = None;
             continue;
         }
@@ -740,14 +757,15 @@ async fn unplugger(
         )
         .await
         .is_ok_and(|r| r.is_ok());
-        match detected {
-            true => lock(&device.detections).push(pulled.elapsed().as_secs_f64()),
-            false => soak.lost(format!(
+        if detected {
+            lock(&device.detections).push(pulled.elapsed().as_secs_f64());
+        } else {
+            soak.lost(format!(
                 "{} pulled out at {:.1} min: no {}.connection.lost within {LOSS_DEADLINE:?}",
                 device.name,
                 soak.minutes(),
                 device.name
-            )),
+            ));
         }
         // Out for a few seconds (the plan steps and speech meanwhile meet a missing board).
         let out_for = between(Duration::from_secs(2), Duration::from_secs(8));
@@ -758,7 +776,11 @@ async fn unplugger(
             .await
             .expect("plug")
         {
-            soak.error("simulator", &format!("cannot plug {} in: {e}", device.name), None);
+            soak.error(
+                "simulator",
+                &format!("cannot plug {} in: {e}", device.name),
+                None,
+            );
         }
         let recovered = tokio::time::timeout(
             RECOVERY_DEADLINE,
@@ -766,14 +788,15 @@ async fn unplugger(
         )
         .await
         .is_ok_and(|r| r.is_ok());
-        match recovered {
-            true => lock(&device.recoveries).push(plugged.elapsed().as_secs_f64()),
-            false => soak.lost(format!(
+        if recovered {
+            lock(&device.recoveries).push(plugged.elapsed().as_secs_f64());
+        } else {
+            soak.lost(format!(
                 "{} plugged back in at {:.1} min: no {}.connection.recovered within {RECOVERY_DEADLINE:?}",
                 device.name,
                 soak.minutes(),
                 device.name
-            )),
+            ));
         }
         *lock(&device.out_since) = None;
         if !still_on {
@@ -953,7 +976,12 @@ async fn layer_loop(soak: Arc<Soak>, mut clients: Clients, layer: &'static Layer
 /// Speech requests every few seconds.
 async fn speaker(soak: Arc<Soak>, mut clients: Clients) {
     let mut n = 0usize;
-    while nap(&soak, between(Duration::from_secs(3), Duration::from_secs(8))).await {
+    while nap(
+        &soak,
+        between(Duration::from_secs(3), Duration::from_secs(8)),
+    )
+    .await
+    {
         n += 1;
         let request = SpeakRequest {
             text: LINES[(n * 3) % LINES.len()].into(),
@@ -987,7 +1015,6 @@ struct Sample {
     dispatched: usize,
     p50_ms: f64,
     p99_ms: f64,
-    tail_entries: u64,
     bus_published: u64,
 }
 
@@ -1112,10 +1139,7 @@ async fn sampler(
             dispatched: latencies.len(),
             p50_ms: ms(quantile(&latencies, 0.5)),
             p99_ms: ms(quantile(&latencies, 0.99)),
-            tail_entries,
-            bus_published: status
-                .as_ref()
-                .map_or(0, |s| bus_number(s, "published")),
+            bus_published: status.as_ref().map_or(0, |s| bus_number(s, "published")),
         };
         println!(
             "{:>6.1} {:>8.1} {:>5} {:>7} {:>8.0} {:>7.2} {:>7.2} {:>9.0} {:>8}  {audio}",
@@ -1184,7 +1208,10 @@ fn spread(values: &[f64]) -> String {
 fn judge_memory(samples: &[Sample], warmup: Duration, args: &Args) -> Vec<String> {
     let mut failures = Vec::new();
     let after: Vec<&Sample> = samples.iter().filter(|s| s.at >= warmup).collect();
-    println!("\nResident memory (VmRSS, MB) by phase (warm-up: the first {:.1} min):", warmup.as_secs_f64() / 60.0);
+    println!(
+        "\nResident memory (VmRSS, MB) by phase (warm-up: the first {:.1} min):",
+        warmup.as_secs_f64() / 60.0
+    );
     let mb = |s: &&Sample| s.rss_kib as f64 / 1024.0;
     let phase = |name: &str, part: &[&Sample]| {
         if part.is_empty() {
@@ -1263,7 +1290,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         program.display()
     );
     let duration = Duration::from_secs_f64(args.minutes * 60.0);
-    anyhow::ensure!(duration >= Duration::from_secs(30), "--minutes must be at least 0.5");
+    anyhow::ensure!(
+        duration >= Duration::from_secs(30),
+        "--minutes must be at least 0.5"
+    );
     let warmup = (duration / 5).min(WARMUP_MAX);
     let dir = std::env::temp_dir().join(format!(
         "cantina-soak-{}-{}",
@@ -1285,7 +1315,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let eyes_board = Arc::new(SimBoard::start(EyesOptions::new(dir.join("eyes")))?);
     let maestro = Arc::new(SimMaestro::start(MaestroOptions::new(dir.join("maestro")))?);
     let config = dir.join("cantina.toml");
-    std::fs::write(&config, config_file(&dir, eyes_board.link(), maestro.link()))?;
+    std::fs::write(
+        &config,
+        config_file(&dir, eyes_board.link(), maestro.link()),
+    )?;
 
     let soak = Arc::new(Soak {
         start: Instant::now(),
@@ -1377,13 +1410,18 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     soak.stop.cancel();
     let samples = sampling.await?;
     // The unpluggers end with their board plugged back in and recovered.
-    while tokio::time::timeout(RECOVERY_DEADLINE + Duration::from_secs(10), tasks.join_next())
-        .await
-        .ok()
-        .flatten()
-        .is_some()
+    while tokio::time::timeout(
+        RECOVERY_DEADLINE + Duration::from_secs(10),
+        tasks.join_next(),
+    )
+    .await
+    .ok()
+    .flatten()
+    .is_some()
     {}
     let final_status = get_status(&mut system).await;
+    // From here on the server is being stopped: the panic button's notice and shutdown's.
+    soak.stopping.store(true, Relaxed);
     let _ = clients
         .plan
         .clone()
@@ -1391,7 +1429,6 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         .await;
 
     // Stop the server as a signal would, and see it go cleanly.
-    soak.stopping.store(true, Relaxed);
     let mut clean = false;
     if exited_early.is_none() {
         // SAFETY: kill with a pid of our own child and a valid signal number has no
@@ -1425,7 +1462,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         for failure in &failures {
             println!("  - {failure}");
         }
-        println!("(the server's data, logs and stderr are in {})", dir.display());
+        println!(
+            "(the server's data, logs and stderr are in {})",
+            dir.display()
+        );
         Ok(false)
     }
 }
@@ -1465,7 +1505,11 @@ fn report(
     }
 
     println!("\nDrop counters:");
-    let entries: Vec<u64> = soak.tailers.iter().map(|t| t.entries.load(Relaxed)).collect();
+    let entries: Vec<u64> = soak
+        .tailers
+        .iter()
+        .map(|t| t.entries.load(Relaxed))
+        .collect();
     let sum = |f: fn(&TailerStats) -> u64| soak.tailers.iter().map(f).sum::<u64>();
     let markers = sum(|t| t.markers.load(Relaxed));
     let skipped = sum(|t| t.skipped.load(Relaxed));
@@ -1486,7 +1530,9 @@ fn report(
         }
     }
     if unmarked > 0 {
-        failures.push(format!("TailLogs followers lost {unmarked} entries without a gap marker"));
+        failures.push(format!(
+            "TailLogs followers lost {unmarked} entries without a gap marker"
+        ));
     }
     if entries.iter().any(|&e| e == 0) {
         failures.push("a TailLogs follower got no entry at all".into());
@@ -1532,7 +1578,9 @@ fn report(
                 bus_number(s, "delivered"),
             );
             if dropped > 0 || handler_drops > 0 {
-                failures.push(format!("the bus dropped {dropped} events ({handler_drops} from its handlers' queues)"));
+                failures.push(format!(
+                    "the bus dropped {dropped} events ({handler_drops} from its handlers' queues)"
+                ));
             }
             if timeouts > 0 {
                 failures.push(format!("bus handlers timed out {timeouts} times"));
@@ -1577,7 +1625,9 @@ fn report(
         lock(&soak.log_lines)
     );
 
-    println!("\nPlans (runs, completed, pre-empted by the override, other ends, steps done, steps failed, paused, resumed):");
+    println!(
+        "\nPlans (runs, completed, pre-empted by the override, other ends, steps done, steps failed, paused, resumed):"
+    );
     for layer in &LAYERS {
         let s = lock(&soak.layers[layer.index]);
         println!(
@@ -1666,7 +1716,9 @@ mod tests {
 
     #[test]
     fn the_slope_of_a_line_is_its_growth() {
-        let points: Vec<(f64, f64)> = (0..10).map(|i| (f64::from(i), 2.0 * f64::from(i) + 5.0)).collect();
+        let points: Vec<(f64, f64)> = (0..10)
+            .map(|i| (f64::from(i), 2.0 * f64::from(i) + 5.0))
+            .collect();
         assert!((slope(&points) - 2.0).abs() < 1e-9);
         let flat: Vec<(f64, f64)> = (0..10).map(|i| (f64::from(i), 7.0)).collect();
         assert_eq!(slope(&flat), 0.0);
