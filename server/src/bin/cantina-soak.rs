@@ -458,10 +458,10 @@ fn read_stderr(
         let fields = &event["fields"];
         let message = fields["message"].as_str().unwrap_or_default();
         *lock(&soak.log_lines).entry(level.clone()).or_default() += 1;
-        if message == "listening" {
-            if let Some(a) = fields["address"].as_str() {
-                let _ = address.send(a.to_owned());
-            }
+        if message == "listening"
+            && let Some(a) = fields["address"].as_str()
+        {
+            let _ = address.send(a.to_owned());
         }
         if level != "WARN" && level != "ERROR" {
             continue;
@@ -486,10 +486,10 @@ fn read_stderr(
         // The group is the message; the fields (ids, times) are the example.
         soak.error(&source, &format!("{level} {message}"), why);
         let mut errors = lock(&soak.errors);
-        if let Some(tally) = errors.get_mut(&(source, fold_digits(&format!("{level} {message}")))) {
-            if tally.explained + tally.unexplained == 1 {
-                tally.example = text.chars().take(300).collect();
-            }
+        if let Some(tally) = errors.get_mut(&(source, fold_digits(&format!("{level} {message}"))))
+            && tally.explained + tally.unexplained == 1
+        {
+            tally.example = text.chars().take(300).collect();
         }
     }
     let _ = copy.flush();
@@ -1534,7 +1534,7 @@ fn report(
             "TailLogs followers lost {unmarked} entries without a gap marker"
         ));
     }
-    if entries.iter().any(|&e| e == 0) {
+    if entries.contains(&0) {
         failures.push("a TailLogs follower got no entry at all".into());
     }
     let vetoed = status.map_or(0, |s| bus_number(s, "vetoed"));
