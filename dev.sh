@@ -3,6 +3,8 @@
 # Rust toolchain:
 #   ./dev.sh server [FLAGS…]   build and run the server with its embedded defaults
 #   ./dev.sh test [ARGS…]      install what the tests need, then run the whole suite
+#   ./dev.sh soak [MINUTES [FLAGS…]]  build in release, then run the soak test (30 minutes
+#                              unless told; FLAGS go to cantina-soak, see its --help)
 # Anything else the commands need (Debian packages: the ALSA headers for cpal,
 # espeak-ng for speech, ffmpeg for the tests' audio files; the Python gRPC client the reflection test
 # drives) they install themselves, once.
@@ -70,8 +72,20 @@ case "${1:-}" in
         cargo build --locked --workspace --all-targets
         exec cargo test --locked --workspace "$@"
         ;;
+    soak)
+        shift
+        minutes="${1:-30}"
+        [ $# -gt 0 ] && shift
+        build_deps
+        # The real server as it ships (release) and the soak driver, with the testkit for the
+        # simulated boards the driver runs; then the run, which prints its figures and fails
+        # (non-zero) on memory growth, a lost event or an unexplained error.
+        cargo build --release --locked -p cantina-server --features testkit \
+            --bin cantina-server --bin cantina-soak
+        exec target/release/cantina-soak --minutes "$minutes" "$@"
+        ;;
     *)
-        echo "usage: ./dev.sh server [FLAGS…] | ./dev.sh test [CARGO TEST ARGS…]" >&2
+        echo "usage: ./dev.sh server [FLAGS…] | ./dev.sh test [CARGO TEST ARGS…] | ./dev.sh soak [MINUTES]" >&2
         exit 2
         ;;
 esac
