@@ -161,12 +161,14 @@ pub fn backlog(ring: &[Entry], request: &TailRequest) -> Vec<Item> {
     }
     // A resume cursor older than the ring: say what fell out of it, so a
     // client coming back from a long outage sees the gap.
+    // Checked: a cursor may be any u64 (u64::MAX overflowed here; found by
+    // fuzzing, server/fuzz/regressions/tail_query/after-seq-max.pb).
     let gap = ring
         .first()
-        .filter(|oldest| query.after_seq > 0 && oldest.seq > query.after_seq + 1)
-        .map(|oldest| Item::Gap {
-            skipped: oldest.seq - query.after_seq - 1,
-        });
+        .filter(|_| query.after_seq > 0)
+        .and_then(|oldest| oldest.seq.checked_sub(query.after_seq)?.checked_sub(1))
+        .filter(|skipped| *skipped > 0)
+        .map(|skipped| Item::Gap { skipped });
     gap.into_iter()
         .chain(wanted.into_iter().cloned().map(Item::Entry))
         .collect()
@@ -396,5 +398,18 @@ mod tests {
         assert!(e.contains("at most 1024 bytes"), "{e}");
         let e = Query::check_filters(&[], &"x".repeat(MAX_FILTER_BYTES + 1)).unwrap_err();
         assert!(e.contains("contains is 1025 bytes"), "{e}");
+    }
+
+    #[test]
+    fn a_cursor_beyond_every_entry_is_no_gap() {
+        let ring = vec![entry(5, Level::INFO, "eyes", "a")];
+        let request = TailRequest {
+            query: Query {
+                after_seq: u64::MAX,
+                ..Query::default()
+            },
+            ..TailRequest::default()
+        };
+        assert!(backlog(&ring, &request).is_empty());
     }
 }
