@@ -382,7 +382,7 @@ fn unknown_message(input: &str, suggestions: &[&'static CommandSpec]) -> String 
 /// Parses `line` against `registry` completely, running nothing: split it
 /// into words, find the command, check its argument count and parse its
 /// arguments. What [`Dispatcher::check`] does, without a droid (the fuzz
-/// targets call it, see `crate::fuzzing`).
+/// targets call it).
 ///
 /// # Errors
 ///

@@ -1,5 +1,5 @@
 //! The gRPC edge's conversions of bytes off the wire, for the fuzz targets
-//! (`crate::fuzzing`): a `RunPlanRequest` into a plan as RunPlan decodes
+//! (the `fuzzing` module): a `RunPlanRequest` into a plan as RunPlan decodes
 //! it, a `TailLogsRequest` into a tail request as TailLogs converts it.
 //! Here because only `grpc/` knows proto types.
 
