@@ -5,6 +5,8 @@
 #   ./dev.sh test [ARGS…]      install what the tests need, then run the whole suite
 #   ./dev.sh soak [MINUTES [FLAGS…]]  build in release, then run the soak test (30 minutes
 #                              unless told; FLAGS go to cantina-soak, see its --help)
+#   ./dev.sh fuzz [TARGET] [SECONDS]
+#                              run a fuzz target (or each in turn) for SECONDS (default 1800)
 # Anything else the commands need (Debian packages: the ALSA headers for cpal,
 # espeak-ng for speech, ffmpeg for the tests' audio files; the Python gRPC client the reflection test
 # drives) they install themselves, once.
@@ -56,6 +58,57 @@ build_deps() {
     apt_install libasound2-dev pkg-config espeak-ng
 }
 
+# The fuzz targets (server/fuzz/fuzz_targets/) and libFuzzer's options for
+# each: the largest input tried (`-max_len`: above every real input of the
+# kind and above the limit it must be refused at, small enough to stay
+# fast), the memory a run may use (`-rss_limit_mb`, and the same for one
+# allocation: a plan document or an upload that asks for gigabytes is a
+# bug), and how long one input may take (`-timeout`: a parser that takes
+# seconds on a few kilobytes is a bug too; audio decoding gets more).
+fuzz_options() {
+    case "$1" in
+        command_line) echo "-max_len=20000 -rss_limit_mb=1024 -timeout=5" ;;   # lines: 16384 chars
+        plan_proto) echo "-max_len=65536 -rss_limit_mb=2048 -timeout=10" ;;
+        plan_document) echo "-max_len=65536 -rss_limit_mb=2048 -timeout=10" ;;
+        config_file) echo "-max_len=16384 -rss_limit_mb=1024 -timeout=5" ;;
+        eyes_answer) echo "-max_len=4096 -rss_limit_mb=512 -timeout=5" ;;
+        maestro_answer) echo "-max_len=4096 -rss_limit_mb=512 -timeout=5" ;;
+        tail_query) echo "-max_len=4096 -rss_limit_mb=1024 -timeout=10" ;;  # patterns: 1024 bytes
+        speech_audio) echo "-max_len=65536 -rss_limit_mb=2048 -timeout=20" ;;
+        *) return 1 ;;
+    esac
+}
+
+# Runs one fuzz target for $2 seconds and prints what it did. New inputs go to
+# server/fuzz/target/corpus/TARGET (git-ignored), with the committed corpus
+# (server/fuzz/corpus/TARGET) read as seeds; a crash is saved in
+# server/fuzz/artifacts/TARGET.
+fuzz_one() {
+    local target=$1 seconds=$2 options log status
+    options=$(fuzz_options "$target") || { say "unknown fuzz target '$target'"; return 2; }
+    log=server/fuzz/target/$target.log
+    mkdir -p "server/fuzz/target/corpus/$target" "server/fuzz/corpus/$target"
+    say "fuzzing $target for ${seconds}s ($options)"
+    status=0
+    # shellcheck disable=SC2086 # the options are words
+    (cd server/fuzz && cargo +nightly fuzz run --sanitizer none --debug-assertions "$target" \
+        "target/corpus/$target" "corpus/$target" -- \
+        -max_total_time="$seconds" -print_final_stats=1 $options) >"$log" 2>&1 || status=$?
+    local runs time
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+    time=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -1)
+    runs=${runs:-0}
+    [ -n "$time" ] && [ "$time" -gt 0 ] || time=$seconds
+    if [ "$status" -eq 0 ]; then
+        printf '%-16s %12s executions %8s execs/s   no crash\n' "$target" "$runs" "$((runs / time))"
+    else
+        printf '%-16s %12s executions %8s execs/s   CRASH (exit %s): see %s and server/fuzz/artifacts/%s\n' \
+            "$target" "$runs" "$((runs / time))" "$status" "$log" "$target"
+        grep -m1 -E 'ERROR: libFuzzer|panicked at|deadly signal|out-of-memory|timeout' "$log" >&2 || tail -20 "$log" >&2
+    fi
+    return "$status"
+}
+
 case "${1:-}" in
     server)
         shift
@@ -84,8 +137,40 @@ case "${1:-}" in
             --bin cantina-server --bin cantina-soak
         exec target/release/cantina-soak --minutes "$minutes" "$@"
         ;;
+    fuzz)
+        shift
+        target=${1:-} seconds=${2:-1800}
+        # The fuzz build compiles the server, which needs the ALSA headers; libFuzzer needs a C++ compiler.
+        build_deps
+        apt_install g++
+        if ! rustup toolchain list | grep -q '^nightly'; then
+            say "installing the nightly toolchain (cargo-fuzz needs it)"
+            rustup toolchain install nightly --profile minimal
+        fi
+        if ! cargo fuzz --version >/dev/null 2>&1; then
+            say "installing cargo-fuzz"
+            cargo install cargo-fuzz --locked
+        fi
+        if [ -n "$target" ]; then
+            targets=("$target")
+        else
+            mapfile -t targets < <(cd server/fuzz && cargo fuzz list)
+        fi
+        failed=0
+        results=()
+        for t in "${targets[@]}"; do
+            line=$(fuzz_one "$t" "$seconds") || failed=1
+            results+=("$line")
+            echo "$line"
+        done
+        say "summary:"
+        printf '%s\n' "${results[@]}"
+        say "new inputs are in server/fuzz/target/corpus/; fold the ones that add coverage into the committed corpus with" \
+            "(cd server/fuzz && cargo +nightly fuzz run -s none -a TARGET corpus/TARGET target/corpus/TARGET -- -merge=1)"
+        exit "$failed"
+        ;;
     *)
-        echo "usage: ./dev.sh server [FLAGS…] | ./dev.sh test [CARGO TEST ARGS…] | ./dev.sh soak [MINUTES]" >&2
+        echo "usage: ./dev.sh server [FLAGS…] | ./dev.sh test [CARGO TEST ARGS…] | ./dev.sh soak [MINUTES] | ./dev.sh fuzz [TARGET] [SECONDS]" >&2
         exit 2
         ;;
 esac

@@ -10,7 +10,8 @@
 //! [`declare`]), [`bus`] (the event bus), [`commands`] (the
 //! console: registry, one file per command), [`grpc`] (the only module that
 //! knows proto types), [`droid`] (shared state), [`modes`], [`audio`], [`eyes`], [`servos`], [`lifecycle`]
-//! (subsystems), [`shutdown`], [`telemetry`], [`memory`] (freed memory handed back).
+//! (subsystems), [`shutdown`], [`telemetry`], [`memory`] (freed memory handed
+//! back); `fuzzing` holds the fuzz targets' bodies (`server/fuzz/`).
 
 pub mod actor;
 pub mod atomic_file;
@@ -21,6 +22,8 @@ pub mod config;
 pub mod declare;
 pub mod droid;
 pub mod eyes;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grpc;
 pub mod lifecycle;
 pub mod logs;

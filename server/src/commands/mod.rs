@@ -337,7 +337,22 @@ pub enum CommandError {
     /// A limit is reached (too many plans queued).
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The line is longer than [`MAX_LINE_CHARS`].
+    #[error(
+        "the command line has {chars} characters; a command line has at most {MAX_LINE_CHARS}: shorten it (say a long text in parts)"
+    )]
+    TooLong {
+        /// How many characters the line has.
+        chars: usize,
+    },
 }
+
+/// The longest command line taken, in characters: well above any real
+/// command (the longest text `say` speaks is `speech_max_chars`, 5000 by
+/// default, and a plan's `command` step is at most 5000 characters), and low
+/// enough that splitting, matching and suggesting stay cheap for a line sent
+/// by anyone (a gRPC message may otherwise be 4 MiB).
+pub const MAX_LINE_CHARS: usize = 16_384;
 
 fn unknown_message(input: &str, suggestions: &[&'static CommandSpec]) -> String {
     let names: Vec<String> = suggestions
@@ -362,6 +377,38 @@ fn unknown_message(input: &str, suggestions: &[&'static CommandSpec]) -> String 
                 .join(" | ")
         ),
     }
+}
+
+/// Parses `line` against `registry` completely, running nothing: split it
+/// into words, find the command, check its argument count and parse its
+/// arguments. What [`Dispatcher::check`] does, without a droid (the fuzz
+/// targets call it).
+///
+/// # Errors
+///
+/// The line's problem: too long, empty, not splittable, no such command, bad
+/// arguments.
+pub fn parse_line(
+    registry: &Registry,
+    line: &str,
+) -> Result<(&'static CommandSpec, Vec<String>, Command), CommandError> {
+    // Bytes first: a line of many bytes is long in characters too, and
+    // counting stops early.
+    if line.len() > MAX_LINE_CHARS {
+        let chars = line.chars().count();
+        if chars > MAX_LINE_CHARS {
+            return Err(CommandError::TooLong { chars });
+        }
+    }
+    let words = split(line)?;
+    if words.is_empty() {
+        return Err(CommandError::Empty);
+    }
+    let (spec, used) = registry.resolve(&words)?;
+    let args = words[used..].to_vec();
+    spec.check_arity(&args)?;
+    let command = (spec.parse)(spec, args.clone())?;
+    Ok((spec, args, command))
 }
 
 /// A successfully dispatched command.
@@ -432,15 +479,7 @@ impl Dispatcher {
         &self,
         line: &str,
     ) -> Result<(&'static CommandSpec, Vec<String>, Command), CommandError> {
-        let words = split(line)?;
-        if words.is_empty() {
-            return Err(CommandError::Empty);
-        }
-        let (spec, used) = self.registry.resolve(&words)?;
-        let args = words[used..].to_vec();
-        spec.check_arity(&args)?;
-        let command = (spec.parse)(spec, args.clone())?;
-        Ok((spec, args, command))
+        parse_line(&self.registry, line)
     }
 
     async fn run(&self, line: &str) -> Result<Dispatched, CommandError> {
@@ -456,5 +495,34 @@ impl Dispatcher {
             args,
             reply,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_is_parsed_without_a_droid_and_bounded_in_length() {
+        let registry = Registry::new(all()).unwrap();
+        let (spec, args, _) = parse_line(&registry, "eye pattern happy").unwrap();
+        assert_eq!(
+            (spec.name, args),
+            ("eye pattern", vec!["happy".to_string()])
+        );
+        let longest = format!("say {}", "a".repeat(MAX_LINE_CHARS - 4));
+        assert!(!matches!(
+            parse_line(&registry, &longest),
+            Err(CommandError::TooLong { .. })
+        ));
+        let e = parse_line(&registry, &format!("{longest}a")).unwrap_err();
+        assert!(matches!(e, CommandError::TooLong { chars } if chars == MAX_LINE_CHARS + 1));
+        assert!(e.to_string().contains("at most 16384"), "{e}");
+        // Characters count, not bytes.
+        let wide = format!("say {}", "é".repeat(MAX_LINE_CHARS - 4));
+        assert!(!matches!(
+            parse_line(&registry, &wide),
+            Err(CommandError::TooLong { .. })
+        ));
     }
 }

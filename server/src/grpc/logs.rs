@@ -70,7 +70,8 @@ fn level_from_proto(value: i32) -> Result<Option<Level>, Status> {
 }
 
 /// The domain request of a proto one.
-fn tail_request(request: TailLogsRequest) -> Result<TailRequest, Status> {
+pub(crate) fn tail_request(request: TailLogsRequest) -> Result<TailRequest, Status> {
+    Query::check_filters(&request.services, &request.contains).map_err(Status::invalid_argument)?;
     let since = request
         .since
         .map(|t| {

@@ -6,6 +6,8 @@
 
 mod auth;
 mod command;
+#[doc(hidden)]
+pub mod fuzz;
 mod health;
 mod logs;
 mod peers;
@@ -52,7 +54,8 @@ impl From<CommandError> for Status {
             CommandError::Empty
             | CommandError::Syntax(_)
             | CommandError::Unknown { .. }
-            | CommandError::BadArgs { .. } => Status::invalid_argument(message),
+            | CommandError::BadArgs { .. }
+            | CommandError::TooLong { .. } => Status::invalid_argument(message),
             CommandError::Unavailable(_) => Status::unavailable(message),
             CommandError::FailedPrecondition(_) => Status::failed_precondition(message),
             CommandError::NotFound(_) => Status::not_found(message),

@@ -158,7 +158,7 @@ fn plan_topics() -> TopicSet {
 type PlanEventStream = Pin<Box<dyn Stream<Item = Result<PlanEvent, Status>> + Send>>;
 
 /// A plan to decode, as it came.
-enum Source {
+pub(super) enum Source {
     /// A `Plan` message, as its proto3 JSON.
     Message(serde_json::Value),
     /// A document (given, or a file of the plans folder), read.
@@ -167,7 +167,7 @@ enum Source {
 
 impl Source {
     /// The plan, or every problem (with lines for a document).
-    fn decode(&self, limits: &decode::Limits) -> Result<Plan, Vec<Located>> {
+    pub(super) fn decode(&self, limits: &decode::Limits) -> Result<Plan, Vec<Located>> {
         match self {
             Source::Message(value) => decode::decode(value, limits).map_err(|problems| {
                 problems

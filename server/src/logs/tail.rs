@@ -8,7 +8,7 @@
 use std::{pin::Pin, sync::Arc, time::SystemTime};
 
 use futures_util::{Stream, StreamExt};
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 use tokio::sync::broadcast::error::RecvError;
 use tracing::Level;
 
@@ -31,15 +31,73 @@ pub struct Query {
     pub after_seq: u64,
 }
 
+/// The longest `pattern` taken, in bytes: a log filter is a few words, and
+/// the regex crate's compile time grows with the pattern.
+pub const MAX_PATTERN_BYTES: usize = 1024;
+
+/// The most memory a compiled `pattern` may take (its program and its lazy
+/// DFA's cache each), in bytes: `a{1000}{1000}` is short but would compile to
+/// hundreds of megabytes; real filters need a few kilobytes.
+pub const MAX_PATTERN_MEMORY: usize = 1 << 20;
+
+/// The most `services` a request may name: there are a dozen.
+pub const MAX_SERVICES: usize = 64;
+
+/// The longest service name (or `contains` text) a request may give, in
+/// bytes: service names are single words.
+pub const MAX_FILTER_BYTES: usize = 1024;
+
 impl Query {
-    /// Compiles `pattern` (empty: none); the error says what is wrong with it.
+    /// Compiles `pattern` (empty: none), within [`MAX_PATTERN_BYTES`] and
+    /// [`MAX_PATTERN_MEMORY`]; the error says what is wrong with it.
     pub fn pattern(pattern: &str) -> Result<Option<Regex>, String> {
         match pattern {
             "" => Ok(None),
-            p => Regex::new(p)
+            p if p.len() > MAX_PATTERN_BYTES => Err(format!(
+                "pattern is {} bytes; a pattern is at most {MAX_PATTERN_BYTES} bytes: use a shorter regular expression",
+                p.len()
+            )),
+            p => RegexBuilder::new(p)
+                .size_limit(MAX_PATTERN_MEMORY)
+                .dfa_size_limit(MAX_PATTERN_MEMORY)
+                .build()
                 .map(Some)
-                .map_err(|e| format!("pattern is not a regular expression: {e}")),
+                .map_err(|e| match e {
+                    regex::Error::CompiledTooBig(_) => format!(
+                        "pattern compiles to more than {MAX_PATTERN_MEMORY} bytes (the limit of a pattern): \
+                         use a simpler regular expression (fewer or smaller repetitions)"
+                    ),
+                    e => format!("pattern is not a regular expression: {e}"),
+                }),
         }
+    }
+
+    /// Checks the `services` and `contains` filters against [`MAX_SERVICES`]
+    /// and [`MAX_FILTER_BYTES`].
+    ///
+    /// # Errors
+    ///
+    /// What is too big, and the limit.
+    pub fn check_filters(services: &[String], contains: &str) -> Result<(), String> {
+        if services.len() > MAX_SERVICES {
+            return Err(format!(
+                "{} services named; a request names at most {MAX_SERVICES}: leave services empty for all",
+                services.len()
+            ));
+        }
+        if let Some(long) = services.iter().find(|s| s.len() > MAX_FILTER_BYTES) {
+            return Err(format!(
+                "a service name of {} bytes; a service name is at most {MAX_FILTER_BYTES} bytes",
+                long.len()
+            ));
+        }
+        if contains.len() > MAX_FILTER_BYTES {
+            return Err(format!(
+                "contains is {} bytes; it is at most {MAX_FILTER_BYTES} bytes: use a shorter text",
+                contains.len()
+            ));
+        }
+        Ok(())
     }
 
     /// Whether `entry` is wanted.
@@ -103,12 +161,14 @@ pub fn backlog(ring: &[Entry], request: &TailRequest) -> Vec<Item> {
     }
     // A resume cursor older than the ring: say what fell out of it, so a
     // client coming back from a long outage sees the gap.
+    // Checked: a cursor may be any u64 (u64::MAX overflowed here; found by
+    // fuzzing, server/fuzz/regressions/tail_query/after-seq-max.pb).
     let gap = ring
         .first()
-        .filter(|oldest| query.after_seq > 0 && oldest.seq > query.after_seq + 1)
-        .map(|oldest| Item::Gap {
-            skipped: oldest.seq - query.after_seq - 1,
-        });
+        .filter(|_| query.after_seq > 0)
+        .and_then(|oldest| oldest.seq.checked_sub(query.after_seq)?.checked_sub(1))
+        .filter(|skipped| *skipped > 0)
+        .map(|skipped| Item::Gap { skipped });
     gap.into_iter()
         .chain(wanted.into_iter().cloned().map(Item::Entry))
         .collect()
@@ -312,5 +372,44 @@ mod tests {
         assert!(!follower.wants(&entry(19, Level::WARN, "bus", "old")));
         assert!(!follower.wants(&entry(22, Level::INFO, "commands", "other")));
         assert!(follower.wants(&entry(21, Level::WARN, "bus", "new")));
+    }
+
+    #[test]
+    fn a_pattern_is_bounded_in_length_and_compiled_size() {
+        assert!(Query::pattern(r"servo '\w+' moved").unwrap().is_some());
+        assert!(Query::pattern("").unwrap().is_none());
+        let long = "a".repeat(MAX_PATTERN_BYTES + 1);
+        let e = Query::pattern(&long).unwrap_err();
+        assert!(e.contains("at most 1024 bytes"), "{e}");
+        // Short, but a million states once compiled.
+        let e = Query::pattern("a{1000}{1000}").unwrap_err();
+        assert!(e.contains("compiles to more than 1048576 bytes"), "{e}");
+        let e = Query::pattern("(").unwrap_err();
+        assert!(e.contains("not a regular expression"), "{e}");
+    }
+
+    #[test]
+    fn the_filters_are_bounded() {
+        assert!(Query::check_filters(&["eyes".into()], "moved").is_ok());
+        let many = vec!["eyes".to_string(); MAX_SERVICES + 1];
+        let e = Query::check_filters(&many, "").unwrap_err();
+        assert!(e.contains("at most 64"), "{e}");
+        let e = Query::check_filters(&["x".repeat(MAX_FILTER_BYTES + 1)], "").unwrap_err();
+        assert!(e.contains("at most 1024 bytes"), "{e}");
+        let e = Query::check_filters(&[], &"x".repeat(MAX_FILTER_BYTES + 1)).unwrap_err();
+        assert!(e.contains("contains is 1025 bytes"), "{e}");
+    }
+
+    #[test]
+    fn a_cursor_beyond_every_entry_is_no_gap() {
+        let ring = vec![entry(5, Level::INFO, "eyes", "a")];
+        let request = TailRequest {
+            query: Query {
+                after_seq: u64::MAX,
+                ..Query::default()
+            },
+            ..TailRequest::default()
+        };
+        assert!(backlog(&ring, &request).is_empty());
     }
 }

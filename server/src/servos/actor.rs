@@ -796,11 +796,7 @@ impl Actor {
     }
 
     fn answered(&mut self, query: Query, answer: &[u8]) {
-        let value = || match answer {
-            [low, high] => protocol::decode_u16([*low, *high]),
-            [one] => u16::from(*one),
-            _ => 0,
-        };
+        let value = || protocol::answer_value(answer);
         match query.purpose {
             Purpose::Sync => {
                 // The targets are put back after the probes anyway.

@@ -151,6 +151,17 @@ pub fn decode_u16(answer: [u8; 2]) -> u16 {
     u16::from_le_bytes(answer)
 }
 
+/// The value of a query's answer, however many bytes it has: two (low byte
+/// first) for Get Position and Get Errors, one for Get Moving State; 0 for
+/// anything else (no query is answered so).
+pub fn answer_value(answer: &[u8]) -> u16 {
+    match answer {
+        [low, high] => decode_u16([*low, *high]),
+        [one] => u16::from(*one),
+        _ => 0,
+    }
+}
+
 /// How a board reads the byte stream: one command at a time, data bytes
 /// after their command byte. What does not fit is a serial protocol error,
 /// as the Maestro counts it.

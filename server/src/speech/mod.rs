@@ -403,7 +403,7 @@ fn check_options(options: &SpeakOptions) -> Result<(), SpeechError> {
 }
 
 /// Decodes an upload into a clip at its own rate.
-fn decode_upload(upload: Upload, max: u64) -> Result<Clip, SpeechError> {
+pub(crate) fn decode_upload(upload: Upload, max: u64) -> Result<Clip, SpeechError> {
     let too_big = |n: usize| {
         SpeechError::Invalid(format!(
             "the clip is {n} bytes; at most {max} are accepted (speech_upload_max)"

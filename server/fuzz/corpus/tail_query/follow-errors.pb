@@ -1,0 +1,1 @@
+eyesservos@

@@ -1,0 +1,1 @@
+moved"servo '(\w+)' moved to \d+(
