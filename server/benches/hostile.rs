@@ -93,7 +93,7 @@ impl Server {
         std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_cantina-server"))
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-            .env("CANTINA_TOKEN", TOKEN)
+            .env("CANTINA_TOKEN_FILE", &token_file)
             .env("CANTINA_AUDIO_OUTPUT", "virtual")
             .env("CANTINA_EYES_PORT", "virtual")
             .env("CANTINA_SERVO_PORT", "virtual")
