@@ -347,12 +347,14 @@ async fn nothing_moves_beyond_its_range_or_faster_than_its_speed() {
     let targets = board.targets();
     assert!(targets.len() > 20, "{}", targets.len());
     // 2000 quarter-µs a second at most: 40 per 20 ms frame (more only
-    // after a frame skipped by a late wake-up), and on average.
+    // after a frame skipped by a late wake-up), and on average. `at` is when
+    // the board read the target, which trails its computing by up to a few
+    // ms on a loaded machine: a step may span that much more time.
     for pair in targets.windows(2) {
         let step = pair[0].target.abs_diff(pair[1].target);
         let dt = (pair[1].at - pair[0].at).as_secs_f64().max(0.020);
         assert!(
-            f64::from(step) <= 2000.0 * dt + 2.0,
+            f64::from(step) <= 2000.0 * (dt + 0.005) + 2.0,
             "{step} quarter-µs in {dt} s"
         );
     }
