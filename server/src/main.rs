@@ -29,6 +29,8 @@ fn cli() -> Command {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: freed memory goes back to the system.
+    cantina_server::memory::configure();
     let matches = cli().get_matches();
     let config = match Sources::from_matches(&matches).and_then(|s| s.resolve()) {
         Ok(config) => config,
