@@ -15,7 +15,7 @@
 //! the rest of the day. Every `memory_trim_interval`, when the allocator
 //! holds more than [`TRIM_THRESHOLD`] freed, [`trim`] hands it back with
 //! `malloc_trim(0)`, which releases the free pages of every arena. Asking
-//! how much is free (`mallinfo2`) walks only the allocator's bins, so the
+//! how much is free (`mallinfo`) walks only the allocator's bins, so the
 //! idle check costs microseconds; the trim itself runs on a blocking thread.
 //!
 //! On other allocators (musl, macOS) this does nothing: they return memory
@@ -61,11 +61,15 @@ pub struct Usage {
 pub fn usage() -> Usage {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        // SAFETY: mallinfo2 takes no arguments and returns a plain struct.
-        let info = unsafe { libc::mallinfo2() };
+        // `mallinfo`, not `mallinfo2`: the latter needs glibc 2.33, which a
+        // droid on Debian 11 or Raspberry Pi OS Bullseye does not have. Its
+        // counts are C ints, exact below 2 GiB, which the server stays far under.
+        // SAFETY: mallinfo takes no arguments and returns a plain struct.
+        let info = unsafe { libc::mallinfo() };
+        let bytes = |n: libc::c_int| usize::try_from(n).unwrap_or(0);
         Usage {
-            in_use: info.uordblks + info.hblkhd,
-            free: info.fordblks,
+            in_use: bytes(info.uordblks) + bytes(info.hblkhd),
+            free: bytes(info.fordblks),
         }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]

@@ -138,32 +138,35 @@ pub fn keep(data_dir: PathBuf, mut saved: Saved, audio: &Audio, eyes: &Eyes) {
         }
     };
     let mut brightness_seen = eyes.borrow_and_update().brightness;
+    // What should be on disk: every change lands here first, so that a
+    // write that failed is retried in full with the next change.
+    let mut wanted = saved;
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 changed = audio.changed() => if changed.is_err() { break },
                 changed = eyes.changed() => if changed.is_err() { break },
             }
-            let mut now = saved;
             {
                 let audio = audio.borrow_and_update();
                 // Before the audio first starts its state holds no volume.
                 if audio.state.is_some() && audio.volume != volume_seen {
-                    now.volume = Some(audio.volume);
+                    wanted.volume = Some(audio.volume);
                     volume_seen = audio.volume;
                 }
             }
             {
                 let brightness = eyes.borrow_and_update().brightness;
                 if brightness != brightness_seen {
-                    now.eye_brightness = Some(brightness);
+                    wanted.eye_brightness = Some(brightness);
                     brightness_seen = brightness;
                 }
             }
             // Only a change of its own writes (the audio publishes often).
-            if now == saved {
+            if wanted == saved {
                 continue;
             }
+            let now = wanted;
             let dir = data_dir.clone();
             let written = tokio::task::spawn_blocking(move || save(&dir, &now)).await;
             match written {

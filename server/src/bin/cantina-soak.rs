@@ -365,6 +365,9 @@ eyes_port = "{eyes}"
 servo_port = "{maestro}"
 log_format = "json"
 shutdown_grace = "2s"
+# Every client here is one address (loopback): 32 tailers, the watcher and
+# the plans' RunPlan streams are more than the per-address default of 32.
+max_streams_per_peer = 64
 
 [[servo]]
 name = "head"

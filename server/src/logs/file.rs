@@ -123,7 +123,13 @@ impl<R: Fn(Health)> Writer<R> {
         let interval = self.settings.flush_interval;
         // A deadline, not a timeout per message: a busy server, whose
         // entries never leave the channel idle, is flushed as often.
-        let mut next_flush = Instant::now() + interval;
+        // (A huge interval saturates instead of overflowing the clock.)
+        let after_interval = || {
+            let now = Instant::now();
+            now.checked_add(interval)
+                .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
+        };
+        let mut next_flush = after_interval();
         loop {
             let wait = next_flush.saturating_duration_since(Instant::now());
             let mut flush = false;
@@ -131,8 +137,10 @@ impl<R: Fn(Health)> Writer<R> {
             match rx.recv_timeout(wait) {
                 Ok(Msg::Entry(entry)) => {
                     self.queue(entry);
-                    // Take whatever else is already waiting: one batch.
-                    while let Ok(msg) = rx.try_recv() {
+                    // Take whatever else is already waiting: one batch,
+                    // bounded, so that a flood cannot hold off the flush.
+                    for _ in 0..4096 {
+                        let Ok(msg) = rx.try_recv() else { break };
                         match msg {
                             Msg::Entry(entry) => self.queue(entry),
                             Msg::Flush => flush = true,
@@ -156,7 +164,7 @@ impl<R: Fn(Health)> Writer<R> {
                 self.render_pending();
                 self.write_lines();
                 self.sync();
-                next_flush = Instant::now() + interval;
+                next_flush = after_interval();
             }
         }
     }
@@ -406,7 +414,9 @@ pub fn previous_session(dir: &Path, current: &str) -> Option<Previous> {
     let last = whole.rsplit('\n').next().filter(|l| !l.is_empty());
     let end = if torn {
         PreviousEnd::Torn
-    } else if last.is_some_and(|l| l.contains("log session ") && l.contains(" ended cleanly")) {
+    } else if let (Some(line), Some(id)) = (last, &session_id)
+        && is_clean_end(line, id)
+    {
         PreviousEnd::Clean
     } else {
         PreviousEnd::Abrupt
@@ -416,6 +426,25 @@ pub fn previous_session(dir: &Path, current: &str) -> Option<Previous> {
         session_id,
         last_time: last.and_then(line_time),
         end,
+    })
+}
+
+/// Whether `line` is the clean-end marker of session `id`, written by the
+/// logs service itself: the whole line, not text that merely contains it (a
+/// client can put any words in a logged command line).
+fn is_clean_end(line: &str, id: &str) -> bool {
+    let message = clean_end_message(id);
+    if let Some(rest) = line.strip_prefix('[') {
+        return rest
+            .split_once("] ")
+            .is_some_and(|(_, rest)| rest == format!("{:<5} logs {message}", "INFO"));
+    }
+    serde_json::from_str::<serde_json::Value>(line).is_ok_and(|json| {
+        json["service"] == "logs"
+            && json["message"] == message.as_str()
+            && json["fields"]
+                .as_object()
+                .is_none_or(serde_json::Map::is_empty)
     })
 }
 
@@ -717,6 +746,31 @@ mod tests {
             Some("2026-01-01T00:00:00.000Z")
         );
         assert!(abrupt.warning().unwrap().contains("ended abruptly"));
+        // A client's words in a logged command line are not the marker,
+        // nor is another session's marker.
+        let spoofed = ended(
+            "cantina-session-a.log",
+            &format!(
+                "{start}[2026-01-01T00:00:09.000Z] INFO  commands running command \
+                 line=say logs log session 20260101-000000-abcd ended cleanly\n"
+            ),
+        );
+        assert_eq!(spoofed.end, PreviousEnd::Abrupt);
+        let other = ended(
+            "cantina-session-a.log",
+            &format!(
+                "{start}[2026-01-01T00:00:09.000Z] INFO  logs log session 20250101-000000-ffff ended cleanly\n"
+            ),
+        );
+        assert_eq!(other.end, PreviousEnd::Abrupt);
+        let json_clean = ended(
+            "cantina-session-a.log",
+            &format!(
+                "{{\"service\":\"logs\",\"message\":\"log session 20260101-000000-abcd started\",\"fields\":{{}}}}\n\
+                 {{\"timestamp\":\"2026-01-01T00:00:09Z\",\"service\":\"logs\",\"message\":\"log session 20260101-000000-abcd ended cleanly\",\"fields\":{{}}}}\n"
+            ),
+        );
+        assert_eq!(json_clean.end, PreviousEnd::Clean);
         let torn = ended(
             "cantina-session-a.log",
             &format!("{start}[2026-01-01T00:00:0"),
