@@ -765,10 +765,8 @@ mod tests {
         assert_eq!(other.end, PreviousEnd::Abrupt);
         let json_clean = ended(
             "cantina-session-a.log",
-            &format!(
-                "{{\"service\":\"logs\",\"message\":\"log session 20260101-000000-abcd started\",\"fields\":{{}}}}\n\
-                 {{\"timestamp\":\"2026-01-01T00:00:09Z\",\"service\":\"logs\",\"message\":\"log session 20260101-000000-abcd ended cleanly\",\"fields\":{{}}}}\n"
-            ),
+            "{\"service\":\"logs\",\"message\":\"log session 20260101-000000-abcd started\",\"fields\":{}}\n\
+                 {\"timestamp\":\"2026-01-01T00:00:09Z\",\"service\":\"logs\",\"message\":\"log session 20260101-000000-abcd ended cleanly\",\"fields\":{}}\n",
         );
         assert_eq!(json_clean.end, PreviousEnd::Clean);
         let torn = ended(
