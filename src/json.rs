@@ -41,15 +41,25 @@ fn dynamic<M: Name>() -> Result<prost_reflect::MessageDescriptor, JsonError> {
 }
 
 /// Renders a message as proto3 JSON (fields in camelCase, enums by name,
-/// default values left out, as grpcurl prints them).
+/// default values left out, as grpcurl prints them). A message proto3 JSON
+/// cannot express (a `Duration` or `Timestamp` out of its range, which a
+/// peer can send in binary) renders as `{"error": …}` saying so; see
+/// [`try_to_json`] to handle that case.
 pub fn to_json<M: Message + Name>(message: &M) -> serde_json::Value {
-    let descriptor = dynamic::<M>().expect("generated types are in the descriptor set");
+    try_to_json(message).unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
+}
+
+/// Renders a message as proto3 JSON, or says why it cannot be: a
+/// `Duration` or `Timestamp` out of the range proto3 JSON allows (±10,000
+/// years), which the binary encoding can carry.
+pub fn try_to_json<M: Message + Name>(message: &M) -> Result<serde_json::Value, JsonError> {
+    let descriptor = dynamic::<M>()?;
     let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())
-        .expect("a message re-decodes with its own descriptor");
+        .map_err(|e| JsonError::Invalid(e.to_string()))?;
     let options = SerializeOptions::new().skip_default_fields(true);
     dynamic
         .serialize_with_options(serde_json::value::Serializer, &options)
-        .expect("serializing a dynamic message into a JSON value cannot fail")
+        .map_err(|e| JsonError::Invalid(e.to_string()))
 }
 
 /// Parses proto3 JSON (camelCase or original field names) into a message.

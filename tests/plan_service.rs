@@ -236,6 +236,34 @@ async fn a_bad_plan_is_refused_with_every_problem_and_its_line_and_nothing_runs(
     // Malformed text.
     let error = plans.start_plan(start("{\"steps\": [")).await.unwrap_err();
     assert_eq!(error.code(), Code::InvalidArgument);
+    // A duration the binary encoding carries but proto3 JSON cannot (found
+    // by the plan_proto fuzzer: it panicked the handler).
+    let error = plans
+        .start_plan(StartPlanRequest {
+            plan: Some(pb::Plan {
+                steps: vec![pb::PlanStep {
+                    action: Some(pb::plan_step::Action::Delay(pb::DelayStep {
+                        duration: Some(prost_types::Duration {
+                            seconds: i64::MAX,
+                            nanos: 0,
+                        }),
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument);
+    assert!(error.message().contains("duration"), "{}", error.message());
+    // The server is unharmed: it still answers.
+    system(&server)
+        .await
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

@@ -23,7 +23,8 @@ use crate::{
 pub fn run_plan_request(bytes: &[u8], limits: &Limits) -> Option<Result<Plan, Vec<Located>>> {
     let request = RunPlanRequest::decode(bytes).ok()?;
     let source = match (request.plan, request.document) {
-        (Some(plan), _) => Source::Message(cantina::json::to_json(&plan)),
+        // RunPlan refuses such a plan with INVALID_ARGUMENT.
+        (Some(plan), _) => Source::Message(cantina::json::try_to_json(&plan).ok()?),
         (None, document) if !document.is_empty() => match parse_document(&document) {
             Ok(document) => Source::Document(document),
             Err(problems) => return Some(Err(problems)),

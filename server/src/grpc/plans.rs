@@ -220,7 +220,12 @@ impl PlanApi {
             ));
         }
         if let Some(plan) = plan {
-            return Ok(Ok(Source::Message(cantina::json::to_json(&plan))));
+            let plan = cantina::json::try_to_json(&plan).map_err(|e| {
+                Status::invalid_argument(format!(
+                    "the plan message cannot be read: {e} (durations are at most 24 h)"
+                ))
+            })?;
+            return Ok(Ok(Source::Message(plan)));
         }
         let text = if plan_name.is_empty() {
             document
