@@ -98,7 +98,15 @@ fuzz_one() {
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     time=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -1)
     runs=${runs:-0}
-    [ -n "$time" ] && [ "$time" -gt 0 ] || time=$seconds
+    if [ -z "$time" ] || [ "$time" -le 0 ]; then
+        # No "Done" line (a crash ends the run early): its last status line's rate.
+        local rate
+        rate=$(grep -o 'exec/s: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$')
+        if [ -n "$rate" ] && [ "$rate" -gt 0 ]; then
+            time=$(( (runs + rate - 1) / rate ))
+        fi
+        [ -n "$time" ] && [ "$time" -gt 0 ] || time=$seconds
+    fi
     if [ "$status" -eq 0 ]; then
         printf '%-16s %12s executions %8s execs/s   no crash\n' "$target" "$runs" "$((runs / time))"
     else
