@@ -152,13 +152,7 @@ impl Server {
 
     /// Resident memory now, in KiB (VmRSS).
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("the server is running");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
+        rss_of(self.child.id()).expect("the server is running")
     }
 
     fn alive(&mut self) -> bool {
@@ -658,7 +652,7 @@ async fn measure(
     let mut next_sample = start;
     while start.elapsed() < measure {
         if Instant::now() >= next_sample {
-            peak = peak.max(rss_of(server_pid));
+            peak = peak.max(rss_of(server_pid).unwrap_or(0));
             next_sample += Duration::from_millis(100);
         }
         let sent = Instant::now();
@@ -672,18 +666,16 @@ async fn measure(
         }
     }
     latencies.sort_unstable();
-    (latencies, failed, peak.max(rss_of(server_pid)))
+    (latencies, failed, peak.max(rss_of(server_pid).unwrap_or(0)))
 }
 
-fn rss_of(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+/// Resident memory of process `pid` in KiB (VmRSS), or `None` once it is gone.
+fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
