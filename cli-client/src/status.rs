@@ -353,15 +353,20 @@ fn bus_line(bus: &prost_types::Struct) -> Option<String> {
 }
 
 /// The open streams against their caps, and what the edge refused:
-/// `streams: 3/256 open (per peer 32) refused=0 · failed tokens: 0`.
+/// `streams: 3/256 open (per peer 32) refused=0 · failed tokens: 0 ·
+/// banned peers: 0 (bans=0 refused conns=0)`.
 fn edge_line(edge: &EdgeStatus) -> String {
     format!(
-        "streams: {}/{} open (per peer {}) refused={} · failed tokens: {}\n",
+        "streams: {}/{} open (per peer {}) refused={} · failed tokens: {} · \
+         banned peers: {} (bans={} refused conns={})\n",
         edge.open_streams,
         edge.max_streams,
         edge.max_streams_per_peer,
         edge.streams_refused,
-        edge.auth_failures
+        edge.auth_failures,
+        edge.peers_banned,
+        edge.peer_bans,
+        edge.connections_refused,
     )
 }
 
@@ -538,6 +543,10 @@ mod tests {
                 streams_refused: 7,
                 auth_failures: 2,
                 stream_peers: 2,
+                peers_banned: 1,
+                peer_bans: 3,
+                connections_refused: 40,
+                strikes: 31,
             }),
         }
     }
@@ -588,7 +597,7 @@ plans:
 
 bus: published=1204 dropped=2 subscribers=4
 
-streams: 3/256 open (per peer 32) refused=7 · failed tokens: 2
+streams: 3/256 open (per peer 32) refused=7 · failed tokens: 2 · banned peers: 1 (bans=3 refused conns=40)
 ";
         assert_eq!(render(&sample(), Colours::OFF), expected);
     }

@@ -29,7 +29,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command, parser::ValueSource};
 
 use crate::declare::{
     Setting, Settings, Validator, duration, duration_or_zero, flag_name, parse_bool, parse_bytes,
-    parse_path, positive, settings,
+    parse_path, positive, settings, whole,
 };
 pub use crate::{
     audio::{AudioOutput, AudioSettings},
@@ -257,6 +257,16 @@ settings! {
         pub max_streams_per_peer: usize = setting {
             key: "max_streams_per_peer", env: "CANTINA_MAX_STREAMS_PER_PEER", default: "32",
             parse: positive,
+        },
+        /// Failures from one address within a minute (wrong tokens, oversized messages, broken HTTP/2) that get it refused for `peer_ban_time` (0: never)
+        pub peer_ban_after: usize = setting {
+            key: "peer_ban_after", env: "CANTINA_PEER_BAN_AFTER", default: "10",
+            parse: whole,
+        },
+        /// How long a peer is refused after `peer_ban_after` failures; twice as long each time again, an hour at most
+        pub peer_ban_time: Duration = setting {
+            key: "peer_ban_time", env: "CANTINA_PEER_BAN_TIME", default: "60s",
+            parse: duration,
         },
         /// The event bus's settings.
         pub bus: BusConfig = group {},
@@ -1390,6 +1400,8 @@ max_us = 1900
             ("concurrency_limit", "16"),
             ("max_streams", "64"),
             ("max_streams_per_peer", "8"),
+            ("peer_ban_after", "0"),
+            ("peer_ban_time", "10m"),
             ("bus_queue_capacity", "10"),
             ("bus_handler_timeout", "1s"),
             ("bus_max_failures", "0"),

@@ -9,6 +9,7 @@ mod command;
 #[doc(hidden)]
 pub mod fuzz;
 mod health;
+mod jail;
 mod logs;
 mod peers;
 mod plans;
@@ -35,6 +36,7 @@ use tonic_health::pb::health_server::{Health as HealthService, HealthServer};
 pub use auth::Auth;
 pub use command::CommandApi;
 pub use health::Health;
+pub use jail::{Jail, JailCounts};
 pub use logs::LogApi;
 pub use plans::PlanApi;
 pub use speech::SpeechApi;
@@ -141,6 +143,12 @@ pub async fn serve(
 ) -> Result<Result<(), tonic::transport::Error>, RouterError> {
     let limit = config.max_message_size;
     let auth = Auth::new(config.token.as_deref());
+    // Strikes and bans, shared by the listener, the connections and the
+    // layer that reads responses.
+    let jail = Jail::new(
+        u32::try_from(config.peer_ban_after).unwrap_or(u32::MAX),
+        config.peer_ban_time,
+    );
     // One set of caps for every service that serves long-lived streams.
     let streams = StreamLimits::new(config.max_streams, config.max_streams_per_peer);
     let commands = CommandServiceServer::new(CommandApi::new(commands))
@@ -160,9 +168,10 @@ pub async fn serve(
     let plans = PlanServiceServer::new(PlanApi::new(droid.clone(), streams.clone()))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
-    let system = SystemServiceServer::new(SystemApi::new(droid, streams, auth.clone()))
-        .max_decoding_message_size(limit)
-        .max_encoding_message_size(limit);
+    let system =
+        SystemServiceServer::new(SystemApi::new(droid, streams, auth.clone(), jail.clone()))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
 
     // Every service added below, and nothing else.
     let served = [
@@ -184,6 +193,7 @@ pub async fn serve(
         // gone), so their event and log streams end instead of lingering.
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+        .layer(jail::JailLayer(jail.clone()))
         .add_service(health)
         .add_service(reflection(&served).build_v1()?)
         .add_service(reflection(&served).build_v1alpha()?)
@@ -194,7 +204,10 @@ pub async fn serve(
         .add_service(InterceptedService::new(log_service, auth));
 
     Ok(router
-        .serve_with_incoming_shutdown(incoming(listener), shutdown.wait_owned())
+        .serve_with_incoming_shutdown(
+            guarded(incoming(listener), jail, config.tls.is_some()),
+            shutdown.wait_owned(),
+        )
         .await)
 }
 
@@ -209,4 +222,21 @@ pub fn incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(TCP_KEEPALIVE))
+}
+
+/// The accepted connections, each watched by `jail`; those of banned peers
+/// are closed at once instead.
+fn guarded(
+    incoming: TcpIncoming,
+    jail: Jail,
+    tls: bool,
+) -> impl futures_util::Stream<Item = std::io::Result<jail::Guarded>> {
+    use futures_util::StreamExt;
+    incoming.filter_map(move |accepted| {
+        let admitted = match accepted {
+            Ok(stream) => jail.admit(stream, tls).map(Ok),
+            Err(e) => Some(Err(e)),
+        };
+        std::future::ready(admitted)
+    })
 }

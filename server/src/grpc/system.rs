@@ -14,7 +14,7 @@ use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 use tracing::{debug, info};
 
-use super::{Auth, StreamLimits};
+use super::{Auth, Jail, StreamLimits};
 use crate::{
     bus::{Event, Item},
     droid::Droid,
@@ -30,22 +30,26 @@ pub struct SystemApi {
     streams: StreamLimits,
     /// The token check, whose refusals GetStatus counts.
     auth: Auth,
+    /// The peers' strikes and bans, which GetStatus counts.
+    jail: Jail,
 }
 
 impl SystemApi {
     /// A service over `droid`, its streams counted against `streams`,
-    /// reporting the refusals of `auth`.
-    pub fn new(droid: Arc<Droid>, streams: StreamLimits, auth: Auth) -> Self {
+    /// reporting the refusals of `auth` and the bans of `jail`.
+    pub fn new(droid: Arc<Droid>, streams: StreamLimits, auth: Auth, jail: Jail) -> Self {
         Self {
             droid,
             streams,
             auth,
+            jail,
         }
     }
 
     /// The gRPC edge, for GetStatus.
     fn edge(&self) -> pb::EdgeStatus {
         let counts = self.streams.counts();
+        let jail = self.jail.counts();
         let small = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         pb::EdgeStatus {
             open_streams: small(counts.open),
@@ -54,6 +58,10 @@ impl SystemApi {
             streams_refused: counts.refused,
             auth_failures: self.auth.failures(),
             stream_peers: small(counts.peers),
+            peers_banned: small(jail.banned),
+            peer_bans: jail.bans,
+            connections_refused: jail.refused,
+            strikes: jail.strikes,
         }
     }
 }
