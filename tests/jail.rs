@@ -89,12 +89,19 @@ async fn status(commands: &mut Commands) -> Result<(), Status> {
 }
 
 /// Whether a call failed because the server closed or refused the
-/// connection (the codes a client library gives a connection that ended).
+/// connection (the codes a client library gives a connection that ended;
+/// RESOURCE_EXHAUSTED is the GOAWAY(ENHANCE_YOUR_CALM) of a refused one,
+/// whose text must then say why).
 fn cut_off(status: &Status) -> bool {
-    matches!(
-        status.code(),
-        Code::Unavailable | Code::Cancelled | Code::Unknown
-    ) && status.source().is_some()
+    let transport = status
+        .source()
+        .map(|e| format!("{e:?}"))
+        .unwrap_or_default();
+    match status.code() {
+        Code::Unavailable | Code::Cancelled | Code::Unknown => !transport.is_empty(),
+        Code::ResourceExhausted => transport.contains("this address is refused for"),
+        _ => false,
+    }
 }
 
 /// The edge's part of GetStatus, asked from 127.0.0.1.

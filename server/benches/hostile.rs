@@ -19,6 +19,13 @@
 //! 5. **wrong tokens**: a storm of `Dispatch` calls with a wrong token;
 //! 6. **stream flood**: 5,000 `TailLogs` follow streams opened and held.
 //!
+//! Each attacker connects from a loopback address of its own (127.0.0.2,
+//! 127.0.0.3, …), as a machine on the network would; the well-behaved client
+//! from 127.0.0.1. Attackers whose requests fail (wrong tokens, oversized
+//! messages, broken HTTP/2) get their address banned (`peer_ban_after`), and
+//! the row says after how many strikes and how many connections were then
+//! refused at accept.
+//!
 //! The client runs alone first and again last; the better p99 of the two is
 //! the reference. The attackers' threads run at the lowest priority (nice
 //! 19): they stand for machines of their own, so the server's work for them
@@ -34,7 +41,7 @@
 
 use std::{
     io::{BufRead, BufReader},
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     process::{Child, Command, Stdio},
     sync::{
         Arc,
@@ -43,12 +50,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cantina::v1::{DispatchRequest, TailLogsRequest};
+use cantina::{
+    client::{AuthChannel, BearerAuth},
+    v1::{
+        DispatchRequest, EdgeStatus, GetStatusRequest, TailLogsRequest,
+        command_service_client::CommandServiceClient, system_service_client::SystemServiceClient,
+    },
+};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
+    net::{TcpSocket, TcpStream},
     task::JoinSet,
 };
+use tonic::{service::interceptor::InterceptedService, transport::Endpoint};
 
 /// The token the server expects and the well-behaved client sends.
 const TOKEN: &str = "bench-token-7f3a";
@@ -220,9 +234,17 @@ impl Attack {
         }
     }
 
-    /// Starts the attack on `tasks`; returns once it is fully under way
+    /// Starts the attack on `tasks` from the loopback address `from` (an
+    /// attacker is a machine of its own); returns once it is fully under way
     /// (every idle connection open, every stream asked for).
-    async fn start(self, address: SocketAddr, tasks: &mut JoinSet<()>, tally: &Arc<Tally>) {
+    async fn start(
+        self,
+        target: SocketAddr,
+        from: IpAddr,
+        tasks: &mut JoinSet<()>,
+        tally: &Arc<Tally>,
+    ) {
+        let address = Peer { target, from };
         match self {
             Attack::None => {}
             Attack::IdleConnections => idle_connections(address, tasks, tally, 1000).await,
@@ -274,7 +296,7 @@ impl Attack {
 /// Opens `count` connections that complete the HTTP/2 handshake and then
 /// say nothing (their reads drain what the server sends: settings, pings).
 async fn idle_connections(
-    address: SocketAddr,
+    address: Peer,
     tasks: &mut JoinSet<()>,
     tally: &Arc<Tally>,
     count: usize,
@@ -284,7 +306,7 @@ async fn idle_connections(
         let tally = tally.clone();
         let ready = ready_tx.clone();
         tasks.spawn(async move {
-            let Ok(mut stream) = TcpStream::connect(address).await else {
+            let Ok(mut stream) = address.connect().await else {
                 tally.refused.fetch_add(1, Relaxed);
                 let _ = ready.send(false).await;
                 return;
@@ -344,13 +366,13 @@ async fn idle_peer(stream: &mut TcpStream) -> String {
 }
 
 /// `count` connections, each dripping a request one byte a second.
-fn slowloris(address: SocketAddr, tasks: &mut JoinSet<()>, tally: &Arc<Tally>, count: usize) {
+fn slowloris(address: Peer, tasks: &mut JoinSet<()>, tally: &Arc<Tally>, count: usize) {
     for i in 0..count {
         let tally = tally.clone();
         tasks.spawn(async move {
             // Spread the connections over the first second.
             tokio::time::sleep(Duration::from_millis((i * 1000 / count) as u64)).await;
-            let Ok(mut stream) = TcpStream::connect(address).await else {
+            let Ok(mut stream) = address.connect().await else {
                 tally.refused.fetch_add(1, Relaxed);
                 return;
             };
@@ -429,14 +451,14 @@ fn garbage_payload(round: u64, rng: &mut u64) -> Vec<u8> {
 
 /// Connects, sends garbage, waits for the server to close, again, at most
 /// ~100 connections a second per worker.
-async fn garbage(address: SocketAddr, tally: Arc<Tally>, worker: u64) {
+async fn garbage(address: Peer, tally: Arc<Tally>, worker: u64) {
     let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ worker;
     let mut round = worker;
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     loop {
         tick.tick().await;
         round += 1;
-        let Ok(mut stream) = TcpStream::connect(address).await else {
+        let Ok(mut stream) = address.connect().await else {
             continue;
         };
         tally.opened.fetch_add(1, Relaxed);
@@ -461,24 +483,50 @@ async fn garbage(address: SocketAddr, tally: Arc<Tally>, worker: u64) {
     }
 }
 
-/// A connected client with the right token.
+/// A connected client with the right token (the well-behaved one).
 async fn client(address: SocketAddr, token: &str) -> cantina::client::Clients {
     cantina::client::connect(&address.to_string(), Some(token))
         .await
         .expect("connects")
 }
 
+/// Where an attacker connects to, and the loopback address it connects from.
+#[derive(Clone, Copy, Debug)]
+struct Peer {
+    target: SocketAddr,
+    from: IpAddr,
+}
+
+impl Peer {
+    /// A TCP connection from `from`.
+    async fn connect(self) -> std::io::Result<TcpStream> {
+        let socket = TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(self.from, 0))?;
+        socket.connect(self.target).await
+    }
+
+    /// A gRPC channel from `from` sending `token`, connecting (again) when
+    /// used, as a client library does after the server closes it.
+    fn channel(self, token: &str) -> AuthChannel {
+        let channel = Endpoint::from_shared(format!("http://{}", self.target))
+            .unwrap()
+            .local_address(Some(self.from))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        InterceptedService::new(channel, BearerAuth::new(Some(token)).unwrap())
+    }
+}
+
 /// Sends 5 MiB Dispatch requests, ~10 a second.
-async fn oversized(address: SocketAddr, tally: Arc<Tally>) {
-    let mut clients = client(address, TOKEN).await;
+async fn oversized(address: Peer, tally: Arc<Tally>) {
+    let mut command = CommandServiceClient::new(address.channel(TOKEN));
     let line = "x".repeat(5 << 20);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tick.tick().await;
         tally.sent.fetch_add(1, Relaxed);
         tally.bytes.fetch_add(line.len() as u64, Relaxed);
-        let result = clients
-            .command
+        let result = command
             .dispatch(DispatchRequest {
                 line: line.clone(),
                 correlation_id: String::new(),
@@ -503,7 +551,7 @@ fn hpack_literal(block: &mut Vec<u8>, name: &str, value: &str) {
 
 /// Connections whose one gRPC message announces 4 GiB, sends a few bytes of
 /// it, then stops: written by hand, since a client library would not.
-async fn announced_huge(address: SocketAddr, tally: Arc<Tally>) {
+async fn announced_huge(address: Peer, tally: Arc<Tally>) {
     let mut headers = Vec::new();
     for (name, value) in [
         (":method", "POST"),
@@ -525,7 +573,7 @@ async fn announced_huge(address: SocketAddr, tally: Arc<Tally>) {
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
         tick.tick().await;
-        let Ok(mut stream) = TcpStream::connect(address).await else {
+        let Ok(mut stream) = address.connect().await else {
             continue;
         };
         if stream.write_all(&request).await.is_err() {
@@ -561,12 +609,11 @@ async fn announced_huge(address: SocketAddr, tally: Arc<Tally>) {
 }
 
 /// Dispatch calls with a wrong token, as fast as the server answers.
-async fn wrong_tokens(address: SocketAddr, tally: Arc<Tally>) {
-    let mut clients = client(address, "not-the-token").await;
+async fn wrong_tokens(address: Peer, tally: Arc<Tally>) {
+    let mut command = CommandServiceClient::new(address.channel("not-the-token"));
     loop {
         tally.sent.fetch_add(1, Relaxed);
-        let result = clients
-            .command
+        let result = command
             .dispatch(DispatchRequest {
                 line: "status".into(),
                 correlation_id: String::new(),
@@ -584,21 +631,15 @@ async fn wrong_tokens(address: SocketAddr, tally: Arc<Tally>) {
 
 /// Opens `count` TailLogs follow streams over 50 connections and holds the
 /// ones the server accepts until the phase ends.
-async fn stream_flood(
-    address: SocketAddr,
-    tasks: &mut JoinSet<()>,
-    tally: &Arc<Tally>,
-    count: usize,
-) {
+async fn stream_flood(address: Peer, tasks: &mut JoinSet<()>, tally: &Arc<Tally>, count: usize) {
     let connections = 50;
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(count);
     for _ in 0..connections {
-        let clients = client(address, TOKEN).await;
+        let channel = address.channel(TOKEN);
         for _ in 0..count / connections {
             let tally = tally.clone();
             let done = done_tx.clone();
-            let mut logs =
-                cantina::v1::log_service_client::LogServiceClient::new(clients.channel.clone());
+            let mut logs = cantina::v1::log_service_client::LogServiceClient::new(channel.clone());
             tasks.spawn(async move {
                 let result = logs
                     .tail_logs(TailLogsRequest {
@@ -667,6 +708,18 @@ async fn measure(
     }
     latencies.sort_unstable();
     (latencies, failed, peak.max(rss_of(server_pid).unwrap_or(0)))
+}
+
+/// The edge's counters (bans, strikes, refused connections), asked by the
+/// well-behaved client.
+async fn edge(clients: &cantina::client::Clients) -> EdgeStatus {
+    SystemServiceClient::new(clients.channel.clone())
+        .get_status(GetStatusRequest {})
+        .await
+        .expect("GetStatus")
+        .into_inner()
+        .edge
+        .unwrap_or_default()
 }
 
 /// Resident memory of process `pid` in KiB (VmRSS), or `None` once it is gone.
@@ -753,16 +806,28 @@ fn main() {
     runtime.block_on(measure(&mut clients, pid, plan.warm_up));
     let baseline = server.rss_kib();
 
-    for attack in Attack::ALL {
+    for (n, attack) in Attack::ALL.into_iter().enumerate() {
         eprintln!("hostile: {} …", attack.name());
         let before = server.rss_kib();
+        let edge_before = runtime.block_on(edge(&clients));
         let tally = Arc::new(Tally::default());
         let mut tasks = JoinSet::new();
         let started = Instant::now();
-        attackers.block_on(attack.start(address, &mut tasks, &tally));
+        // Each attacker from a loopback address of its own: 127.0.0.2, …
+        let from = IpAddr::from([127, 0, 0, 2 + n as u8]);
+        attackers.block_on(attack.start(address, from, &mut tasks, &tally));
         let (latencies, failed, peak) = runtime.block_on(measure(&mut clients, pid, plan.measure));
         let seconds = started.elapsed().as_secs_f64();
-        let achieved = attack.achieved(&tally, seconds);
+        let mut achieved = attack.achieved(&tally, seconds);
+        let edge_after = runtime.block_on(edge(&clients));
+        let bans = edge_after.peer_bans - edge_before.peer_bans;
+        if bans > 0 {
+            achieved.push_str(&format!(
+                "; banned after {} strikes, then {} conns refused at accept",
+                edge_after.strikes - edge_before.strikes,
+                edge_after.connections_refused - edge_before.connections_refused
+            ));
+        }
         attackers.block_on(tasks.shutdown());
         std::thread::sleep(plan.settle);
         assert!(server.alive(), "the server died under {}", attack.name());

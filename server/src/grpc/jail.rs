@@ -7,9 +7,10 @@
 //! - its open connections are closed at their next read or write a quarter
 //!   of a second after the ban (so the answer that earned it gets through);
 //!   HTTP/2 keep-alive pings make sure there is one within half a minute;
-//! - its new connections are closed as soon as they are accepted, after a
-//!   best-effort HTTP/2 GOAWAY (ENHANCE_YOUR_CALM) whose debug text says why
-//!   and for how long;
+//! - its new connections are held, silent, for a second ([`TARPIT`]), then
+//!   get an HTTP/2 GOAWAY (ENHANCE_YOUR_CALM) whose debug text says why and
+//!   for how long, and are closed: a client that reconnects at once costs an
+//!   accept a second, not thousands;
 //! - the ban lasts `peer_ban_time`, twice as long each time the peer is banned
 //!   again (an hour at most); a peer quiet for an hour starts over.
 //!
@@ -167,6 +168,8 @@ struct Inner {
     bans: AtomicU64,
     refused: AtomicU64,
     strikes: AtomicU64,
+    /// Connections of banned peers held now ([`TARPIT`]).
+    held: std::sync::atomic::AtomicUsize,
     state: Mutex<State>,
 }
 
@@ -191,6 +194,7 @@ impl Jail {
             bans: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             strikes: AtomicU64::new(0),
+            held: std::sync::atomic::AtomicUsize::new(0),
             state: Mutex::new(State {
                 peers: HashMap::new(),
                 refusals: Throttle::default(),
@@ -209,23 +213,25 @@ impl Jail {
     /// `peer_ban_after` within a minute. Returns the ban's length if this
     /// strike began one.
     pub fn strike(&self, peer: Option<IpAddr>, offence: Offence, now: Instant) -> Option<Duration> {
-        self.0.strikes.fetch_add(1, Relaxed);
-        let ip = peer?;
-        if self.0.after == 0 {
+        let Some(ip) = peer.filter(|_| self.0.after > 0) else {
+            self.0.strikes.fetch_add(1, Relaxed);
             return None;
-        }
+        };
         let mut state = self.state();
         if !state.peers.contains_key(&ip) && state.peers.len() >= self.0.max_peers {
             state.peers.retain(|_, record| !record.forgettable(now));
             if state.peers.len() >= self.0.max_peers {
+                self.0.strikes.fetch_add(1, Relaxed);
                 return None;
             }
         }
         let record = state.peers.entry(ip).or_insert_with(|| Record::new(now));
         if record.banned_for(now).is_some() {
-            // From a connection not yet closed: the ban is already on.
+            // From a connection not yet closed: the ban is already on, and
+            // this is not a new strike.
             return None;
         }
+        self.0.strikes.fetch_add(1, Relaxed);
         if record.bans > 0 && now.saturating_duration_since(record.last_seen) >= FORGET_AFTER {
             record.bans = 0;
         }
@@ -297,7 +303,7 @@ impl Jail {
         {
             let now = Instant::now();
             if let Some(left) = self.banned_for(ip, now) {
-                self.refuse(&stream, ip, left, now, tls);
+                self.refuse(stream, ip, left, now, tls);
                 return None;
             }
         }
@@ -312,8 +318,10 @@ impl Jail {
     }
 
     /// Turns away a connection from a banned peer: counts it, logs it once
-    /// a minute per peer, and tells the client why when it can.
-    fn refuse(&self, stream: &TcpStream, ip: IpAddr, left: Duration, now: Instant, tls: bool) {
+    /// a minute per peer, holds it for [`TARPIT`] (while fewer than
+    /// [`MAX_HELD`] are held), then tells the client why when it can and
+    /// closes it.
+    fn refuse(&self, stream: TcpStream, ip: IpAddr, left: Duration, now: Instant, tls: bool) {
         self.0.refused.fetch_add(1, Relaxed);
         let due = self.state().refusals.note(Some(ip), now);
         if let Some(due) = due {
@@ -325,14 +333,51 @@ impl Jail {
                  last such line)"
             );
         }
-        if !tls {
-            // Best effort: a client reading before it writes sees why.
-            let _ = stream.try_write(&goaway(&format!(
+        let why = (!tls).then(|| {
+            goaway(&format!(
                 "cantina: this address is refused for {} more seconds after repeated \
                  wrong tokens, oversized messages or broken HTTP/2; see the server's log",
                 left.as_secs().max(1)
-            )));
+            ))
+        });
+        let held = self.0.held.fetch_add(1, Relaxed);
+        if held >= MAX_HELD {
+            self.0.held.fetch_sub(1, Relaxed);
+            say_goodbye(&stream, why.as_deref());
+            return;
         }
+        let jail = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(TARPIT).await;
+            say_goodbye(&stream, why.as_deref());
+            jail.0.held.fetch_sub(1, Relaxed);
+        });
+    }
+}
+
+/// How long a connection from a banned peer is held, silent, before it is
+/// told why and closed. A client that reconnects as soon as it is closed (as
+/// client libraries do) then costs the server one accept a second, not
+/// thousands.
+pub const TARPIT: Duration = Duration::from_secs(1);
+
+/// Connections held at once; beyond them, banned peers' connections are
+/// closed at once.
+pub const MAX_HELD: usize = 1024;
+
+/// Drains what the client sent (so closing sends a FIN, not a reset that
+/// could discard the answer), writes `why` when given, and lets the
+/// connection close. Best effort: nothing here waits.
+fn say_goodbye(stream: &TcpStream, why: Option<&[u8]>) {
+    let mut sink = [0u8; 4096];
+    for _ in 0..16 {
+        match stream.try_read(&mut sink) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+    if let Some(why) = why {
+        let _ = stream.try_write(why);
     }
 }
 
@@ -706,7 +751,11 @@ mod tests {
             Some(Duration::from_secs(120))
         );
         let counts = jail.counts();
-        assert_eq!((counts.bans, counts.strikes), (2, 8));
+        assert_eq!(
+            (counts.bans, counts.strikes),
+            (2, 7),
+            "the one while banned is not"
+        );
         // An hour's quiet after the ban: back to the first length.
         let later = 64 + 120 + 3600;
         for s in later..later + 2 {
