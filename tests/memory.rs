@@ -4,16 +4,11 @@
 
 #![cfg(all(target_os = "linux", target_env = "gnu"))]
 
-use cantina_server::memory::{TRIM_THRESHOLD, trim, usage};
+use cantina_server::memory::{TRIM_THRESHOLD, proc_status, trim, usage};
 
 /// Resident anonymous memory of this process, in KiB.
 fn rss_anon_kib() -> usize {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("RssAnon:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    proc_status(None, "RssAnon").expect("RssAnon in /proc/self/status") as usize
 }
 
 #[test]
@@ -42,4 +37,21 @@ fn a_burst_freed_is_handed_back() {
         "resident {after} KiB after the trim; {before} before the burst, {freed} once freed, {peak} at the peak"
     );
     drop(pin);
+}
+
+#[test]
+fn proc_status_reads_figures_and_counts() {
+    let rss = proc_status(None, "VmRSS").expect("VmRSS");
+    assert!(rss > 1000, "a test binary holds more than 1 MB: {rss} KiB");
+    let me = proc_status(Some(std::process::id()), "VmRSS").expect("by pid");
+    assert!(me.abs_diff(rss) < 100_000, "{me} vs {rss}");
+    assert!(proc_status(None, "Threads").unwrap() >= 1);
+    // A key must be whole: "Vm" is no key, nor is one that is not there.
+    assert_eq!(proc_status(None, "Vm"), None);
+    assert_eq!(proc_status(None, "NoSuchKey"), None);
+    assert_eq!(
+        proc_status(Some(u32::MAX), "VmRSS"),
+        None,
+        "no such process"
+    );
 }

@@ -639,11 +639,7 @@ fn memory_child(path: &Path) {
 
 /// A `kB` field of /proc/self/status.
 fn status_kb(key: &str) -> u64 {
-    let status = fs::read_to_string("/proc/self/status").expect("/proc/self/status (Linux)");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}:")))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    cantina_server::memory::proc_status(None, key)
         .unwrap_or_else(|| panic!("no {key} in /proc/self/status"))
 }
 

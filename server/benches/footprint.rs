@@ -196,14 +196,7 @@ fn measure(pid: u32, program: &Path) -> Footprint {
     let program = program.canonicalize().unwrap().display().to_string();
     let mut footprint = Footprint {
         threads: std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count()),
-        private: std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("RssAnon:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            })
-            .unwrap_or(0),
+        private: cantina_server::memory::proc_status(Some(pid), "RssAnon").unwrap_or(0),
         ..Footprint::default()
     };
     for (i, map) in maps.iter().enumerate() {

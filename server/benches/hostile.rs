@@ -724,11 +724,7 @@ async fn edge(clients: &cantina::client::Clients) -> EdgeStatus {
 
 /// Resident memory of process `pid` in KiB (VmRSS), or `None` once it is gone.
 fn rss_of(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    cantina_server::memory::proc_status(Some(pid), "VmRSS")
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {

@@ -76,6 +76,21 @@ pub fn usage() -> Usage {
     Usage::default()
 }
 
+/// A `kB` figure of `/proc/PID/status` (`key` as `VmRSS`, `RssAnon`, …), in
+/// KiB, or a count such as `Threads`; for this process when `pid` is `None`.
+/// `None` when there is no such process or line (not Linux).
+pub fn proc_status(pid: Option<u32>, key: &str) -> Option<u64> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/status"),
+        None => "/proc/self/status".to_string(),
+    };
+    let status = std::fs::read_to_string(path).ok()?;
+    status.lines().find_map(|line| {
+        let value = line.strip_prefix(key)?.strip_prefix(':')?;
+        value.split_whitespace().next()?.parse().ok()
+    })
+}
+
 /// Resident memory of this process not backed by files (heap, stacks), in
 /// bytes, from `/proc/self/statm` (0 where there is none).
 pub fn resident_anonymous() -> usize {

@@ -500,16 +500,9 @@ fn read_stderr(
 
 /// The server's VmRSS (KiB) and thread count from /proc, and its open files.
 fn process_stats(pid: u32) -> Option<(u64, u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse::<u64>().ok())
-    };
+    let field = |name: &str| cantina_server::memory::proc_status(Some(pid), name);
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
-    Some((field("VmRSS:")?, field("Threads:")?, fds))
+    Some((field("VmRSS")?, field("Threads")?, fds))
 }
 
 // --- the load ----------------------------------------------------------------
