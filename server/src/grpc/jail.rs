@@ -15,10 +15,12 @@
 //!   again (an hour at most); a peer quiet for an hour starts over.
 //!
 //! What counts as a strike: a request refused for its bearer token; a gRPC
-//! message past `max_message_size`; a connection that does not open with the
-//! HTTP/2 preface (or, with TLS, a TLS handshake); an HTTP/2 protocol error the
-//! server closes the connection for (a GOAWAY with an error code). A stream
-//! cap reached is not one: an honest client can reach it.
+//! message past `max_message_size` (when the refusal is the response's
+//! headers, as for every unary call); a connection that does not open with
+//! the HTTP/2 preface (or, with TLS, a TLS handshake); an HTTP/2 protocol
+//! error the server closes the connection for (a GOAWAY with an error code;
+//! not seen under TLS, where the frames are encrypted below this layer). A
+//! stream cap reached is not one: an honest client can reach it.
 //!
 //! The table is bounded ([`MAX_PEERS`]): peers neither banned nor recently
 //! struck are forgotten first; beyond that, newcomers are not tracked (and so
@@ -32,7 +34,10 @@ use std::{
     pin::Pin,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering::Relaxed},
+        atomic::{
+            AtomicU64, AtomicUsize,
+            Ordering::{Acquire, Relaxed, Release},
+        },
     },
     task::{Context, Poll, ready},
     time::{Duration, Instant},
@@ -101,7 +106,8 @@ struct Record {
     banned: Option<(Instant, Instant)>,
     /// Bans so far (each one twice as long as the last).
     bans: u32,
-    /// When it was last struck or banned.
+    /// When it was last struck, or when its last ban ends (a peer that
+    /// hammers through its ban is not quiet).
     last_seen: Instant,
 }
 
@@ -168,8 +174,9 @@ struct Inner {
     bans: AtomicU64,
     refused: AtomicU64,
     strikes: AtomicU64,
-    /// Connections of banned peers held now ([`TARPIT`]).
-    held: std::sync::atomic::AtomicUsize,
+    /// Connections of banned peers held now ([`TARPIT`]), and at most.
+    held: AtomicUsize,
+    max_held: usize,
     state: Mutex<State>,
 }
 
@@ -194,7 +201,8 @@ impl Jail {
             bans: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             strikes: AtomicU64::new(0),
-            held: std::sync::atomic::AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
+            max_held: max_held(),
             state: Mutex::new(State {
                 peers: HashMap::new(),
                 refusals: Throttle::default(),
@@ -249,10 +257,12 @@ impl Jail {
         record.bans += 1;
         record.strikes = 0;
         record.banned = now.checked_add(length).map(|until| (now, until));
+        // The hour of quiet that forgets the bans counts from this one's end.
+        record.last_seen = record.banned.map_or(now, |(_, until)| until);
         let bans = record.bans;
         drop(state);
         self.0.bans.fetch_add(1, Relaxed);
-        self.0.generation.fetch_add(1, Relaxed);
+        self.0.generation.fetch_add(1, Release);
         warn!(
             peer = %ip,
             seconds = length.as_secs(),
@@ -297,6 +307,9 @@ impl Jail {
     /// byte must open a TLS handshake, and its HTTP/2 is not read (it is
     /// encrypted here).
     pub fn admit(&self, stream: TcpStream, tls: bool) -> Option<Guarded> {
+        // Read before the check: a ban that lands in between is then seen
+        // at the connection's first read or write.
+        let seen = self.0.generation.load(Acquire);
         let ip = stream.peer_addr().ok().map(peers::canonical);
         if let Some(ip) = ip
             && self.0.after > 0
@@ -311,7 +324,7 @@ impl Jail {
             inner: stream,
             ip,
             jail: self.clone(),
-            seen: self.0.generation.load(Relaxed),
+            seen,
             opening: if tls { Opening::Tls } else { Opening::Http2(0) },
             frames: (!tls).then(FrameScanner::default),
         })
@@ -341,7 +354,7 @@ impl Jail {
             ))
         });
         let held = self.0.held.fetch_add(1, Relaxed);
-        if held >= MAX_HELD {
+        if held >= self.0.max_held {
             self.0.held.fetch_sub(1, Relaxed);
             say_goodbye(&stream, why.as_deref());
             return;
@@ -361,9 +374,26 @@ impl Jail {
 /// thousands.
 pub const TARPIT: Duration = Duration::from_secs(1);
 
-/// Connections held at once; beyond them, banned peers' connections are
-/// closed at once.
+/// Connections held at once, at most; beyond them, banned peers'
+/// connections are closed at once. Fewer when the open-files limit is low
+/// ([`max_held`]): held connections must not starve the accept loop of
+/// descriptors.
 pub const MAX_HELD: usize = 1024;
+
+/// [`MAX_HELD`], or a quarter of the soft open-files limit if that is less.
+fn max_held() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        1024
+    };
+    MAX_HELD.min(soft / 4)
+}
 
 /// Drains what the client sent (so closing sends a FIN, not a reset that
 /// could discard the answer), writes `why` when given, and lets the
@@ -520,7 +550,7 @@ impl Guarded {
     /// asked only after a new ban (and at every read and write during the
     /// grace).
     fn still_welcome(&mut self) -> io::Result<()> {
-        let generation = self.jail.0.generation.load(Relaxed);
+        let generation = self.jail.0.generation.load(Acquire);
         if generation == self.seen {
             return Ok(());
         }
@@ -765,6 +795,31 @@ mod tests {
             jail.strike(ip(1), Offence::Token, at(later + 2)),
             Some(Duration::from_secs(60))
         );
+    }
+
+    #[test]
+    fn the_quiet_that_forgets_bans_counts_from_the_end_of_the_last() {
+        let jail = Jail::new(1, Duration::from_secs(60));
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(
+            jail.strike(ip(1), Offence::Token, at(0)),
+            Some(Duration::from_secs(60))
+        );
+        // An hour after the ban began, but not an hour after it ended.
+        assert_eq!(
+            jail.strike(ip(1), Offence::Token, at(3659)),
+            Some(Duration::from_secs(120))
+        );
+        // The longest ban does not start the doubling over either.
+        let mut t = 3659 + 120;
+        let mut last = Duration::ZERO;
+        for _ in 0..8 {
+            last = jail.strike(ip(1), Offence::Token, at(t)).unwrap();
+            t += last.as_secs();
+        }
+        assert_eq!(last, MAX_BAN);
+        assert_eq!(jail.strike(ip(1), Offence::Token, at(t)), Some(MAX_BAN));
     }
 
     #[test]
