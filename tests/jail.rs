@@ -41,6 +41,8 @@ async fn server(after: usize) -> TestServer {
     let mut config = common::test_config();
     config.token = Some(TOKEN.into());
     config.peer_ban_after = after;
+    // The peers here are loopback addresses, spared by default.
+    config.peer_ban_loopback = true;
     config.peer_ban_time = Duration::from_secs(60);
     config.max_message_size = 64 << 10;
     TestServer::with_config(config).await
@@ -352,6 +354,26 @@ async fn oversized_messages_get_the_peer_refused() {
     .await
     .expect("the banned peer's connection ends within 5 s");
     assert!(cut_off(&refused), "{refused:?}");
+}
+
+#[tokio::test]
+async fn loopback_is_spared_by_default() {
+    let mut config = common::test_config();
+    config.token = Some(TOKEN.into());
+    config.peer_ban_after = 3;
+    assert!(!config.peer_ban_loopback, "the default");
+    let server = TestServer::with_config(config).await;
+    let first = channel(&server, 9).await.unwrap();
+    let mut wrong = commands(&first, "guess");
+    for _ in 0..10 {
+        let _ = status(&mut wrong).await;
+    }
+    status(&mut commands(&first, TOKEN)).await.unwrap();
+    status(&mut commands(&channel(&server, 9).await.unwrap(), TOKEN))
+        .await
+        .unwrap();
+    let edge = edge(&server).await;
+    assert_eq!((edge.strikes, edge.peer_bans), (10, 0), "{edge:?}");
 }
 
 #[tokio::test]

@@ -117,6 +117,8 @@ impl Server {
         let child = Command::new(env!("CARGO_BIN_EXE_cantina-server"))
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
             .env("CANTINA_TOKEN_FILE", &token_file)
+            // The attackers are loopback addresses, which are spared by default.
+            .env("CANTINA_PEER_BAN_LOOPBACK", "true")
             .env("CANTINA_AUDIO_OUTPUT", "virtual")
             .env("CANTINA_EYES_PORT", "virtual")
             .env("CANTINA_SERVO_PORT", "virtual")

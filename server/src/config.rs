@@ -268,6 +268,11 @@ settings! {
             key: "peer_ban_time", env: "CANTINA_PEER_BAN_TIME", default: "60s",
             parse: duration,
         },
+        /// Whether loopback addresses (clients on the droid itself) can be banned too; by default they never are, as fail2ban ignores localhost
+        pub peer_ban_loopback: bool = setting {
+            key: "peer_ban_loopback", env: "CANTINA_PEER_BAN_LOOPBACK", default: "false",
+            parse: parse_bool,
+        },
         /// The event bus's settings.
         pub bus: BusConfig = group {},
         /// How often the bus logs its metrics (0s: never)
@@ -1402,6 +1407,7 @@ max_us = 1900
             ("max_streams_per_peer", "8"),
             ("peer_ban_after", "0"),
             ("peer_ban_time", "10m"),
+            ("peer_ban_loopback", "true"),
             ("bus_queue_capacity", "10"),
             ("bus_handler_timeout", "1s"),
             ("bus_max_failures", "0"),

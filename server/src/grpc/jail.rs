@@ -22,6 +22,10 @@
 //! not seen under TLS, where the frames are encrypted below this layer). A
 //! stream cap reached is not one: an honest client can reach it.
 //!
+//! Loopback addresses (clients on the droid itself) are never banned unless
+//! `peer_ban_loopback` says so, as fail2ban ignores localhost: their strikes
+//! are counted, no more.
+//!
 //! The table is bounded ([`MAX_PEERS`]): peers neither banned nor recently
 //! struck are forgotten first; beyond that, newcomers are not tracked (and so
 //! cannot be banned) rather than grow it. Every ban and, once a minute per
@@ -168,6 +172,8 @@ struct Inner {
     after: u32,
     /// The first ban's length.
     ban_time: Duration,
+    /// Whether loopback addresses can be banned.
+    loopback: bool,
     max_peers: usize,
     /// Bumped at every ban, so a connection checks its peer only then.
     generation: AtomicU64,
@@ -187,14 +193,16 @@ pub struct Jail(Arc<Inner>);
 
 impl Jail {
     /// Bans a peer for `ban_time` after `after` strikes within a minute
-    /// (`after` 0: counts strikes, bans no one).
-    pub fn new(after: u32, ban_time: Duration) -> Self {
-        Self::with_capacity(after, ban_time, MAX_PEERS)
+    /// (`after` 0: counts strikes, bans no one); loopback addresses only
+    /// when `loopback`.
+    pub fn new(after: u32, ban_time: Duration, loopback: bool) -> Self {
+        Self::with_capacity(after, ban_time, loopback, MAX_PEERS)
     }
 
-    fn with_capacity(after: u32, ban_time: Duration, max_peers: usize) -> Self {
+    fn with_capacity(after: u32, ban_time: Duration, loopback: bool, max_peers: usize) -> Self {
         Self(Arc::new(Inner {
             after,
+            loopback,
             ban_time,
             max_peers,
             generation: AtomicU64::new(0),
@@ -221,7 +229,8 @@ impl Jail {
     /// `peer_ban_after` within a minute. Returns the ban's length if this
     /// strike began one.
     pub fn strike(&self, peer: Option<IpAddr>, offence: Offence, now: Instant) -> Option<Duration> {
-        let Some(ip) = peer.filter(|_| self.0.after > 0) else {
+        let Some(ip) = peer.filter(|ip| self.0.after > 0 && (self.0.loopback || !ip.is_loopback()))
+        else {
             self.0.strikes.fetch_add(1, Relaxed);
             return None;
         };
@@ -750,7 +759,7 @@ mod tests {
 
     #[test]
     fn bans_after_the_strikes_and_doubles_each_time() {
-        let jail = Jail::new(3, Duration::from_secs(60));
+        let jail = Jail::new(3, Duration::from_secs(60), false);
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
         assert_eq!(jail.strike(ip(1), Offence::Token, at(0)), None);
@@ -799,7 +808,7 @@ mod tests {
 
     #[test]
     fn the_quiet_that_forgets_bans_counts_from_the_end_of_the_last() {
-        let jail = Jail::new(1, Duration::from_secs(60));
+        let jail = Jail::new(1, Duration::from_secs(60), false);
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
         assert_eq!(
@@ -824,7 +833,7 @@ mod tests {
 
     #[test]
     fn strikes_older_than_a_minute_do_not_count() {
-        let jail = Jail::new(3, Duration::from_secs(60));
+        let jail = Jail::new(3, Duration::from_secs(60), false);
         let t0 = Instant::now();
         for s in [0, 30, 61, 100] {
             assert_eq!(
@@ -840,20 +849,33 @@ mod tests {
 
     #[test]
     fn bans_never_with_zero_and_not_the_unknown_peer() {
-        let never = Jail::new(0, Duration::from_secs(60));
+        let never = Jail::new(0, Duration::from_secs(60), false);
         let now = Instant::now();
         for _ in 0..100 {
             assert_eq!(never.strike(ip(1), Offence::Token, now), None);
             assert_eq!(never.strike(None, Offence::Token, now), None);
         }
         assert_eq!(never.counts().strikes, 200);
-        let jail = Jail::new(1, Duration::from_secs(60));
+        let jail = Jail::new(1, Duration::from_secs(60), false);
         assert_eq!(jail.strike(None, Offence::Token, now), None);
     }
 
     #[test]
+    fn loopback_is_banned_only_when_asked() {
+        let now = Instant::now();
+        let local = Some(IpAddr::from([127, 0, 0, 2]));
+        let v6 = Some(IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
+        let spared = Jail::new(1, Duration::from_secs(60), false);
+        assert_eq!(spared.strike(local, Offence::Token, now), None);
+        assert_eq!(spared.strike(v6, Offence::Token, now), None);
+        assert_eq!(spared.counts().strikes, 2, "counted all the same");
+        let strict = Jail::new(1, Duration::from_secs(60), true);
+        assert!(strict.strike(local, Offence::Token, now).is_some());
+    }
+
+    #[test]
     fn many_peers_cannot_grow_the_table() {
-        let jail = Jail::with_capacity(2, Duration::from_secs(60), 4);
+        let jail = Jail::with_capacity(2, Duration::from_secs(60), false, 4);
         let now = Instant::now();
         for n in 0..100 {
             jail.strike(ip(n), Offence::Token, now);

@@ -148,6 +148,7 @@ pub async fn serve(
     let jail = Jail::new(
         u32::try_from(config.peer_ban_after).unwrap_or(u32::MAX),
         config.peer_ban_time,
+        config.peer_ban_loopback,
     );
     // One set of caps for every service that serves long-lived streams.
     let streams = StreamLimits::new(config.max_streams, config.max_streams_per_peer);
