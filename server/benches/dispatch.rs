@@ -33,14 +33,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cantina::v1::{
-    DispatchRequest, DispatchResponse, GetStatusRequest, ListCommandsRequest, ListCommandsResponse,
-    TailLogsRequest,
-    command_service_server::{CommandService, CommandServiceServer},
-};
+use cantina::v1::{DispatchRequest, DispatchResponse, GetStatusRequest, TailLogsRequest};
 use prost::Message;
 use tokio::runtime::Runtime;
-use tonic::{Request, Response, Status};
+
+#[path = "bare/mod.rs"]
+mod bare;
 
 /// The core the servers run on, and the one h2load runs on.
 const SERVER_CORE: usize = 1;
@@ -90,50 +88,11 @@ fn pinned_runtime(name: &str, core: usize) -> Runtime {
         .expect("tokio runtime")
 }
 
-/// `Dispatch` that does nothing but echo the line.
-struct Echo;
-
-#[tonic::async_trait]
-impl CommandService for Echo {
-    async fn dispatch(
-        &self,
-        request: Request<DispatchRequest>,
-    ) -> Result<Response<DispatchResponse>, Status> {
-        let request = request.into_inner();
-        Ok(Response::new(DispatchResponse {
-            command: request.line.clone(),
-            message: request.line,
-            correlation_id: request.correlation_id,
-            ..DispatchResponse::default()
-        }))
-    }
-
-    async fn list_commands(
-        &self,
-        _: Request<ListCommandsRequest>,
-    ) -> Result<Response<ListCommandsResponse>, Status> {
-        Ok(Response::new(ListCommandsResponse::default()))
-    }
-}
-
 /// The bare tonic server: health, reflection and the echo, nothing else.
 async fn bare_server() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let (_, health) = tonic_health::server::health_reporter();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(cantina::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(health)
-            .add_service(reflection)
-            .add_service(CommandServiceServer::new(Echo))
-            .serve_with_incoming(
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            ),
-    );
+    tokio::spawn(bare::serve(listener));
     address
 }
 

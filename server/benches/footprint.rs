@@ -34,37 +34,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cantina::v1::{
-    DispatchRequest, DispatchResponse, ListCommandsRequest, ListCommandsResponse,
-    command_service_server::{CommandService, CommandServiceServer},
-};
-use tonic::{Request, Response, Status};
-
-/// `Dispatch` that echoes the line.
-struct Echo;
-
-#[tonic::async_trait]
-impl CommandService for Echo {
-    async fn dispatch(
-        &self,
-        request: Request<DispatchRequest>,
-    ) -> Result<Response<DispatchResponse>, Status> {
-        let request = request.into_inner();
-        Ok(Response::new(DispatchResponse {
-            command: request.line.clone(),
-            message: request.line,
-            correlation_id: request.correlation_id,
-            ..DispatchResponse::default()
-        }))
-    }
-
-    async fn list_commands(
-        &self,
-        _: Request<ListCommandsRequest>,
-    ) -> Result<Response<ListCommandsResponse>, Status> {
-        Ok(Response::new(ListCommandsResponse::default()))
-    }
-}
+#[path = "bare/mod.rs"]
+mod bare;
 
 /// The bare server, run in this process: prints `listening <address>` and
 /// serves until killed.
@@ -73,20 +44,7 @@ fn bare_server() {
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("listening {}", listener.local_addr().unwrap());
-        let (_, health) = tonic_health::server::health_reporter();
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(cantina::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .unwrap();
-        tonic::transport::Server::builder()
-            .add_service(health)
-            .add_service(reflection)
-            .add_service(CommandServiceServer::new(Echo))
-            .serve_with_incoming(
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            )
-            .await
-            .unwrap();
+        bare::serve(listener).await.unwrap();
     });
 }
 
